@@ -1,0 +1,104 @@
+"""ipc-supervisor: run programs that speak in-band IPC frames, and route their events.
+
+The public API is re-exported here; everything else lives in private modules.
+"""
+
+from ._child import ChildSpec as ChildSpec
+from ._config import ProgramConfig as ProgramConfig
+from ._errors import ConfigError as ConfigError
+from ._errors import SinkError as SinkError
+from ._errors import SpawnError as SpawnError
+from ._errors import SupervisorError as SupervisorError
+from ._events import Event as Event
+from ._events import EventStamper as EventStamper
+from ._events import FrameInvalid as FrameInvalid
+from ._events import FrameInvalidData as FrameInvalidData
+from ._events import ProcessExit as ProcessExit
+from ._events import ProcessExitData as ProcessExitData
+from ._events import ProcessStart as ProcessStart
+from ._events import ProcessStartData as ProcessStartData
+from ._frames import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
+from ._frames import Frame as Frame
+from ._frames import FrameDecoder as FrameDecoder
+from ._frames import InvalidFrame as InvalidFrame
+from ._frames import LineEndRemoved as LineEndRemoved
+from ._frames import Output as Output
+from ._frames import Rejected as Rejected
+from ._messages import ApprovalRequest as ApprovalRequest
+from ._messages import ApprovalRequestData as ApprovalRequestData
+from ._messages import GenericMessage as GenericMessage
+from ._messages import IpcMessage as IpcMessage
+from ._messages import LogData as LogData
+from ._messages import LogMessage as LogMessage
+from ._messages import LoopEnd as LoopEnd
+from ._messages import LoopStart as LoopStart
+from ._messages import LoopStartData as LoopStartData
+from ._messages import LoopStats as LoopStats
+from ._messages import ProgressUpdate as ProgressUpdate
+from ._messages import ProgressUpdateData as ProgressUpdateData
+from ._messages import Question as Question
+from ._messages import QuestionData as QuestionData
+from ._messages import QuestionOption as QuestionOption
+from ._messages import TaskComplete as TaskComplete
+from ._messages import TaskCompleteData as TaskCompleteData
+from ._messages import TaskData as TaskData
+from ._messages import TaskFailed as TaskFailed
+from ._messages import TaskFailedData as TaskFailedData
+from ._messages import TaskStart as TaskStart
+from ._messages import validate_payload as validate_payload
+from ._supervisor import ProgramRunner as ProgramRunner
+from ._supervisor import RunStats as RunStats
+from ._supervisor import TerminalSettings as TerminalSettings
+from .sinks import Sink as Sink
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "ApprovalRequest",
+    "ApprovalRequestData",
+    "ChildSpec",
+    "ConfigError",
+    "Event",
+    "EventStamper",
+    "Frame",
+    "FrameDecoder",
+    "FrameInvalid",
+    "FrameInvalidData",
+    "GenericMessage",
+    "InvalidFrame",
+    "IpcMessage",
+    "LineEndRemoved",
+    "LogData",
+    "LogMessage",
+    "LoopEnd",
+    "LoopStart",
+    "LoopStartData",
+    "LoopStats",
+    "Output",
+    "ProcessExit",
+    "ProcessExitData",
+    "ProcessStart",
+    "ProcessStartData",
+    "ProgramConfig",
+    "ProgramRunner",
+    "ProgressUpdate",
+    "ProgressUpdateData",
+    "Question",
+    "QuestionData",
+    "QuestionOption",
+    "Rejected",
+    "RunStats",
+    "Sink",
+    "SinkError",
+    "SpawnError",
+    "SupervisorError",
+    "TaskComplete",
+    "TaskCompleteData",
+    "TaskData",
+    "TaskFailed",
+    "TaskFailedData",
+    "TaskStart",
+    "TerminalSettings",
+    "validate_payload",
+]

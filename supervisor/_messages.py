@@ -1,0 +1,292 @@
+"""Pydantic models of the IPC frames a child writes, and the frame validator.
+
+The shapes follow what loopwork really sends (see the captures described in
+the project README), which differs from its own docs: ``task_complete``'s
+``duration`` is seconds as a float, ``loop_end``'s ``data`` is a string, and
+frames written by an AI agent (``question``, ``approval_request``, ``log``)
+often lack ``version``, ``timestamp`` and ``messageId``. The models are
+therefore lenient: only the fields a consumer cannot do without are required,
+every declared field is type-checked, and unknown fields are kept.
+
+Unknown event names are accepted as :class:`GenericMessage` so a newer child
+works with an older supervisor. :func:`validate_payload` is pure (no I/O, no
+clock), which lets the sans-IO frame decoder call it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
+
+from ._frames import Rejected
+
+__all__ = [
+    "AnyMessage",
+    "ApprovalRequest",
+    "ApprovalRequestData",
+    "EventData",
+    "GenericMessage",
+    "IpcMessage",
+    "LogData",
+    "LogMessage",
+    "LoopEnd",
+    "LoopStart",
+    "LoopStartData",
+    "LoopStats",
+    "ProgressUpdate",
+    "ProgressUpdateData",
+    "Question",
+    "QuestionData",
+    "QuestionOption",
+    "TaskComplete",
+    "TaskCompleteData",
+    "TaskData",
+    "TaskFailed",
+    "TaskFailedData",
+    "TaskStart",
+    "validate_payload",
+]
+
+Severity: TypeAlias = Literal["low", "medium", "high", "critical"]
+
+
+class EventData(BaseModel):
+    """Base of every event's data: immutable, extra fields kept."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", coerce_numbers_to_str=True)
+
+
+class TaskData(EventData):
+    """``task_start`` data: which task, in which namespace and iteration."""
+
+    taskId: str
+    title: str | None = None
+    namespace: str | None = None
+    iteration: int | None = None
+
+
+class TaskCompleteData(TaskData):
+    """``task_complete`` data.
+
+    ``duration`` is kept as the child sent it: loopwork sends seconds while its
+    docs say milliseconds, so the number is not converted. The supervisor
+    measures durations itself from receipt times.
+    """
+
+    duration: float | None = None
+    success: bool | None = None
+
+
+class TaskFailedData(TaskData):
+    """``task_failed`` data; ``error`` may span several lines."""
+
+    error: str | None = None
+
+
+class LoopStartData(EventData):
+    """``loop_start`` data."""
+
+    namespace: str | None = None
+
+
+class LoopStats(EventData):
+    """``loop_end`` data in the documented form (real loopwork sends a string)."""
+
+    completed: int | None = None
+    failed: int | None = None
+    duration: float | None = None
+
+
+class QuestionOption(EventData):
+    """One answer a ``question`` offers."""
+
+    id: str
+    label: str | None = None
+
+
+class QuestionData(EventData):
+    """``question`` data; ``timeout`` is in seconds."""
+
+    question: str
+    options: tuple[QuestionOption, ...] = ()
+    timeout: float | None = None
+
+
+class ApprovalRequestData(EventData):
+    """``approval_request`` data.
+
+    Real children send either ``{requestId, operation, ...}`` (loopwork's
+    safety plugin) or ``{action, ...}`` (its docs), so both are optional.
+    """
+
+    requestId: str | None = None
+    action: str | None = None
+    operation: str | None = None
+    description: str | None = None
+    severity: Severity | None = None
+    timeout: float | None = None
+
+
+class ProgressUpdateData(EventData):
+    """``progress_update`` data: free-form, with the common fields typed."""
+
+    taskId: str | None = None
+    stepId: str | None = None
+    description: str | None = None
+    phase: str | None = None
+    progress: float | None = None
+    message: str | None = None
+
+
+class LogData(EventData):
+    """``log`` data."""
+
+    level: str = "info"
+    message: str
+
+
+def _new_message_id() -> str:
+    return str(uuid.uuid4())
+
+
+class IpcMessage(BaseModel):
+    """The envelope every frame shares.
+
+    ``version`` and ``messageId`` are filled in when a frame lacks them;
+    ``timestamp`` (epoch milliseconds) stays ``None`` here, because this
+    module reads no clock, and the supervisor sets it to the receipt time.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    type: Literal["ipc"]
+    version: str = "1.0"
+    event: str
+    data: Any = None
+    timestamp: int | None = None
+    messageId: str = Field(default_factory=_new_message_id)
+
+
+class TaskStart(IpcMessage):
+    event: Literal["task_start"]
+    data: TaskData
+
+
+class TaskComplete(IpcMessage):
+    event: Literal["task_complete"]
+    data: TaskCompleteData
+
+
+class TaskFailed(IpcMessage):
+    event: Literal["task_failed"]
+    data: TaskFailedData
+
+
+class LoopStart(IpcMessage):
+    event: Literal["loop_start"]
+    data: LoopStartData = LoopStartData()
+
+
+class LoopEnd(IpcMessage):
+    event: Literal["loop_end"]
+    data: str | LoopStats | None = None
+
+
+class Question(IpcMessage):
+    event: Literal["question"]
+    data: QuestionData
+
+
+class ApprovalRequest(IpcMessage):
+    event: Literal["approval_request"]
+    data: ApprovalRequestData
+
+
+class ProgressUpdate(IpcMessage):
+    event: Literal["progress_update"]
+    data: ProgressUpdateData = ProgressUpdateData()
+
+
+class LogMessage(IpcMessage):
+    event: Literal["log"]
+    data: LogData
+
+
+class GenericMessage(IpcMessage):
+    """An event this version does not know; routed with its data untouched."""
+
+
+_KNOWN: dict[str, type[IpcMessage]] = {
+    "task_start": TaskStart,
+    "task_complete": TaskComplete,
+    "task_failed": TaskFailed,
+    "loop_start": LoopStart,
+    "loop_end": LoopEnd,
+    "question": Question,
+    "approval_request": ApprovalRequest,
+    "progress_update": ProgressUpdate,
+    "log": LogMessage,
+}
+_GENERIC_TAG = "generic"
+
+
+def _event_tag(value: Any) -> str:
+    event = value.get("event") if isinstance(value, dict) else getattr(value, "event", None)
+    return event if isinstance(event, str) and event in _KNOWN else _GENERIC_TAG
+
+
+AnyMessage: TypeAlias = Annotated[
+    Annotated[TaskStart, Tag("task_start")]
+    | Annotated[TaskComplete, Tag("task_complete")]
+    | Annotated[TaskFailed, Tag("task_failed")]
+    | Annotated[LoopStart, Tag("loop_start")]
+    | Annotated[LoopEnd, Tag("loop_end")]
+    | Annotated[Question, Tag("question")]
+    | Annotated[ApprovalRequest, Tag("approval_request")]
+    | Annotated[ProgressUpdate, Tag("progress_update")]
+    | Annotated[LogMessage, Tag("log")]
+    | Annotated[GenericMessage, Tag(_GENERIC_TAG)],
+    Discriminator(_event_tag),
+]
+
+_ADAPTER: TypeAdapter[IpcMessage] = TypeAdapter(AnyMessage)
+
+
+def _describe(error: ValidationError) -> Rejected:
+    first = error.errors(include_url=False)[0]
+    kind = first["type"]
+    # The first loc element is the union tag; the rest is the field path.
+    path = ".".join(str(part) for part in first["loc"][1:])
+    if kind == "json_invalid":
+        return Rejected("json", f"not valid JSON: {first['msg']}")
+    if kind in ("model_type", "dict_type", "model_attributes_type") and not path:
+        return Rejected("type", "payload is not a JSON object")
+    if path == "type":
+        return Rejected("type", 'payload is not an object with "type": "ipc"')
+    return Rejected("schema", f"{path or '<frame>'}: {first['msg']}")
+
+
+def validate_payload(payload: bytes) -> IpcMessage | Rejected:
+    """Validate one frame's payload (the bytes between the markers).
+
+    Args:
+        payload: UTF-8 JSON, possibly surrounded by whitespace and newlines.
+
+    Returns:
+        The typed message, or :class:`Rejected` with reason ``json``, ``type``
+        or ``schema`` and a one-line detail naming the field path.
+    """
+    try:
+        return _ADAPTER.validate_json(payload)
+    except ValidationError as error:
+        return _describe(error)

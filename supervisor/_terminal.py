@@ -1,0 +1,134 @@
+"""supervise's own standard streams: terminal modes and non-blocking streams.
+
+Why this needs care: trio reads and writes file descriptors in non-blocking
+mode, and ``O_NONBLOCK`` belongs to the *open file description*, which
+supervise shares with the shell that started it (and, with ``--no-pty``, with
+the child's inherited stderr). Setting it on fd 0 or 1 directly would leave
+the user's shell, or the child, with non-blocking streams. So terminals and
+pipes are reopened through ``/proc/self/fd`` to get a description of our own;
+regular files and ``/dev/null`` never block and are used as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import termios
+import tty
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import trio
+
+__all__ = [
+    "BlockingFdSendStream",
+    "open_input_stream",
+    "open_output_stream",
+    "raw_terminal",
+    "terminal_modes",
+    "warn",
+    "window_size",
+]
+
+
+def terminal_modes(fd: int) -> list[Any] | None:
+    """termios attributes of ``fd``, or None if it is not a terminal."""
+    if not os.isatty(fd):
+        return None
+    try:
+        return termios.tcgetattr(fd)
+    except termios.error:
+        return None
+
+
+def window_size(*fds: int) -> tuple[int, int] | None:
+    """(rows, columns) of the first terminal among ``fds``, if any."""
+    for fd in fds:
+        with suppress(OSError):
+            size = os.get_terminal_size(fd)
+            if size.lines > 0 and size.columns > 0:
+                return size.lines, size.columns
+    return None
+
+
+@contextmanager
+def raw_terminal(fd: int) -> Iterator[None]:
+    """Put the terminal on ``fd`` in raw mode; restore it on every exit path.
+
+    Raw mode hands every keystroke (Control-C included) to the child's pty,
+    whose own line discipline then echoes, edits lines and raises signals
+    exactly as the user's terminal would without supervise.
+    """
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd, termios.TCSANOW)
+    try:
+        yield
+    finally:
+        with suppress(termios.error):
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _own_description(fd: int, flags: int) -> int | None:
+    """A new open file description for what ``fd`` refers to, if possible."""
+    try:
+        return os.open(f"/proc/self/fd/{fd}", flags | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _never_blocks(fd: int) -> bool:
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISREG(mode) or (stat.S_ISCHR(mode) and not os.isatty(fd))
+
+
+class BlockingFdSendStream(trio.abc.SendStream):
+    """Writes to a regular file or /dev/null, where a write never waits."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        await trio.lowlevel.checkpoint()
+
+
+def open_output_stream(fd: int) -> trio.abc.SendStream:
+    """A trio stream writing to ``fd`` without changing ``fd``'s own flags."""
+    if _never_blocks(fd):
+        return BlockingFdSendStream(os.dup(fd))
+    own = _own_description(fd, os.O_WRONLY)
+    return trio.lowlevel.FdStream(own if own is not None else os.dup(fd))
+
+
+def open_input_stream(fd: int) -> trio.abc.ReceiveStream:
+    """A trio stream reading ``fd`` without changing ``fd``'s own flags."""
+    if _never_blocks(fd):
+        return trio.lowlevel.FdStream(os.dup(fd))
+    own = _own_description(fd, os.O_RDONLY)
+    return trio.lowlevel.FdStream(own if own is not None else os.dup(fd))
+
+
+def warn(message: str) -> None:
+    """Print one line on stderr, ``supervise: message``.
+
+    Ends with ``\\r\\n`` on a terminal, which may be in raw mode.
+    """
+    ending = "\r\n" if os.isatty(2) else "\n"
+    data = f"supervise: {message}{ending}".encode(errors="replace")
+    with suppress(OSError):
+        sys.stderr.flush()
+        os.write(2, data)
