@@ -221,7 +221,7 @@ class PtyChild(Child):
     async def send_all(self, data: bytes | bytearray) -> None:
         if data:
             await self._master.send_all(data)
-            self._last_sent = data[-1:]
+            self._last_sent = bytes(data[-1:])
 
     async def send_eof(self) -> None:
         # In canonical mode Control-D only means end of file at the start of

@@ -193,7 +193,9 @@ class FrameDecoder(Generic[T]):
         # starting here stands alone on its line.
         self._at_line_start = True
         self._frame_at_line_start = False
-        self._scan_from = 0  # where to resume looking for markers in an open frame
+        # Where to resume looking for markers in an open frame, counted from
+        # its START (the buffer may shift between feeds; the frame does not).
+        self._scan_from = _START_LEN
         self._closed = False
 
     @property
@@ -264,7 +266,7 @@ class FrameDecoder(Generic[T]):
                 self._emit_plain(items, bytes(data[pos:found]))
                 pos = found
                 self._frame_at_line_start = self._at_line_start
-                self._scan_from = found + _START_LEN
+                self._scan_from = _START_LEN
                 self._state = self._IN_FRAME
             elif self._state == self._IN_FRAME:
                 advanced = self._scan_frame(data, pos, items, final=final)
@@ -299,7 +301,8 @@ class FrameDecoder(Generic[T]):
         # A payload of at most max_frame_bytes means END starts no later than
         # this; searching further would only buffer more than the cap.
         last_end_start = payload_start + self._max_frame_bytes
-        end = data.find(END_MARKER, self._scan_from, last_end_start + _END_LEN)
+        scan_from = pos + self._scan_from
+        end = data.find(END_MARKER, scan_from, last_end_start + _END_LEN)
         if end != -1:
             restart_limit = end
         elif final:
@@ -308,7 +311,7 @@ class FrameDecoder(Generic[T]):
             # An END not yet complete could still start anywhere in the last
             # _END_LEN - 1 bytes; a START must lie wholly before it to count.
             restart_limit = min(last_end_start, n - (_END_LEN - 1))
-        restart = data.find(START_MARKER, self._scan_from, restart_limit)
+        restart = data.find(START_MARKER, scan_from, restart_limit)
         if restart != -1:
             # A new START inside an open frame: the earlier one was never
             # closed. Its bytes are plain output; the new START opens a frame.
@@ -324,12 +327,13 @@ class FrameDecoder(Generic[T]):
                 )
             )
             self._frame_at_line_start = self._at_line_start
-            self._scan_from = restart + _START_LEN
+            self._scan_from = _START_LEN
             return restart
         if end != -1:
             return self._finish_frame(data, pos, end, items)
-        if n >= last_end_start + _START_LEN:
-            # Every place a marker could start within the cap has been seen.
+        if n >= last_end_start + _START_LEN or (final and n > last_end_start):
+            # Every place a marker could start within the cap has been seen
+            # (or the stream ended past the cap).
             cut = last_end_start
             raw = bytes(data[pos:cut])
             self._emit_plain(items, raw)
@@ -359,7 +363,7 @@ class FrameDecoder(Generic[T]):
         # Resume where an unseen marker could still begin: an END in the last
         # _END_LEN - 1 bytes, or a START ending after restart_limit. Never
         # before payload_start, so an END cannot overlap this frame's START.
-        self._scan_from = max(payload_start, n - (_START_LEN + _END_LEN))
+        self._scan_from = max(payload_start, n - (_START_LEN + _END_LEN)) - pos
         return None
 
     def _finish_frame(
