@@ -9,6 +9,7 @@ buffer if supervise is killed.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import trio
@@ -22,14 +23,18 @@ class FileSink:
     """Append each event's flat JSON form and a newline to ``path``.
 
     The file is created (mode 0o644) if missing; parent directories are not.
-    Writes go straight to the kernel: a local file write does not wait on
-    anything, so it is done on the event loop rather than in a thread.
+    Writes to a regular file go straight to the kernel, which never makes
+    them wait, so they are done on the event loop rather than in a thread. A
+    FIFO, pipe or terminal (``--events /dev/stderr``) can block, so it is
+    written through a non-blocking trio stream instead: a stalled reader then
+    stalls this sink only, never the event loop.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.name = f"file:{self.path}"
         self._fd: int | None = None
+        self._stream: trio.lowlevel.FdStream | None = None
 
     def open(self) -> None:
         """Open the file now, so a bad path fails before the child starts.
@@ -44,11 +49,19 @@ class FileSink:
                 )
             except OSError as exc:
                 raise SinkError(self.name, f"cannot open for appending: {exc.strerror}") from exc
+            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+                self._stream = trio.lowlevel.FdStream(self._fd)
 
     async def send(self, event: Event) -> None:
         self.open()
         assert self._fd is not None
         line = event.to_json() + b"\n"
+        if self._stream is not None:
+            try:
+                await self._stream.send_all(line)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise SinkError(self.name, f"write failed: {exc.__cause__ or exc}") from exc
+            return
         try:
             written = os.write(self._fd, line)
             if written != len(line):
@@ -58,7 +71,10 @@ class FileSink:
         await trio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:
-        if self._fd is not None:
+        if self._stream is not None:
+            await self._stream.aclose()  # closes self._fd too
+        elif self._fd is not None:
             os.close(self._fd)
-            self._fd = None
+        self._stream = None
+        self._fd = None
         await trio.lowlevel.checkpoint()

@@ -19,6 +19,7 @@ import bisect
 import os
 import random
 import re
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -107,7 +108,8 @@ def run_tasks(args: argparse.Namespace, writer: emit.FrameWriter) -> None:
             completed += 1
     total = round(time.monotonic() - loop_start, 3)
     writer.loop_end({"completed": completed, "failed": failed, "duration": total})
-    say(YELLOW, WARN if failed else SUCCESS, f"{completed} completed, {failed} failed")
+    colour, label = (YELLOW, WARN) if failed else (GREEN, SUCCESS)
+    say(colour, label, f"{completed} completed, {failed} failed")
 
 
 def plain_block(rng: random.Random) -> tuple[bytes, list[int]]:
@@ -125,36 +127,45 @@ def plain_block(rng: random.Random) -> tuple[bytes, list[int]]:
 
 
 def run_load(args: argparse.Namespace) -> None:
-    """Write about ``--total-bytes`` of plain lines with a task's frames every ``--frame-every``."""
+    """Write about ``--total-bytes``: plain lines, with a task's frames every ``--frame-every``.
+
+    Plain lines and frames share one binary stream with a 1 MiB buffer, so a
+    frame never overtakes the lines before it and the OS sees large writes.
+    Frames are flushed one by one, as a real child's are, only with
+    ``--flush-frames`` (slower); without it a frame may straddle two writes,
+    which a reader must handle anyway since pipe reads cut anywhere.
+    """
     sys.stdout.flush()
-    out = sys.stdout.buffer
-    writer = emit.FrameWriter(out)  # same stream as the plain blocks, so order is kept
-    block, offsets = plain_block(random.Random(args.seed))
-    view = memoryview(block)
-    if args.frame_every > 0:  # plain output between two tasks: whole blocks, then whole lines
-        full, rest = divmod(args.frame_every, len(block))
-        cut = offsets[max(bisect.bisect_right(offsets, rest) - 1, 0)] if rest or not full else 0
-        chunks = [view] * full + ([view[:cut]] if cut else [])
-    else:
-        chunks = [view]
-    interval = sum(len(chunk) for chunk in chunks)
-    ns, plain, i, failed = args.namespace, 0, 0, 0
-    writer.loop_start(ns)
-    while plain + writer.bytes_written < args.total_bytes:
-        for chunk in chunks:
-            out.write(chunk)
-        plain += interval
-        if args.frame_every > 0:
-            i += 1
-            task_id = f"LOAD-{i:06d}"
-            writer.task_start(task_id, "Load test task", ns, i)
-            if args.fail_every and i % args.fail_every == 0:
-                writer.task_failed(task_id, "Load test task", "claude exited with code 1", ns, i)
-                failed += 1
-            else:
-                writer.task_complete(task_id, "Load test task", 0.528, ns, i)
-    writer.loop_end({"completed": i - failed, "failed": failed, "duration": 0.0})
-    out.flush()
+    with open(sys.stdout.fileno(), "wb", buffering=1 << 20, closefd=False) as out:
+        writer = emit.FrameWriter(out, autoflush=args.flush_frames)
+        block, offsets = plain_block(random.Random(args.seed))
+        view = memoryview(block)
+        if args.frame_every > 0:  # plain output between two tasks: whole blocks, then whole lines
+            full, rest = divmod(args.frame_every, len(block))
+            cut = offsets[max(bisect.bisect_right(offsets, rest) - 1, 0)] if rest or not full else 0
+            chunks = [view] * full + ([view[:cut]] if cut else [])
+        else:
+            chunks = [view]
+        ns, title, started = args.namespace, "Load test task", time.time()
+        plain = i = failed = 0
+        writer.loop_start(ns)
+        while plain + writer.bytes_written < args.total_bytes:
+            for chunk in chunks:
+                out.write(chunk)
+                plain += len(chunk)
+                if plain + writer.bytes_written >= args.total_bytes:
+                    break
+            if args.frame_every > 0:
+                i += 1
+                task_id = f"LOAD-{i:06d}"
+                writer.task_start(task_id, title, ns, i)
+                if args.fail_every and i % args.fail_every == 0:
+                    writer.task_failed(task_id, title, "claude exited with code 1", ns, i)
+                    failed += 1
+                else:
+                    writer.task_complete(task_id, title, 0.528, ns, i)
+        duration = round(time.time() - started, 3)
+        writer.loop_end({"completed": i - failed, "failed": failed, "duration": duration})
     total = plain + writer.bytes_written
     print(f"fake_loopwork: wrote {total} bytes, {writer.frames_written} frames", file=sys.stderr)
 
@@ -185,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--exit-code", type=int, default=0, metavar="N", help="exit status")
     add("--total-bytes", type=parse_size, metavar="SIZE", help="load mode: write SIZE (64M, 1G)")
     add("--frame-every", type=parse_size, default=2048, metavar="BYTES",
-        help="load mode: plain bytes between two tasks' frames")  # fmt: skip
+        help="load mode: plain bytes between two tasks' frames (0: no tasks)")  # fmt: skip
+    add("--flush-frames", action="store_true", help="load mode: flush after every frame")
     args = parser.parse_args(argv)
     try:
         if args.total_bytes is not None:
@@ -205,4 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Started from a non-interactive shell with "&", a process inherits SIGINT
+    # ignored; a test sending Ctrl-C to this child still expects it to stop.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     raise SystemExit(main())

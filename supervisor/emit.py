@@ -39,12 +39,11 @@ depend on the package.
 from __future__ import annotations
 
 import json
-import json.encoder
-import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol, TypeAlias
 
 __all__ = [
@@ -53,6 +52,7 @@ __all__ = [
     "START_MARKER",
     "BinaryWritable",
     "FrameWriter",
+    "QuestionOption",
     "Severity",
     "approval_request",
     "build_envelope",
@@ -85,51 +85,11 @@ _START = START_MARKER.encode("ascii")
 _END_LINE = (END_MARKER + "\n").encode("ascii")
 _PRETTY_START = (START_MARKER + "\n").encode("ascii")
 _PRETTY_END_LINE = ("\n" + END_MARKER + "\n").encode("ascii")
-_COMPACT_HEAD = START_MARKER + '{"type":"ipc","version":"' + PROTOCOL_VERSION + '","event":'
-_COMPACT_TAIL = '"}' + END_MARKER + "\n"
-
-# Built once: json.dumps() with non-default arguments constructs a new encoder
-# on every call, which is measurable when a load generator emits many frames.
+# Built once: json.dumps() with non-default arguments makes a new encoder per call.
 # allow_nan=False because NaN/Infinity are not JSON and a strict reader on the
 # other side would reject the whole frame; failing here names the culprit.
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _PRETTY = json.JSONEncoder(indent=2, ensure_ascii=False, allow_nan=False)
-
-
-def _make_compact_encoder() -> Callable[[object], str]:
-    """A function giving exactly ``_COMPACT.encode(obj)``, at about half the cost.
-
-    ``JSONEncoder.encode`` builds a new C-level encoder on every call, which is
-    most of the price of encoding a small dict; a load generator emitting
-    hundreds of thousands of frames a second notices. This builds that C encoder
-    once. It skips the circular-reference check (a cyclic ``data`` then raises
-    ``RecursionError`` instead of ``ValueError``), because the check's shared
-    bookkeeping could go stale after an encoding error. Falls back to
-    ``_COMPACT.encode`` where the C accelerator is missing or differs.
-    """
-    encode_string: Callable[[str], str] = json.encoder.encode_basestring
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return _COMPACT.encode
-    try:
-        iterencode = make(
-            None, _COMPACT.default, encode_string, None, ":", ",", False, False, False
-        )
-        probe: object = {"a": [1, 2.5, None, True, "\u00e9"]}
-        if "".join(iterencode(probe, 0)) != _COMPACT.encode(probe):
-            return _COMPACT.encode
-    except (TypeError, ValueError):
-        return _COMPACT.encode
-
-    def encode(obj: object) -> str:
-        if isinstance(obj, str):
-            return encode_string(obj)
-        return "".join(iterencode(obj, 0))
-
-    return encode
-
-
-_encode_compact = _make_compact_encoder()
 
 
 class BinaryWritable(Protocol):
@@ -157,15 +117,8 @@ def build_envelope(event: str, data: object) -> dict[str, object]:
 
 
 def new_message_id() -> str:
-    """A random (version 4) UUID string, as loopwork's ``crypto.randomUUID()`` makes.
-
-    Formatted by hand from ``os.urandom``: same distribution and text as
-    ``str(uuid.uuid4())`` at less than half the cost, which matters to a child
-    emitting frames at a high rate.
-    """
-    h = os.urandom(16).hex()
-    variant = "89ab"[int(h[16], 16) & 3]
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
+    """A random (version 4) UUID string, as loopwork's ``crypto.randomUUID()`` makes."""
+    return str(uuid.uuid4())
 
 
 def encode_frame(envelope: Mapping[str, object], *, pretty: bool = False) -> bytes:
@@ -234,28 +187,9 @@ class FrameWriter:
         bare string for ``loop_end``). ``pretty=True`` writes the multi-line
         form (see :func:`encode_frame`).
         """
-        if pretty:
-            envelope = build_envelope(event, data)
-            self.write_frame(encode_frame(envelope, pretty=True))
-            return str(envelope["messageId"])
-        # Same bytes as encode_frame(build_envelope(...)), but only ``data`` goes
-        # through the JSON encoder: about twice as fast for a typical frame.
-        message_id = new_message_id()
-        text = "".join(
-            (
-                _COMPACT_HEAD,
-                _encode_compact(event),
-                ',"data":',
-                _encode_compact(data),
-                ',"timestamp":',
-                str(time.time_ns() // 1_000_000),
-                ',"messageId":"',
-                message_id,
-                _COMPACT_TAIL,
-            )
-        )
-        self.write_frame(text.encode("utf-8", errors="backslashreplace"))
-        return message_id
+        envelope = build_envelope(event, data)
+        self.write_frame(encode_frame(envelope, pretty=pretty))
+        return str(envelope["messageId"])
 
     def write_frame(self, frame: bytes) -> None:
         """Write already-encoded frame bytes with the same locking and flushing as :meth:`emit`.

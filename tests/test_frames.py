@@ -170,7 +170,7 @@ def test_schema_error_names_the_field_path() -> None:
 
 def test_unterminated_at_end_of_stream() -> None:
     """An open frame at end of stream is flushed as output and reported."""
-    items = decode([b"a\n__IPC_START__{\"type\":"])
+    items = decode([b'a\n__IPC_START__{"type":'])
     assert plain(items) == b'a\n__IPC_START__{"type":'
     assert [i.reason for i in items if isinstance(i, InvalidFrame)] == ["unterminated"]
 
@@ -263,7 +263,10 @@ def chunkings(draw: st.DrawFn) -> tuple[bytes, list[bytes]]:
 @settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
 @given(chunkings(), st.sampled_from([16, 40, 1 << 20]))
 @example((b"__IPC_START__IPC_END__", [b"__IPC_START__", b"IPC_END__"]), 1 << 20)
-@example((b"__IPC_START__a__IPC_START__IPC_END__", [b"__IPC_START__a__IPC_START__", b"IPC_END__"]), 1 << 20)
+@example(
+    (b"__IPC_START__a__IPC_START__IPC_END__", [b"__IPC_START__a__IPC_START__", b"IPC_END__"]),
+    1 << 20,
+)
 def test_any_chunking_gives_the_same_items(case: tuple[bytes, list[bytes]], cap: int) -> None:
     """Feeding the stream in any pieces gives the items of feeding it whole."""
     data, chunks = case

@@ -1,0 +1,66 @@
+"""Shared helpers: run the real ``supervise`` command on real child programs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHILDREN = Path(__file__).resolve().parent / "children"
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "loopwork"
+SUPERVISE = [sys.executable, "-m", "supervisor"]
+
+
+def child(name: str, *args: str) -> list[str]:
+    """Command line running ``tests/children/NAME.py`` with this interpreter."""
+    return [sys.executable, "-u", str(CHILDREN / f"{name}.py"), *args]
+
+
+def supervise(
+    *args: str,
+    input: bytes | None = None,
+    timeout: float = 60,
+    stdin: int | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m supervisor ARGS`` to completion and capture its output."""
+    return subprocess.run(
+        [*SUPERVISE, *args],
+        input=input,
+        stdin=stdin if input is None else None,
+        capture_output=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=clean_env(),
+        check=False,
+    )
+
+
+def clean_env() -> dict[str, str]:
+    """The environment for children: no tmux, the project importable."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip(f"loopwork captures not found at {FIXTURES}")
+    return FIXTURES

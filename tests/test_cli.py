@@ -1,0 +1,308 @@
+"""The ``supervise`` command on real children: passthrough, events, exit status, signals."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SUPERVISE, child, clean_env, pid_alive, supervise
+
+
+def read_events(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def start(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*SUPERVISE, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=clean_env(),
+    )
+
+
+def read_until(proc: subprocess.Popen[bytes], marker: bytes, timeout: float = 20) -> bytes:
+    """Read the process's stdout until ``marker`` appears (the READY handshake)."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {marker!r} in {seen!r}"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            data = os.read(fd, 65536)
+            assert data, f"EOF before {marker!r}: {seen!r}"
+            seen += data
+    return seen
+
+
+def finish(proc: subprocess.Popen[bytes], timeout: float = 20) -> tuple[int, bytes, bytes]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err
+
+
+# -- exit status -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_pty", [True, False])
+@pytest.mark.parametrize(
+    ("script", "status"),
+    [("exit 0", 0), ("exit 3", 3), ("kill -9 $$", 137), ("kill -TERM $$", 143)],
+)
+def test_exit_status_is_the_childs(script: str, status: int, use_pty: bool) -> None:
+    """supervise exits with the child's status, or 128+N for signal N."""
+    flags = [] if use_pty else ["--no-pty"]
+    assert supervise(*flags, "--", "sh", "-c", script).returncode == status
+
+
+def test_command_not_found_exits_127() -> None:
+    """A missing command gives one line naming it and status 127."""
+    result = supervise("--", "no-such-command-xyz")
+    assert result.returncode == 127
+    assert result.stderr == b"supervise: no-such-command-xyz: command not found\n"
+
+
+@pytest.mark.parametrize("path", ["/etc/hostname", "/tmp"])
+def test_command_not_executable_exits_126(path: str) -> None:
+    """A file that is not executable, or a directory, gives status 126."""
+    result = supervise("--", path)
+    assert result.returncode == 126
+    assert result.stderr.startswith(f"supervise: {path}: ".encode())
+    assert result.stderr.count(b"\n") == 1
+
+
+def test_usage_error_exits_2() -> None:
+    """No command, or a bad option value, is a usage error with status 2."""
+    assert supervise().returncode == 2
+    result = supervise("--max-frame-bytes", "lots", "--", "true")
+    assert result.returncode == 2
+    assert b"--max-frame-bytes" in result.stderr
+
+
+# -- passthrough -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_pty", [True, False])
+def test_passthrough_is_byte_identical_minus_frames(use_pty: bool) -> None:
+    """Every byte the child writes comes out unchanged (no \\r added), frames removed."""
+    flags = [] if use_pty else ["--no-pty"]
+    result = supervise(*flags, "--", *child("all_bytes"))
+    expected = bytes(range(256)) + b"\nunix\nwindows\r\nold mac\rend\n" + b"tail without newline"
+    assert result.returncode == 0
+    assert result.stdout == expected
+
+
+def test_keep_frames_leaves_output_untouched(tmp_path: Path) -> None:
+    """With --keep-frames the output is exactly what the child wrote; events still flow."""
+    events = tmp_path / "events.jsonl"
+    result = supervise("--keep-frames", "--events", str(events), "--", *child("all_bytes"))
+    direct = subprocess.run(child("all_bytes"), capture_output=True, check=True).stdout
+    assert result.stdout == direct
+    assert [e["event"] for e in read_events(events)] == ["process_start", "log", "process_exit"]
+
+
+def test_events_file_lines(tmp_path: Path) -> None:
+    """--events writes one JSON object per event, in order, with seq and program."""
+    events = tmp_path / "events.jsonl"
+    script = (
+        'printf \'a\\n__IPC_START__{"type":"ipc","event":"task_start",'
+        '"data":{"taskId":"T1","title":"One"}}__IPC_END__\\nb\\n\'; exit 4'
+    )
+    result = supervise("--events", str(events), "--name", "demo", "--", "sh", "-c", script)
+    assert result.returncode == 4
+    assert result.stdout == b"a\nb\n"
+    lines = read_events(events)
+    assert [e["seq"] for e in lines] == [1, 2, 3]
+    assert [e["event"] for e in lines] == ["process_start", "task_start", "process_exit"]
+    assert {e["program"] for e in lines} == {"demo"}
+    start_event, task, exit_event = lines
+    assert start_event["data"]["argv"] == ["sh", "-c", script]  # type: ignore[index]
+    assert task["data"] == {"taskId": "T1", "title": "One"}
+    assert task["source"] == "child"
+    # A frame without timestamp/messageId gets the receipt time and a new id.
+    assert task["timestamp"] == task["received_at"]
+    assert len(str(task["messageId"])) == 36
+    assert exit_event["data"]["exit_code"] == 4  # type: ignore[index]
+    assert exit_event["data"]["signal"] is None  # type: ignore[index]
+
+
+def test_program_name_defaults_to_basename(tmp_path: Path) -> None:
+    """Without --name, events carry the command's basename."""
+    events = tmp_path / "events.jsonl"
+    supervise("--events", str(events), "--", "/bin/true")
+    assert {e["program"] for e in read_events(events)} == {"true"}
+
+
+def test_invalid_frame_is_visible_counted_and_reported(tmp_path: Path) -> None:
+    """A malformed frame stays in the output, becomes frame_invalid, and is named on stderr."""
+    events = tmp_path / "events.jsonl"
+    bad = "__IPC_START__{nope}__IPC_END__"
+    result = supervise("--events", str(events), "--", "printf", f"ok\\n{bad}\\n")
+    assert result.stdout == f"ok\n{bad}\n".encode()
+    invalid = [e for e in read_events(events) if e["event"] == "frame_invalid"]
+    assert len(invalid) == 1
+    assert invalid[0]["data"]["reason"] == "json"  # type: ignore[index]
+    assert invalid[0]["data"]["offset"] == 3  # type: ignore[index]
+    assert result.stderr.startswith(b"supervise: invalid frame at byte 3 (json): ")
+    assert result.stderr.count(b"\n") == 1
+
+
+def test_events_path_that_cannot_be_opened(tmp_path: Path) -> None:
+    """An --events path in a missing directory fails before the child starts."""
+    result = supervise("--events", str(tmp_path / "missing" / "e.jsonl"), "--", "true")
+    assert result.returncode == 2
+    assert b"cannot open for appending" in result.stderr
+
+
+def test_hundred_mib_with_frames(tmp_path: Path) -> None:
+    """100 MiB of output with frames mixed in: exact plain output, every frame counted."""
+    sys.path.insert(0, str(ROOT / "tests" / "children"))
+    try:
+        import bulk
+    finally:
+        sys.path.pop(0)
+    expected = hashlib.sha256()
+    frames = written = expected_size = 0
+    while written < 100 * 1024 * 1024:
+        plain, frame = bulk.block(frames)
+        expected.update(plain)
+        expected_size += len(plain)
+        written += len(plain) + len(frame)
+        frames += 1
+    proc = subprocess.Popen(
+        [*SUPERVISE, "--events", str(tmp_path / "e.jsonl"), "--", *child("bulk", "100")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=clean_env(),
+    )
+    got = hashlib.sha256()
+    size = 0
+    assert proc.stdout is not None
+    while chunk := proc.stdout.read(1 << 20):
+        got.update(chunk)
+        size += len(chunk)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    assert err == b""
+    assert size == expected_size
+    assert got.hexdigest() == expected.hexdigest()
+    events = read_events(tmp_path / "e.jsonl")
+    assert [e["event"] for e in events].count("task_complete") == frames
+    assert [e["seq"] for e in events] == list(range(1, frames + 3))
+
+
+# -- stdin -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_pty", [True, False])
+def test_stdin_is_forwarded_without_echo(use_pty: bool) -> None:
+    """Piped stdin reaches the child; nothing is echoed into the output."""
+    flags = [] if use_pty else ["--no-pty"]
+    result = supervise(*flags, "--", *child("stdin_probe"), input=b"hello\n")
+    assert result.stdout.split(b"\n")[0] == b"line: hello"
+    assert result.stdout.count(b"hello") == 1
+
+
+@pytest.mark.parametrize("use_pty", [True, False])
+def test_child_input_stays_open_after_stdin_eof(use_pty: bool) -> None:
+    """By default the end of supervise's stdin is not passed on."""
+    flags = [] if use_pty else ["--no-pty"]
+    result = supervise(*flags, "--", *child("stdin_probe"), input=b"hello\n")
+    assert result.stdout.endswith(b"stdin: open\n")
+
+
+@pytest.mark.parametrize("use_pty", [True, False])
+def test_forward_eof(use_pty: bool) -> None:
+    """--forward-eof makes a filter such as cat work: echo data | supervise -- cat."""
+    flags = [] if use_pty else ["--no-pty"]
+    result = supervise(*flags, "--forward-eof", "--", "cat", input=b"data\nmore")
+    assert result.returncode == 0
+    assert result.stdout == b"data\nmore"
+
+
+def test_no_pty_stderr_is_separate() -> None:
+    """With --no-pty the child's stderr goes to supervise's stderr untouched."""
+    result = supervise("--no-pty", "--", "sh", "-c", "echo out; echo err >&2")
+    assert result.stdout == b"out\n"
+    assert result.stderr == b"err\n"
+
+
+# -- signals ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize("use_pty", [True, False])
+def test_stop_signals_reach_the_child(signum: signal.Signals, use_pty: bool) -> None:
+    """SIGINT, SIGTERM and SIGHUP sent to supervise go to the child's group."""
+    flags = [] if use_pty else ["--no-pty"]
+    proc = start(*flags, "--", *child("signals", "--report", signum.name))
+    read_until(proc, b"READY")
+    proc.send_signal(signum)
+    status, out, _ = finish(proc)
+    assert status == 0
+    assert f"got {signum.name}".encode() in out
+
+
+def test_sigkill_after_stop_timeout() -> None:
+    """A child that ignores SIGTERM is killed stop-timeout later."""
+    proc = start("--stop-timeout", "0.5", "--", *child("signals", "--ignore", "SIGTERM"))
+    read_until(proc, b"READY")
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    status, _, _ = finish(proc)
+    assert status == 128 + signal.SIGKILL
+    assert 0.4 < time.monotonic() - began < 10
+
+
+def test_second_sigint_kills_at_once() -> None:
+    """A second Control-C does not wait for the stop timeout."""
+    proc = start("--stop-timeout", "30", "--", *child("signals", "--ignore", "SIGINT"))
+    read_until(proc, b"READY")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    began = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    status, _, _ = finish(proc)
+    assert status == 128 + signal.SIGKILL
+    assert time.monotonic() - began < 10
+
+
+@pytest.mark.parametrize("use_pty", [True, False])
+@pytest.mark.parametrize("how", ["stopped", "exited"])
+def test_no_process_left_running(use_pty: bool, how: str) -> None:
+    """A helper the child started is stopped when supervise exits, however the child ends."""
+    flags = [] if use_pty else ["--no-pty"]
+    mode = ["--report", "SIGTERM"] if how == "stopped" else ["--exit"]
+    proc = start(*flags, "--", *child("signals", "--grandchild", *mode))
+    seen = read_until(proc, b"READY")
+    helper = int(seen.split(b"GRANDCHILD ")[1].split()[0])
+    if how == "stopped":
+        proc.send_signal(signal.SIGTERM)
+    status, _, _ = finish(proc)
+    assert status == 0
+    deadline = time.monotonic() + 5
+    while pid_alive(helper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = pid_alive(helper)
+    if alive:
+        os.kill(helper, signal.SIGKILL)
+    assert not alive
