@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
@@ -53,19 +54,23 @@ class FileSink:
                 self._stream = trio.lowlevel.FdStream(self._fd)
 
     async def send(self, event: Event) -> None:
+        await self.send_batch((event,))
+
+    async def send_batch(self, events: Sequence[Event]) -> None:
+        """Append the events' lines with one write, so none waits in a buffer."""
         self.open()
         assert self._fd is not None
-        line = event.to_json() + b"\n"
+        data = b"".join([event.to_json() + b"\n" for event in events])
         if self._stream is not None:
             try:
-                await self._stream.send_all(line)
+                await self._stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise SinkError(self.name, f"write failed: {exc.__cause__ or exc}") from exc
             return
         try:
-            written = os.write(self._fd, line)
-            if written != len(line):
-                raise SinkError(self.name, f"short write ({written} of {len(line)} bytes)")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
         except OSError as exc:
             raise SinkError(self.name, f"write failed: {exc.strerror}") from exc
         await trio.lowlevel.checkpoint()

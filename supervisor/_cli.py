@@ -33,7 +33,7 @@ from ._terminal import (
     warn,
     window_size,
 )
-from .sinks import Sink
+from .sinks import Sink, send_batch
 
 __all__ = ["build_parser", "main"]
 
@@ -41,6 +41,8 @@ USAGE_ERROR = 2
 # Events wait here for the sinks; the decoder never waits unless the sinks
 # fall this far behind.
 _EVENT_BUFFER = 16384
+# At most this many events go to a sink in one call.
+_BATCH = 1024
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -107,19 +109,23 @@ def _terminal_settings() -> TerminalSettings:
     )
 
 
-async def _deliver(
-    receive: trio.MemoryReceiveChannel[Event], sinks: list[Sink], quiet: bool
-) -> None:
-    """Hand each event to every sink; a failing sink is reported, not fatal."""
+async def _deliver(receive: trio.MemoryReceiveChannel[Event], sinks: list[Sink], quiet: bool) -> None:
+    """Hand events to every sink, a batch at a time; a failing sink is reported, not fatal."""
     failed: set[str] = set()
     async with receive:
-        async for event in receive:
-            if event.event == "frame_invalid" and not quiet:
-                data = event.data
-                warn(f"invalid frame at byte {data.offset} ({data.reason}): {data.detail}")
+        async for first in receive:
+            batch = [first]
+            with contextlib.suppress(trio.WouldBlock):
+                while len(batch) < _BATCH:
+                    batch.append(receive.receive_nowait())
+            if not quiet:
+                for event in batch:
+                    if event.event == "frame_invalid":
+                        data = event.data
+                        warn(f"invalid frame at byte {data.offset} ({data.reason}): {data.detail}")
             for sink in sinks:
                 try:
-                    await sink.send(event)
+                    await send_batch(sink, batch)
                 except SinkError as exc:
                     if sink.name not in failed:
                         failed.add(sink.name)

@@ -14,12 +14,13 @@ reads like the child's frame with a few fields added::
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 from pydantic_core import to_json
 
-from ._messages import AnyMessage, EventData, IpcMessage
+from ._messages import EventData, IpcMessage, parse_message
 
 __all__ = [
     "Event",
@@ -86,11 +87,15 @@ SupervisorMessage: TypeAlias = Annotated[
     ProcessStart | ProcessExit | FrameInvalid, Field(discriminator="event")
 ]
 _SUPERVISOR_ADAPTER: TypeAdapter[IpcMessage] = TypeAdapter(SupervisorMessage)
-_CHILD_ADAPTER: TypeAdapter[IpcMessage] = TypeAdapter(AnyMessage)
 
 
-class Event(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Event:
     """One event of a supervised run, as routed to subscribers.
+
+    A plain frozen dataclass rather than a pydantic model: one is built for
+    every frame on the hot path, and everything in it is already validated
+    (``message`` is the pydantic model) or produced by supervise itself.
 
     Attributes:
         seq: 1, 2, 3 ... in stream order within one run of supervise.
@@ -100,13 +105,11 @@ class Event(BaseModel):
         message: the typed message (``message.event``, ``message.data`` ...).
     """
 
-    model_config = ConfigDict(frozen=True)
-
     seq: int
     program: str
     received_at: int
     source: Source
-    message: SerializeAsAny[IpcMessage]
+    message: IpcMessage
 
     @property
     def event(self) -> str:
@@ -129,7 +132,7 @@ class Event(BaseModel):
         message = self.message
         data = message.data
         data_json = (
-            data.model_dump_json(exclude_unset=True).encode()
+            data.__pydantic_serializer__.to_json(data, exclude_unset=True)
             if isinstance(data, BaseModel)
             else to_json(data)
         )
@@ -147,26 +150,28 @@ class Event(BaseModel):
             b'"timestamp":' + to_json(message.timestamp),
             b'"messageId":' + to_json(message.messageId),
         ]
-        for key, value in (message.model_extra or {}).items():
-            parts.append(to_json(key) + b":" + to_json(value))
+        if message.model_extra:
+            parts.extend(to_json(k) + b":" + to_json(v) for k, v in message.model_extra.items())
         return b",".join(parts) + b"}"
 
     @classmethod
     def from_json(cls, line: bytes | str) -> Event:
-        """Parse a line written by :meth:`to_json`."""
+        """Parse a line written by :meth:`to_json`.
+
+        Raises:
+            ValueError: the line is not JSON, or not an event
+                (``pydantic.ValidationError`` is a ValueError).
+        """
         fields = json.loads(line)
+        source = fields.pop("source")
         seq = fields.pop("seq")
         program = fields.pop("program")
         received_at = fields.pop("received_at")
-        source = fields.pop("source")
-        adapter = _SUPERVISOR_ADAPTER if source == "supervisor" else _CHILD_ADAPTER
-        return cls(
-            seq=seq,
-            program=program,
-            received_at=received_at,
-            source=source,
-            message=adapter.validate_python(fields),
-        )
+        if source == "supervisor":
+            message = _SUPERVISOR_ADAPTER.validate_python(fields)
+        else:
+            message = parse_message(fields)
+        return cls(seq, program, received_at, source, message)
 
 
 class EventStamper:
@@ -189,10 +194,4 @@ class EventStamper:
         if message.timestamp is None:
             message = message.model_copy(update={"timestamp": received_at})
         self._seq += 1
-        return Event.model_construct(
-            seq=self._seq,
-            program=self.program,
-            received_at=received_at,
-            source=source,
-            message=message,
-        )
+        return Event(self._seq, self.program, received_at, source, message)

@@ -275,8 +275,10 @@ class ProgramRunner:
                 chunks.append(item.raw)
         if chunks:
             await self._write(b"".join(chunks))
-        for message, source in messages:
-            await self._publish(message, source)
+        if messages and self._events is not None:
+            now = self._wall_clock()
+            stamp = self._stamper.stamp
+            await self._send_events([stamp(message, now, source) for message, source in messages])
 
     async def _write(self, data: bytes) -> None:
         if self._output is None:
@@ -286,6 +288,15 @@ class ProgramRunner:
             await self._output.send_all(data)
         finally:
             self._writing = False
+
+    async def _send_events(self, events: list[Event]) -> None:
+        """Queue events without a scheduler round-trip each; wait only when full."""
+        assert self._events is not None
+        for event in events:
+            try:
+                self._events.send_nowait(event)
+            except trio.WouldBlock:
+                await self._events.send(event)
 
     async def _publish(self, message: IpcMessage, source: Source) -> None:
         if self._events is not None:

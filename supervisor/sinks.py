@@ -8,11 +8,12 @@ limits belong to whoever feeds the sink, not to each sink.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from ._events import Event
 
-__all__ = ["Sink"]
+__all__ = ["Sink", "send_batch"]
 
 
 @runtime_checkable
@@ -32,3 +33,17 @@ class Sink(Protocol):
     async def aclose(self) -> None:
         """Release what the sink holds; no ``send`` follows."""
         ...
+
+
+async def send_batch(sink: Sink, events: Sequence[Event]) -> None:
+    """Deliver several events in order, in one go if the sink can.
+
+    A sink may define ``send_batch(events)`` (e.g. to write them with one
+    system call); otherwise each event is sent in turn.
+    """
+    batch = getattr(sink, "send_batch", None)
+    if batch is not None:
+        await batch(events)
+        return
+    for event in events:
+        await sink.send(event)
