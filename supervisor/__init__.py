@@ -1,55 +1,63 @@
 """ipc-supervisor: run programs that speak in-band IPC frames, and route their events.
 
 The public API is re-exported here; everything else lives in private modules.
+Names are imported on first use, so a child that only needs the stdlib-only
+``supervisor.emit`` helper does not pay for importing trio and pydantic.
 """
 
-from ._child import ChildSpec as ChildSpec
-from ._config import ProgramConfig as ProgramConfig
-from ._errors import ConfigError as ConfigError
-from ._errors import SinkError as SinkError
-from ._errors import SpawnError as SpawnError
-from ._errors import SupervisorError as SupervisorError
-from ._events import Event as Event
-from ._events import EventStamper as EventStamper
-from ._events import FrameInvalid as FrameInvalid
-from ._events import FrameInvalidData as FrameInvalidData
-from ._events import ProcessExit as ProcessExit
-from ._events import ProcessExitData as ProcessExitData
-from ._events import ProcessStart as ProcessStart
-from ._events import ProcessStartData as ProcessStartData
-from ._frames import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
-from ._frames import Frame as Frame
-from ._frames import FrameDecoder as FrameDecoder
-from ._frames import InvalidFrame as InvalidFrame
-from ._frames import LineEndRemoved as LineEndRemoved
-from ._frames import Output as Output
-from ._frames import Rejected as Rejected
-from ._messages import ApprovalRequest as ApprovalRequest
-from ._messages import ApprovalRequestData as ApprovalRequestData
-from ._messages import GenericMessage as GenericMessage
-from ._messages import IpcMessage as IpcMessage
-from ._messages import LogData as LogData
-from ._messages import LogMessage as LogMessage
-from ._messages import LoopEnd as LoopEnd
-from ._messages import LoopStart as LoopStart
-from ._messages import LoopStartData as LoopStartData
-from ._messages import LoopStats as LoopStats
-from ._messages import ProgressUpdate as ProgressUpdate
-from ._messages import ProgressUpdateData as ProgressUpdateData
-from ._messages import Question as Question
-from ._messages import QuestionData as QuestionData
-from ._messages import QuestionOption as QuestionOption
-from ._messages import TaskComplete as TaskComplete
-from ._messages import TaskCompleteData as TaskCompleteData
-from ._messages import TaskData as TaskData
-from ._messages import TaskFailed as TaskFailed
-from ._messages import TaskFailedData as TaskFailedData
-from ._messages import TaskStart as TaskStart
-from ._messages import validate_payload as validate_payload
-from ._supervisor import ProgramRunner as ProgramRunner
-from ._supervisor import RunStats as RunStats
-from ._supervisor import TerminalSettings as TerminalSettings
-from .sinks import Sink as Sink
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._child import ChildSpec as ChildSpec
+    from ._config import ProgramConfig as ProgramConfig
+    from ._errors import ConfigError as ConfigError
+    from ._errors import SinkError as SinkError
+    from ._errors import SpawnError as SpawnError
+    from ._errors import SupervisorError as SupervisorError
+    from ._events import Event as Event
+    from ._events import EventStamper as EventStamper
+    from ._events import FrameInvalid as FrameInvalid
+    from ._events import FrameInvalidData as FrameInvalidData
+    from ._events import ProcessExit as ProcessExit
+    from ._events import ProcessExitData as ProcessExitData
+    from ._events import ProcessStart as ProcessStart
+    from ._events import ProcessStartData as ProcessStartData
+    from ._frames import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
+    from ._frames import Frame as Frame
+    from ._frames import FrameDecoder as FrameDecoder
+    from ._frames import InvalidFrame as InvalidFrame
+    from ._frames import LineEndRemoved as LineEndRemoved
+    from ._frames import Output as Output
+    from ._frames import Rejected as Rejected
+    from ._messages import ApprovalRequest as ApprovalRequest
+    from ._messages import ApprovalRequestData as ApprovalRequestData
+    from ._messages import GenericMessage as GenericMessage
+    from ._messages import IpcMessage as IpcMessage
+    from ._messages import LogData as LogData
+    from ._messages import LogMessage as LogMessage
+    from ._messages import LoopEnd as LoopEnd
+    from ._messages import LoopStart as LoopStart
+    from ._messages import LoopStartData as LoopStartData
+    from ._messages import LoopStats as LoopStats
+    from ._messages import ProgressUpdate as ProgressUpdate
+    from ._messages import ProgressUpdateData as ProgressUpdateData
+    from ._messages import Question as Question
+    from ._messages import QuestionData as QuestionData
+    from ._messages import QuestionOption as QuestionOption
+    from ._messages import TaskComplete as TaskComplete
+    from ._messages import TaskCompleteData as TaskCompleteData
+    from ._messages import TaskData as TaskData
+    from ._messages import TaskFailed as TaskFailed
+    from ._messages import TaskFailedData as TaskFailedData
+    from ._messages import TaskStart as TaskStart
+    from ._messages import validate_payload as validate_payload
+    from ._supervisor import ProgramRunner as ProgramRunner
+    from ._supervisor import RunStats as RunStats
+    from ._supervisor import TerminalSettings as TerminalSettings
+    from .sinks import Sink as Sink
 
 __version__ = "0.1.0"
 
@@ -102,3 +110,67 @@ __all__ = [
     "TerminalSettings",
     "validate_payload",
 ]
+
+
+_LAZY: dict[str, str] = {
+    "ChildSpec": "._child",
+    "ProgramConfig": "._config",
+    "ConfigError": "._errors",
+    "SinkError": "._errors",
+    "SpawnError": "._errors",
+    "SupervisorError": "._errors",
+    "Event": "._events",
+    "EventStamper": "._events",
+    "FrameInvalid": "._events",
+    "FrameInvalidData": "._events",
+    "ProcessExit": "._events",
+    "ProcessExitData": "._events",
+    "ProcessStart": "._events",
+    "ProcessStartData": "._events",
+    "DEFAULT_MAX_FRAME_BYTES": "._frames",
+    "Frame": "._frames",
+    "FrameDecoder": "._frames",
+    "InvalidFrame": "._frames",
+    "LineEndRemoved": "._frames",
+    "Output": "._frames",
+    "Rejected": "._frames",
+    "ApprovalRequest": "._messages",
+    "ApprovalRequestData": "._messages",
+    "GenericMessage": "._messages",
+    "IpcMessage": "._messages",
+    "LogData": "._messages",
+    "LogMessage": "._messages",
+    "LoopEnd": "._messages",
+    "LoopStart": "._messages",
+    "LoopStartData": "._messages",
+    "LoopStats": "._messages",
+    "ProgressUpdate": "._messages",
+    "ProgressUpdateData": "._messages",
+    "Question": "._messages",
+    "QuestionData": "._messages",
+    "QuestionOption": "._messages",
+    "TaskComplete": "._messages",
+    "TaskCompleteData": "._messages",
+    "TaskData": "._messages",
+    "TaskFailed": "._messages",
+    "TaskFailedData": "._messages",
+    "TaskStart": "._messages",
+    "validate_payload": "._messages",
+    "ProgramRunner": "._supervisor",
+    "RunStats": "._supervisor",
+    "TerminalSettings": "._supervisor",
+    "Sink": ".sinks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'supervisor' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

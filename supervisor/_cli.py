@@ -109,7 +109,9 @@ def _terminal_settings() -> TerminalSettings:
     )
 
 
-async def _deliver(receive: trio.MemoryReceiveChannel[Event], sinks: list[Sink], quiet: bool) -> None:
+async def _deliver(
+    receive: trio.MemoryReceiveChannel[Event], sinks: list[Sink], quiet: bool
+) -> None:
     """Hand events to every sink, a batch at a time; a failing sink is reported, not fatal."""
     failed: set[str] = set()
     async with receive:
@@ -142,7 +144,9 @@ async def _forward_signals(signals: AsyncIterator[int], runner: ProgramRunner) -
             runner.request_stop(signum)
 
 
-async def _run(config: ProgramConfig, events_path: str | None, quiet: bool) -> int:
+async def _run(
+    config: ProgramConfig, terminal: TerminalSettings, events_path: str | None, quiet: bool
+) -> int:
     sinks: list[Sink] = []
     if events_path:
         file_sink = FileSink(events_path)
@@ -154,9 +158,7 @@ async def _run(config: ProgramConfig, events_path: str | None, quiet: bool) -> i
     except OSError:
         stdin = None  # stdin is closed
     send, receive = trio.open_memory_channel[Event](_EVENT_BUFFER)
-    runner = ProgramRunner(
-        config, events=send, output=output, input=stdin, terminal=_terminal_settings()
-    )
+    runner = ProgramRunner(config, events=send, output=output, input=stdin, terminal=terminal)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_deliver, receive, sinks, quiet)
@@ -206,10 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         warn(str(exc))
         return USAGE_ERROR
-    terminal = raw_terminal(0) if os.isatty(0) else contextlib.nullcontext()
+    # Read the terminal's modes before raw mode changes them: the child's pty
+    # gets the user's own settings (echo, line editing, newline translation).
+    terminal = _terminal_settings()
     try:
-        with terminal:
-            return trio.run(_run, config, args.events, args.quiet)
+        with raw_terminal(0) if terminal.input_is_terminal else contextlib.nullcontext():
+            return trio.run(_run, config, terminal, args.events, args.quiet)
     except (SpawnError, SinkError, BaseExceptionGroup) as exc:
         error = _find_error(exc)
         if error is None:
