@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 
@@ -161,7 +162,7 @@ def test_invalid_frame_stays_visible(payload: bytes, reason: str) -> None:
 def test_schema_error_names_the_field_path() -> None:
     """With the real models, a wrong field type is a schema error naming the field."""
     decoder = FrameDecoder(validate_payload)
-    raw = b'__IPC_START__{"type":"ipc","event":"task_complete","data":{"taskId":"A","duration":"abc"}}__IPC_END__'
+    raw = frame("task_complete", taskId="A", duration="abc")
     items = decoder.feed(raw) + decoder.close()
     (invalid,) = [i for i in items if isinstance(i, InvalidFrame)]
     assert invalid.reason == "schema"
@@ -257,7 +258,7 @@ def chunkings(draw: st.DrawFn) -> tuple[bytes, list[bytes]]:
     data = draw(streams)
     cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=12)))
     bounds = [0, *cuts, len(data)]
-    return data, [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return data, [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])

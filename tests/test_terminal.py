@@ -86,7 +86,8 @@ def test_window_size_is_copied_and_follows_resizes() -> None:
 def test_terminal_is_restored_on_every_exit_path(command: list[str]) -> None:
     """Terminal modes and blocking mode are as before, however supervise ends."""
     supervise = " ".join([*SUPERVISE, "--", *command])
-    check = f"{sys.executable} -c 'import os; print(\"BLOCKING\", os.get_blocking(0), os.get_blocking(1))'"
+    probe = 'import os; print("BLOCKING", os.get_blocking(0), os.get_blocking(1))'
+    check = f"{sys.executable} -c '{probe}'"
     script = f"stty -g; {supervise}; echo STATUS $?; stty -g; {check}"
     proc = spawn(["sh", "-c", script])
     proc.expect(pexpect.EOF)
