@@ -5,12 +5,10 @@ Names are imported on first use, so a child that only needs the stdlib-only
 ``supervisor.emit`` helper does not pay for importing trio and pydantic.
 """
 
-from __future__ import annotations
+import importlib as _importlib
+import typing as _typing
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from ._child import ChildSpec as ChildSpec
     from ._config import ProgramConfig as ProgramConfig
     from ._errors import ConfigError as ConfigError
@@ -163,11 +161,11 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'supervisor' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(_importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 

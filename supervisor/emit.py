@@ -137,7 +137,11 @@ def encode_frame(envelope: Mapping[str, object], *, pretty: bool = False) -> byt
         ValueError: ``data`` holds NaN or an infinity.
     """
     encoder = _PRETTY if pretty else _COMPACT
-    body = encoder.encode(envelope).encode("utf-8", errors="backslashreplace")
+    # A marker inside a string value ("title": "__IPC_START__") would cut the
+    # frame short for the reader. "__IPC_" can only occur inside JSON strings,
+    # where an escaped underscore reads back as the same text.
+    text = encoder.encode(envelope).replace("__IPC_", "\\u005f_IPC_")
+    body = text.encode("utf-8", errors="backslashreplace")
     if pretty:
         return _PRETTY_START + body + _PRETTY_END_LINE
     return _START + body + _END_LINE
