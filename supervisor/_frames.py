@@ -266,6 +266,15 @@ class FrameDecoder(Generic[T]):
                 self._emit_plain(items, bytes(data[pos:found]))
                 pos = found
                 self._frame_at_line_start = self._at_line_start
+                # Fast path for the usual case, a whole frame already here: the
+                # same two searches _scan_frame would make, without its state.
+                payload_start = found + _START_LEN
+                end = data.find(
+                    END_MARKER, payload_start, payload_start + self._max_frame_bytes + _END_LEN
+                )
+                if end != -1 and data.find(START_MARKER, payload_start, end) == -1:
+                    pos = self._finish_frame(data, found, end, items)
+                    continue
                 self._scan_from = _START_LEN
                 self._state = self._IN_FRAME
             elif self._state == self._IN_FRAME:
