@@ -14,6 +14,7 @@ import gc
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import trio
@@ -24,7 +25,7 @@ from . import __version__
 from ._child import shell_status
 from ._config import ProgramConfig, parse_size
 from ._errors import ConfigError, SinkError, SpawnError
-from ._events import Event
+from ._events import Event, FrameInvalidData
 from ._supervisor import ProgramRunner, TerminalSettings
 from ._terminal import (
     open_input_stream,
@@ -115,6 +116,7 @@ async def _deliver(
 ) -> None:
     """Hand events to every sink, a batch at a time; a failing sink is reported, not fatal."""
     failed: set[str] = set()
+    reporter = _InvalidFrameReporter()
     async with receive:
         async for first in receive:
             batch = [first]
@@ -124,8 +126,7 @@ async def _deliver(
             if not quiet:
                 for event in batch:
                     if event.event == "frame_invalid":
-                        data = event.data
-                        warn(f"invalid frame at byte {data.offset} ({data.reason}): {data.detail}")
+                        reporter.report(event.data)
             for sink in sinks:
                 try:
                     await send_batch(sink, batch)
@@ -133,6 +134,26 @@ async def _deliver(
                     if sink.name not in failed:
                         failed.add(sink.name)
                         warn(f"{exc} (further failures of this sink are not reported)")
+
+
+class _InvalidFrameReporter:
+    """One stderr line per invalid frame, at most one a second: a child spewing
+    garbage must not bury its own output under our warnings."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self._interval = interval
+        self._last = -interval
+        self._unreported = 0
+
+    def report(self, data: FrameInvalidData) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            self._unreported += 1
+            return
+        more = f" ({self._unreported} more not shown)" if self._unreported else ""
+        warn(f"invalid frame at byte {data.offset} ({data.reason}): {data.detail}{more}")
+        self._last = now
+        self._unreported = 0
 
 
 async def _forward_signals(signals: AsyncIterator[int], runner: ProgramRunner) -> None:
@@ -169,6 +190,8 @@ async def _run(
                         signal_nursery.start_soon(_forward_signals, signals, runner)
                         returncode = await runner.run()
                         signal_nursery.cancel_scope.cancel()
+        if runner.output_lost:
+            warn("standard output was closed; stopped the child")
     finally:
         with trio.CancelScope(shield=True):
             for sink in sinks:

@@ -114,6 +114,7 @@ class ProgramRunner:
         self._stopping = False
         self._last_received = 0.0
         self._writing = False
+        self.output_lost = False
 
     # -- control ---------------------------------------------------------
 
@@ -286,6 +287,13 @@ class ProgramRunner:
         self._writing = True
         try:
             await self._output.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # Whoever read our output has gone (`supervise -- cmd | head`).
+            # Writing there directly, the child would die of SIGPIPE; stop it
+            # the usual way instead, and keep reading so frames still count.
+            self.output_lost = True
+            self._output = None
+            self.request_stop(signal.SIGTERM)
         finally:
             self._writing = False
 

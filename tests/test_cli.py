@@ -306,3 +306,31 @@ def test_no_process_left_running(use_pty: bool, how: str) -> None:
     if alive:
         os.kill(helper, signal.SIGKILL)
     assert not alive
+
+
+def test_closed_stdout_stops_the_child() -> None:
+    """When the reader of supervise's output goes away, the child is stopped."""
+    proc = subprocess.Popen(
+        [*SUPERVISE, "--", "yes"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=clean_env(),
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.read(4) == b"y\ny\n"
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err == b"supervise: standard output was closed; stopped the child\n"
+
+
+def test_invalid_frame_reports_are_rate_limited() -> None:
+    """A flood of bad frames gives a line a second on stderr, not a line a frame."""
+    script = "i=0; while [ $i -lt 500 ]; do echo __IPC_START__x__IPC_END__; i=$((i+1)); done"
+    result = supervise("--", "sh", "-c", script)
+    assert result.stdout.count(b"__IPC_START__x__IPC_END__") == 500
+    lines = result.stderr.splitlines()
+    assert 1 <= len(lines) <= 3
+    assert lines[0].startswith(b"supervise: invalid frame at byte 0 (json)")
