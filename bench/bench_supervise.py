@@ -351,6 +351,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="load generator taking --total-bytes SIZE (default examples/fake_loopwork.py)",
     )
     parser.add_argument("--runs", type=int, default=RUNS, help="timed runs per method")
+    parser.add_argument(
+        "--frame-every",
+        type=int,
+        default=2048,
+        metavar="BYTES",
+        help="the child writes one task's frames per BYTES of plain output (default 2048)",
+    )
     args = parser.parse_args(argv)
 
     time_size = 16 * MIB if args.quick else 64 * MIB
@@ -360,7 +367,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench_start = time.perf_counter()
 
     def child(nbytes: int) -> list[str]:
-        return [sys.executable, args.child, "--total-bytes", size_arg(nbytes)]
+        return [
+            sys.executable,
+            args.child,
+            "--total-bytes",
+            size_arg(nbytes),
+            "--frame-every",
+            str(args.frame_every),
+        ]
 
     progress(f"sanity pass on 4 MiB ({args.child})")
     sanity = sanity_pass(child(4 * MIB), supervise, have_script)

@@ -129,7 +129,6 @@ class Child(ABC):
         self.started_at = time.monotonic()
         self.returncode: int | None = None
         self._wait_lock = trio.Lock()
-        self._input_closed = False
 
     @abstractmethod
     async def receive_some(self) -> bytes:
@@ -285,6 +284,7 @@ class PipeChild(Child):
     def __init__(self, process: trio.Process, argv: Sequence[str]) -> None:
         super().__init__(process.pid, argv)
         self._process = process
+        self._input_closed = False
 
     async def receive_some(self) -> bytes:
         assert self._process.stdout is not None
