@@ -324,17 +324,9 @@ class FrameDecoder(Generic[T]):
         if restart != -1:
             # A new START inside an open frame: the earlier one was never
             # closed. Its bytes are plain output; the new START opens a frame.
-            raw = bytes(data[pos:restart])
-            self._emit_plain(items, raw)
-            items.append(
-                InvalidFrame(
-                    "unterminated",
-                    self._offset + pos,
-                    f"__IPC_START__ at byte {self._offset + restart} "
-                    "came before this frame's __IPC_END__",
-                    _excerpt(raw),
-                )
-            )
+            detail = f"a new __IPC_START__ at byte {self._offset + restart} came before __IPC_END__"
+            self._give_up(data, pos, restart, items, "unterminated", detail)
+            self._state = self._IN_FRAME
             self._frame_at_line_start = self._at_line_start
             self._scan_from = _START_LEN
             return restart
@@ -343,37 +335,33 @@ class FrameDecoder(Generic[T]):
         if n >= last_end_start + _START_LEN or (final and n > last_end_start):
             # Every place a marker could start within the cap has been seen
             # (or the stream ended past the cap).
-            cut = last_end_start
-            raw = bytes(data[pos:cut])
-            self._emit_plain(items, raw)
-            items.append(
-                InvalidFrame(
-                    "oversize",
-                    self._offset + pos,
-                    f"payload exceeds max_frame_bytes={self._max_frame_bytes} without __IPC_END__",
-                    _excerpt(raw),
-                )
-            )
-            self._state = self._PLAIN
-            return cut
+            detail = f"payload exceeds max_frame_bytes={self._max_frame_bytes} without __IPC_END__"
+            return self._give_up(data, pos, last_end_start, items, "oversize", detail)
         if final:
-            raw = bytes(data[pos:n])
-            self._emit_plain(items, raw)
-            items.append(
-                InvalidFrame(
-                    "unterminated",
-                    self._offset + pos,
-                    "stream ended before __IPC_END__",
-                    _excerpt(raw),
-                )
+            return self._give_up(
+                data, pos, n, items, "unterminated", "stream ended before __IPC_END__"
             )
-            self._state = self._PLAIN
-            return n
         # Resume where an unseen marker could still begin: an END in the last
         # _END_LEN - 1 bytes, or a START ending after restart_limit. Never
         # before payload_start, so an END cannot overlap this frame's START.
         self._scan_from = max(payload_start, n - (_START_LEN + _END_LEN)) - pos
         return None
+
+    def _give_up(
+        self,
+        data: bytes | bytearray,
+        pos: int,
+        cut: int,
+        items: list[DecodedItem[T]],
+        reason: InvalidReason,
+        detail: str,
+    ) -> int:
+        """Hand the open frame's bytes up to ``cut`` back as output, report why."""
+        raw = bytes(data[pos:cut])
+        self._emit_plain(items, raw)
+        items.append(InvalidFrame(reason, self._offset + pos, detail, _excerpt(raw)))
+        self._state = self._PLAIN
+        return cut
 
     def _finish_frame(
         self, data: bytes | bytearray, pos: int, end: int, items: list[DecodedItem[T]]
@@ -382,15 +370,8 @@ class FrameDecoder(Generic[T]):
         raw = bytes(data[pos:after])
         result = self._validate(raw[_START_LEN : len(raw) - _END_LEN])
         if isinstance(result, Rejected):
-            self._emit_plain(items, raw)
-            items.append(
-                InvalidFrame(result.reason, self._offset + pos, result.detail, _excerpt(raw))
-            )
-            self._state = self._PLAIN
-            return after
+            return self._give_up(data, pos, after, items, result.reason, result.detail)
         items.append(Frame(result, raw, self._offset + pos))
-        if self._frame_at_line_start:
-            self._state = self._AFTER_FRAME
-        else:
-            self._state = self._PLAIN
+        # Only a frame that began its line may take the line ending after it.
+        self._state = self._AFTER_FRAME if self._frame_at_line_start else self._PLAIN
         return after
