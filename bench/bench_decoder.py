@@ -57,6 +57,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from _report import print_table
+
 try:
     from supervisor import Frame, FrameDecoder, InvalidFrame, Output, Rejected, validate_payload
 except ImportError:  # run from a checkout without the package installed
@@ -463,23 +465,6 @@ def measure_frame_ceilings(stream: Stream) -> dict[str, float]:
 
 
 # -- report -----------------------------------------------------------------------
-
-
-def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """A plain-text table: first column left-aligned, the rest right-aligned."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-
-    def render(cells: Sequence[str]) -> str:
-        out = [cells[0].ljust(widths[0])]
-        out += [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join(out).rstrip()
-
-    print(title)
-    print(render(headers))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print(render(row))
-    print()
 
 
 def naive_cells(cell: Cell) -> tuple[str, str, str, str]:

@@ -63,6 +63,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _report import print_table
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CHILD = REPO / "examples" / "fake_loopwork.py"
 MIB = 1024 * 1024
@@ -307,23 +309,6 @@ def sanity_pass(child: list[str], supervise: list[str], have_script: bool) -> Sa
 
 
 # -- report -------------------------------------------------------------------------
-
-
-def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """A plain-text table: first column left-aligned, the rest right-aligned."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-
-    def render(cells: Sequence[str]) -> str:
-        out = [cells[0].ljust(widths[0])]
-        out += [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join(out).rstrip()
-
-    print(title)
-    print(render(headers))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print(render(row))
-    print()
 
 
 def verdict(ok: bool) -> str:
