@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--fail-every", type=int, default=3, metavar="K", help="every K-th task fails (0: none)")
     add("--delay", type=float, default=0.3, metavar="SECONDS", help="time per task (0: no wait)")
     add("--plain-lines", type=int, default=3, metavar="N", help="plain agent lines per task")
-    add("--question-every", type=int, default=0, metavar="K", help="every K-th task asks first")
+    add("--question-every", type=int, default=4, metavar="K", help="every K-th task asks first")
     add("--wait-answers", action="store_true", help="read an answer line after each question")
     add("--approval", action="store_true", help="ask Y/n on stdin before the last task")
     add("--exit-code", type=int, default=0, metavar="N", help="exit status")

@@ -48,6 +48,13 @@ _BATCH = 1024
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="supervise",
@@ -75,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-frame-bytes",
-        type=parse_size,
+        type=_size,
         default="1M",
         metavar="SIZE",
         help="larger frame payloads are reported as invalid and shown as output (default 1M)",
@@ -210,16 +217,18 @@ def _parse(argv: Sequence[str]) -> tuple[ProgramConfig, argparse.Namespace]:
         command = command[1:]
     if not command:
         parser.error("no command given (usage: supervise [options] -- COMMAND [ARGS...])")
-    config = ProgramConfig.checked(
-        "command line",
-        command=command,
-        name=args.name,
-        pty=args.pty,
-        keep_frames=args.keep_frames,
-        max_frame_bytes=args.max_frame_bytes,
-        stop_timeout=args.stop_timeout,
-        forward_eof=args.forward_eof,
-    )
+    values = {
+        "command": command,
+        "name": args.name,
+        "pty": args.pty,
+        "keep_frames": args.keep_frames,
+        "max_frame_bytes": args.max_frame_bytes,
+        "stop_timeout": args.stop_timeout,
+        "forward_eof": args.forward_eof,
+    }
+    flags = {field: "--" + field.replace("_", "-") for field in values}
+    flags["command"] = "COMMAND"
+    config = ProgramConfig.checked("", values, flags)
     return config, args
 
 

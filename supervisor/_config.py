@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -75,15 +76,21 @@ class ProgramConfig(BaseModel):
         return {**os.environ, **self.env}
 
     @classmethod
-    def checked(cls, source: str, **values: object) -> ProgramConfig:
+    def checked(
+        cls, source: str, values: Mapping[str, object], names: Mapping[str, str] | None = None
+    ) -> ProgramConfig:
         """Build from untrusted values; raise ConfigError naming the bad field.
 
         Args:
-            source: where the values came from (``command line``, a file name).
+            source: where the values came from (a file name; empty for flags).
+            values: the settings, by field name.
+            names: what the user calls each field there (``--stop-timeout``),
+                so the error names what they typed.
         """
         try:
             return cls.model_validate(values)
         except ValidationError as error:
             first = error.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"]) or "<config>"
-            raise ConfigError(f"{source}: {where}", first["msg"]) from None
+            where = (names or {}).get(where, where)
+            raise ConfigError(f"{source}: {where}" if source else where, first["msg"]) from None

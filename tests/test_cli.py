@@ -93,7 +93,12 @@ def test_usage_error_exits_2() -> None:
     assert supervise().returncode == 2
     result = supervise("--max-frame-bytes", "lots", "--", "true")
     assert result.returncode == 2
-    assert b"--max-frame-bytes" in result.stderr
+    assert b"--max-frame-bytes: not a size: 'lots'" in result.stderr
+    result = supervise("--stop-timeout", "-1", "--", "true")
+    assert result.returncode == 2
+    assert result.stderr == (
+        b"supervise: --stop-timeout: Input should be greater than or equal to 0\n"
+    )
 
 
 # -- passthrough -----------------------------------------------------------
