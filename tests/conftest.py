@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,38 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILDREN = Path(__file__).resolve().parent / "children"
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "loopwork"
 SUPERVISE = [sys.executable, "-m", "supervisor"]
+
+
+_started: list[subprocess.Popen[bytes]] = []
+
+
+def popen(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Start a process that the test's teardown stops if the test did not."""
+    proc = subprocess.Popen(argv, cwd=ROOT, env=clean_env(), **options)
+    _started.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _stop_leftover_processes() -> Iterator[None]:
+    """Every process a test starts is stopped by that test, even when it fails.
+
+    SIGTERM first: supervise passes it on to its child's group, so nothing is
+    orphaned; SIGKILL if that does not end it.
+    """
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def child(name: str, *args: str) -> list[str]:

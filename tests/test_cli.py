@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SUPERVISE, child, clean_env, pid_alive, supervise
+from conftest import ROOT, SUPERVISE, child, pid_alive, popen, supervise
 
 
 def read_events(path: Path) -> list[dict[str, object]]:
@@ -21,13 +21,11 @@ def read_events(path: Path) -> list[dict[str, object]]:
 
 
 def start(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    return popen(
         [*SUPERVISE, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        cwd=ROOT,
-        env=clean_env(),
     )
 
 
@@ -191,13 +189,11 @@ def test_hundred_mib_with_frames(tmp_path: Path) -> None:
         expected_size += len(plain)
         written += len(plain) + len(frame)
         frames += 1
-    proc = subprocess.Popen(
+    proc = popen(
         [*SUPERVISE, "--events", str(tmp_path / "e.jsonl"), "--", *child("bulk", "100")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
-        cwd=ROOT,
-        env=clean_env(),
     )
     got = hashlib.sha256()
     size = 0
@@ -315,13 +311,11 @@ def test_no_process_left_running(use_pty: bool, how: str) -> None:
 
 def test_closed_stdout_stops_the_child() -> None:
     """When the reader of supervise's output goes away, the child is stopped."""
-    proc = subprocess.Popen(
+    proc = popen(
         [*SUPERVISE, "--", "yes"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
-        cwd=ROOT,
-        env=clean_env(),
     )
     assert proc.stdout is not None
     assert proc.stdout.read(4) == b"y\ny\n"

@@ -7,6 +7,7 @@ stdin and stdout are a terminal, exactly as when a person runs it.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 
 import pexpect
 import pytest
@@ -15,8 +16,21 @@ from conftest import ROOT, SUPERVISE, child, clean_env
 TIMEOUT = 20
 
 
+_spawned: list[pexpect.spawn] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_terminals() -> Iterator[None]:
+    """Stop whatever a test left running at its terminal, even when it fails."""
+    yield
+    while _spawned:
+        proc = _spawned.pop()
+        if not proc.closed:
+            proc.close(force=True)
+
+
 def spawn(argv: list[str], dimensions: tuple[int, int] = (24, 80)) -> pexpect.spawn:
-    return pexpect.spawn(
+    proc = pexpect.spawn(
         argv[0],
         argv[1:],
         cwd=str(ROOT),
@@ -24,6 +38,8 @@ def spawn(argv: list[str], dimensions: tuple[int, int] = (24, 80)) -> pexpect.sp
         timeout=TIMEOUT,
         dimensions=dimensions,
     )
+    _spawned.append(proc)
+    return proc
 
 
 def transcript(argv: list[str], keys: bytes) -> tuple[bytes, int | None, int | None]:
