@@ -52,9 +52,9 @@ if _typing.TYPE_CHECKING:
     from ._messages import TaskFailedData as TaskFailedData
     from ._messages import TaskStart as TaskStart
     from ._messages import validate_payload as validate_payload
-    from ._supervisor import ProgramRunner as ProgramRunner
-    from ._supervisor import RunStats as RunStats
-    from ._supervisor import TerminalSettings as TerminalSettings
+    from ._runner import ProgramRunner as ProgramRunner
+    from ._runner import RunStats as RunStats
+    from ._runner import TerminalSettings as TerminalSettings
     from .sinks import Sink as Sink
 
 __version__ = "0.1.0"
@@ -154,9 +154,9 @@ _LAZY: dict[str, str] = {
     "TaskFailedData": "._messages",
     "TaskStart": "._messages",
     "validate_payload": "._messages",
-    "ProgramRunner": "._supervisor",
-    "RunStats": "._supervisor",
-    "TerminalSettings": "._supervisor",
+    "ProgramRunner": "._runner",
+    "RunStats": "._runner",
+    "TerminalSettings": "._runner",
     "Sink": ".sinks",
 }
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import itertools
 import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from argparse import SUPPRESS
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import trio
 
@@ -23,10 +26,13 @@ from adapters.file import FileSink
 
 from . import __version__
 from ._child import shell_status
-from ._config import ProgramConfig, parse_size
-from ._errors import ConfigError, SinkError, SpawnError
+from ._config import ProgramConfig, load_config, parse_size
+from ._errors import ConfigError, SinkError
 from ._events import Event, FrameInvalidData
-from ._supervisor import ProgramRunner, TerminalSettings
+from ._prefix import PrefixedOutput, program_prefixes
+from ._runner import TerminalSettings
+from ._state import ProcessState
+from ._supervisor import ProgramSupervisor
 from ._terminal import (
     open_input_stream,
     open_output_stream,
@@ -58,53 +64,157 @@ def _size(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="supervise",
-        usage="supervise [options] -- COMMAND [ARGS...]",
+        usage=(
+            "supervise [options] -- COMMAND [ARGS...]\n"
+            "       supervise --config FILE [options]\n"
+            "       supervise check-config FILE"
+        ),
         description=(
             "Run COMMAND under a pseudo-terminal, pass its output through untouched "
             "minus the __IPC_START__...__IPC_END__ frames, and turn the frames into "
-            "events. Exits with COMMAND's exit status."
+            "events; or run every program of a config file, kept alive by their "
+            "restart policies. Exits with COMMAND's exit status."
         ),
     )
+    parser.add_argument("--config", metavar="FILE", help="run the programs of a TOML config file")
     parser.add_argument("--events", metavar="PATH", help="append every event to PATH as JSON Lines")
-    parser.add_argument(
-        "--name", default="", help="program name in events (default: COMMAND's basename)"
-    )
-    parser.add_argument(
-        "--no-pty",
-        dest="pty",
-        action="store_false",
-        help="use pipes instead of a pty; the child's stderr goes to supervise's stderr",
-    )
-    parser.add_argument(
-        "--keep-frames",
-        action="store_true",
-        help="leave frames in the passthrough (to nest one supervisor under another)",
-    )
-    parser.add_argument(
-        "--max-frame-bytes",
-        type=_size,
-        default="1M",
-        metavar="SIZE",
-        help="larger frame payloads are reported as invalid and shown as output (default 1M)",
-    )
-    parser.add_argument(
-        "--stop-timeout",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="after a stop signal, SIGKILL the child's group this much later (default 10)",
-    )
-    parser.add_argument(
-        "--forward-eof",
-        action="store_true",
-        help="pass the end of supervise's stdin on to the child (default: keep its input open)",
-    )
     parser.add_argument(
         "--quiet", action="store_true", help="do not report invalid frames on stderr"
     )
     parser.add_argument("--version", action="version", version=f"supervise {__version__}")
+    one = parser.add_argument_group("the one-program form (settings of a config file's program)")
+    add = one.add_argument
+    add("--name", default=SUPPRESS, help="program name in events (default: COMMAND's basename)")
+    add(
+        "--no-pty",
+        dest="pty",
+        action="store_false",
+        default=SUPPRESS,
+        help="use pipes instead of a pty; the child's stderr goes to supervise's stderr",
+    )
+    add(
+        "--keep-frames",
+        action="store_true",
+        default=SUPPRESS,
+        help="leave frames in the passthrough (to nest one supervisor under another)",
+    )
+    add(
+        "--max-frame-bytes",
+        type=_size,
+        default=SUPPRESS,
+        metavar="SIZE",
+        help="larger frame payloads are reported as invalid and shown as output (default 1M)",
+    )
+    add(
+        "--stop-timeout",
+        type=float,
+        default=SUPPRESS,
+        metavar="SECONDS",
+        help="after a stop signal, SIGKILL the child's group this much later (default 10)",
+    )
+    add(
+        "--forward-eof",
+        action="store_true",
+        default=SUPPRESS,
+        help="pass the end of supervise's stdin on to the child (default: keep its input open)",
+    )
+    add(
+        "--restart",
+        choices=["no", "on-failure", "always"],
+        default=SUPPRESS,
+        help="restart policy (default: no)",
+    )
+    add(
+        "--start-seconds",
+        type=float,
+        default=SUPPRESS,
+        metavar="SECONDS",
+        help="a run shorter than this is a failed start (default 1)",
+    )
+    add(
+        "--stop-signal",
+        default=SUPPRESS,
+        metavar="SIGNAL",
+        help="signal that stops the program when supervise stops it (default TERM)",
+    )
+    for key, kind, text in (
+        ("initial", float, "first restart delay in seconds (default 1)"),
+        ("factor", float, "each further delay is this many times longer (default 2)"),
+        ("cap", float, "longest delay in seconds (default 60)"),
+        ("reset-after", float, "a run this long resets the delays (default 60)"),
+    ):
+        add(
+            f"--backoff-{key}",
+            dest=f"backoff.{key.replace('-', '_')}",
+            type=kind,
+            default=SUPPRESS,
+            metavar="N",
+            help=text,
+        )
+    add(
+        "--backoff-jitter",
+        dest="backoff.jitter",
+        choices=["full", "equal", "none"],
+        default=SUPPRESS,
+        help="jitter of restart delays (default equal)",
+    )
+    add(
+        "--max-failures",
+        dest="give_up.max_failures",
+        type=int,
+        default=SUPPRESS,
+        metavar="N",
+        help="FATAL after N failed starts within --failure-window (default 5; 0 never)",
+    )
+    add(
+        "--failure-window",
+        dest="give_up.window",
+        type=float,
+        default=SUPPRESS,
+        metavar="SECONDS",
+        help="window of the give-up rule (default 300)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The one-program settings given as flags, nested by dotted destination."""
+    values: dict[str, Any] = {}
+    for dest, value in vars(args).items():
+        if dest in ("config", "events", "quiet", "command"):
+            continue
+        node = values
+        *parents, leaf = dest.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return values
+
+
+def _flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Field path -> the flag the user typed, for error messages."""
+    names = {"command": "COMMAND"}
+    for action in parser._actions:
+        if action.option_strings and action.dest not in ("help", "version"):
+            names[action.dest] = action.option_strings[-1]
+    return names
+
+
+def _check_config(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="supervise check-config", description="Validate a config file without running it."
+    )
+    parser.add_argument("file", metavar="FILE")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        warn(str(exc))
+        return USAGE_ERROR
+    names = ", ".join(config.programs)
+    print(f"{args.file}: ok ({len(config.programs)} programs: {names})")
+    return 0
 
 
 def _terminal_settings() -> TerminalSettings:
@@ -163,41 +273,88 @@ class _InvalidFrameReporter:
         self._unreported = 0
 
 
-async def _forward_signals(signals: AsyncIterator[int], runner: ProgramRunner) -> None:
+async def _forward_signals(
+    signals: AsyncIterator[int], programs: list[ProgramSupervisor], single: bool
+) -> None:
+    """Stop signals stop the programs; SIGWINCH resizes the one program's pty.
+
+    The one-program form passes the very signal on to the child's group, as if
+    it had been sent to the child; several programs each get their own
+    stop_signal. A second SIGINT kills at once.
+    """
+    interrupted = False
     async for signum in signals:
         if signum == signal.SIGWINCH:
             size = window_size(0, 1, 2)
             if size is not None:
-                runner.resize(*size)
-        else:
-            runner.request_stop(signum)
+                for program in programs:
+                    program.resize(*size)
+            continue
+        for program in programs:
+            if interrupted and signum == signal.SIGINT:
+                program.kill()
+            else:
+                program.request_stop(signum if single else None)
+        interrupted = interrupted or signum == signal.SIGINT
 
 
 async def _run(
-    config: ProgramConfig, terminal: TerminalSettings, events_path: str | None, quiet: bool
+    configs: list[ProgramConfig],
+    single: bool,
+    terminal: TerminalSettings,
+    events_path: str | None,
+    quiet: bool,
 ) -> int:
+    """Run the programs to the end; return supervise's exit status.
+
+    ``single`` is the one-program form: its output is not prefixed, it gets
+    supervise's stdin and keystrokes, and supervise exits with its status.
+    """
     sinks: list[Sink] = []
     if events_path:
         file_sink = FileSink(events_path)
         file_sink.open()
         sinks.append(file_sink)
     output = open_output_stream(1)
-    try:
-        stdin: trio.abc.ReceiveStream | None = open_input_stream(0)
-    except OSError:
-        stdin = None  # stdin is closed
+    stdin: trio.abc.ReceiveStream | None = None
+    if single:
+        with contextlib.suppress(OSError):  # stdin may be closed
+            stdin = open_input_stream(0)
     send, receive = trio.open_memory_channel[Event](_EVENT_BUFFER)
-    runner = ProgramRunner(config, events=send, output=output, input=stdin, terminal=terminal)
+    sequence = itertools.count(1)
+    outputs = _program_outputs(configs, output, terminal, single)
+    programs = [
+        ProgramSupervisor(
+            config,
+            events=send,
+            output=outputs[config.program_name],
+            input=stdin,
+            terminal=terminal if single else _DETACHED,
+            sequence=sequence,
+            report=warn if single else _reporter(config.program_name),
+        )
+        for config in configs
+    ]
+    results: dict[str, int | None] = {}
+
+    async def supervise_one(program: ProgramSupervisor) -> None:
+        results[program.name] = await program.run()
+        out = outputs[program.name]
+        if isinstance(out, PrefixedOutput):
+            await out.flush()
+
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_deliver, receive, sinks, quiet)
             async with send:
                 with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGWINCH) as signals:
                     async with trio.open_nursery() as signal_nursery:
-                        signal_nursery.start_soon(_forward_signals, signals, runner)
-                        returncode = await runner.run()
+                        signal_nursery.start_soon(_forward_signals, signals, programs, single)
+                        async with trio.open_nursery() as program_nursery:
+                            for program in programs:
+                                program_nursery.start_soon(supervise_one, program)
                         signal_nursery.cancel_scope.cancel()
-        if runner.output_lost:
+        if any(program.output_lost for program in programs):
             warn("standard output was closed; stopped the child")
     finally:
         with trio.CancelScope(shield=True):
@@ -206,36 +363,64 @@ async def _run(
             await output.aclose()
             if stdin is not None:
                 await stdin.aclose()
-    return shell_status(returncode)
+    if single:
+        returncode = results[programs[0].name]
+        return USAGE_ERROR if returncode is None else shell_status(returncode)
+    clean = all(
+        program.state is ProcessState.STOPPED or results[program.name] == 0 for program in programs
+    )
+    return 0 if clean else 1
 
 
-def _parse(argv: Sequence[str]) -> tuple[ProgramConfig, argparse.Namespace]:
+# Several programs share the terminal: none gets keystrokes or echo.
+_DETACHED = TerminalSettings()
+
+
+def _program_outputs(
+    configs: list[ProgramConfig],
+    output: trio.abc.SendStream,
+    terminal: TerminalSettings,
+    single: bool,
+) -> dict[str, trio.abc.SendStream]:
+    if single:
+        return {configs[0].program_name: output}
+    names = [config.program_name for config in configs]
+    prefixes = program_prefixes(names, colour=terminal.output_is_terminal)
+    lock = trio.Lock()
+    return {name: PrefixedOutput(output, lock, prefixes[name]) for name in names}
+
+
+def _reporter(name: str) -> Callable[[str], None]:
+    def report(message: str) -> None:
+        warn(f"{name}: {message}")
+
+    return report
+
+
+def _parse(argv: Sequence[str]) -> tuple[list[ProgramConfig], argparse.Namespace]:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
+    values = _flag_values(args)
+    if args.config:
+        if command or values:
+            parser.error("--config runs the file's programs: give no COMMAND or program flags")
+        return list(load_config(args.config).programs.values()), args
     if not command:
         parser.error("no command given (usage: supervise [options] -- COMMAND [ARGS...])")
-    values = {
-        "command": command,
-        "name": args.name,
-        "pty": args.pty,
-        "keep_frames": args.keep_frames,
-        "max_frame_bytes": args.max_frame_bytes,
-        "stop_timeout": args.stop_timeout,
-        "forward_eof": args.forward_eof,
-    }
-    flags = {field: "--" + field.replace("_", "-") for field in values}
-    flags["command"] = "COMMAND"
-    config = ProgramConfig.checked("", values, flags)
-    return config, args
+    values["command"] = command
+    return [ProgramConfig.checked("", values, _flag_names(parser))], args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``supervise`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        config, args = _parse(sys.argv[1:] if argv is None else argv)
+        if argv[:1] == ["check-config"]:
+            return _check_config(argv[1:])
+        configs, args = _parse(argv)
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
     except ConfigError as exc:
@@ -244,23 +429,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Read the terminal's modes before raw mode changes them: the child's pty
     # gets the user's own settings (echo, line editing, newline translation).
     terminal = _terminal_settings()
+    single = not args.config
+    raw = terminal.input_is_terminal and single
     # Everything imported so far lives as long as the process: keep it out of
     # the collector's way, so full collections stay cheap while frames flow.
     gc.freeze()
     try:
-        with raw_terminal(0) if terminal.input_is_terminal else contextlib.nullcontext():
-            return trio.run(_run, config, terminal, args.events, args.quiet)
-    except (SpawnError, SinkError, BaseExceptionGroup) as exc:
+        with raw_terminal(0) if raw else contextlib.nullcontext():
+            return trio.run(_run, configs, single, terminal, args.events, args.quiet)
+    except (SinkError, BaseExceptionGroup) as exc:
         error = _find_error(exc)
         if error is None:
             raise
         warn(str(error))
-        return error.exit_status if isinstance(error, SpawnError) else USAGE_ERROR
+        return USAGE_ERROR
 
 
-def _find_error(exc: BaseException) -> SpawnError | SinkError | None:
+def _find_error(exc: BaseException) -> SinkError | None:
     """The error worth one line to the user, unwrapped from exception groups."""
-    if isinstance(exc, SpawnError | SinkError):
+    if isinstance(exc, SinkError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:

@@ -1,26 +1,56 @@
-"""Validated settings for one supervised program.
+"""Validated settings: one program (:class:`ProgramConfig`), or a file of them.
 
-``supervise -- CMD`` builds a :class:`ProgramConfig` from its flags; SDK users
-build one directly. Values are checked here, once, so the running code can
-trust them and a mistake is reported as one line naming the setting.
+``supervise -- CMD`` builds a :class:`ProgramConfig` from its flags; ``supervise
+--config supervise.toml`` reads a :class:`SupervisorConfig` from TOML (with
+``SUPERVISE_...`` environment variables overriding it); SDK users build either
+directly. Values are checked here, once, so the running code can trust them,
+and a mistake is reported as one line naming the file and the dotted key::
+
+    supervise.toml: programs.loop.restart: must be one of no, on-failure, always
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
+import signal
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 from ._errors import ConfigError
 from ._frames import DEFAULT_MAX_FRAME_BYTES
 
-__all__ = ["ProgramConfig", "parse_size"]
+__all__ = [
+    "AnswersConfig",
+    "BackoffConfig",
+    "GiveUpConfig",
+    "ProgramConfig",
+    "RestartPolicy",
+    "SupervisorConfig",
+    "load_config",
+    "parse_size",
+]
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*$")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+ENV_PREFIX = "SUPERVISE_"
+
+RestartPolicy: TypeAlias = Literal["no", "on-failure", "always"]
 
 
 def parse_size(text: str) -> int:
@@ -31,31 +61,128 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
-class ProgramConfig(BaseModel):
+def _size(value: Any) -> Any:
+    return parse_size(value) if isinstance(value, str) else value
+
+
+def _signal_number(value: Any) -> Any:
+    """Accept ``TERM``, ``SIGTERM``, ``term`` or ``15``."""
+    if isinstance(value, str) and not value.isdigit():
+        name = value.upper()
+        name = name if name.startswith("SIG") else f"SIG{name}"
+        try:
+            return int(signal.Signals[name])
+        except KeyError:
+            raise ValueError(f"not a signal name: {value!r}") from None
+    if isinstance(value, str):
+        value = int(value)
+    if isinstance(value, int) and value not in {int(s) for s in signal.Signals}:
+        raise ValueError(f"not a signal number: {value}")
+    return value
+
+
+def _command(value: Any) -> Any:
+    """A command is a list, or a string split the way a shell would."""
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot split command: {exc}") from None
+    return value
+
+
+Size = Annotated[int, BeforeValidator(_size)]
+SignalNumber = Annotated[int, BeforeValidator(_signal_number)]
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BackoffConfig(_Settings):
+    """Delay between restarts: exponential, capped, jittered, reset after a stable run."""
+
+    initial: float = Field(default=1.0, gt=0)
+    factor: float = Field(default=2.0, ge=1)
+    cap: float = Field(default=60.0, gt=0)
+    jitter: Literal["full", "equal", "none"] = "equal"
+    reset_after: float = Field(default=60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _cap_not_below_initial(self) -> BackoffConfig:
+        if self.cap < self.initial:
+            raise ValueError(f"cap ({self.cap}) must not be below initial ({self.initial})")
+        return self
+
+
+class GiveUpConfig(_Settings):
+    """When to stop restarting: ``max_failures`` failed starts within ``window`` seconds.
+
+    ``max_failures = 0`` means never give up.
+    """
+
+    max_failures: int = Field(default=5, ge=0)
+    window: float = Field(default=300.0, gt=0)
+
+
+class AnswersConfig(_Settings):
+    """The program's answer vocabulary: what is written to its stdin for each word.
+
+    loopwork's safety prompt reads ``[Y/n]`` and treats anything but ``n`` as
+    yes, so approve/deny default to ``y``/``n``: writing the word ``deny``
+    would approve.
+    """
+
+    approve: str = "y"
+    deny: str = "n"
+    approval_timeout: Literal["approve", "deny"] = "deny"
+    question_timeout: str | None = None
+    default_timeout: float = Field(default=300.0, ge=0, description="0 waits forever")
+
+
+class ProgramConfig(_Settings):
     """How to run and supervise one program.
 
     Attributes:
-        command: program and arguments.
+        command: program and arguments (a string is split like a shell would).
         name: the program's name in events (default: the command's basename).
         cwd: working directory (default: supervise's).
         env: variables added to (or overriding) supervise's environment.
         pty: run under a pseudo-terminal.
         keep_frames: leave frames in the passthrough (to nest supervisors).
         max_frame_bytes: payloads above this are ``frame_invalid``/``oversize``.
+        restart: ``no``, ``on-failure`` (non-zero exit or a signal) or ``always``.
+        start_seconds: a run shorter than this is a failed start.
+        backoff: delays between restarts.
+        give_up: when repeated failed starts make the program FATAL.
+        stop_signal: sent to the child's process group to stop it.
         stop_timeout: seconds between the stop signal and SIGKILL.
+        stall_timeout: no output and no frame for this long is a stall (0: off).
+        stall_action: what a stall does besides the ``process_stalled`` event.
+        task_timeout: a task running longer emits ``task_timeout`` (0: off).
+        task_timeout_action: what a task timeout does besides its event.
+        answers: how answers to the child's questions are written.
         forward_eof: pass the end of supervise's stdin on to the child.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    command: tuple[str, ...] = Field(min_length=1)
+    command: Annotated[tuple[str, ...], BeforeValidator(_command)] = Field(min_length=1)
     name: str = ""
     cwd: Path | None = None
     env: dict[str, str] = Field(default_factory=dict)
     pty: bool = True
     keep_frames: bool = False
-    max_frame_bytes: int = Field(default=DEFAULT_MAX_FRAME_BYTES, ge=64)
+    max_frame_bytes: Size = Field(default=DEFAULT_MAX_FRAME_BYTES, ge=64)
+    restart: RestartPolicy = "no"
+    start_seconds: float = Field(default=1.0, ge=0)
+    backoff: BackoffConfig = BackoffConfig()
+    give_up: GiveUpConfig = GiveUpConfig()
+    stop_signal: SignalNumber = int(signal.SIGTERM)
     stop_timeout: float = Field(default=10.0, ge=0)
+    stall_timeout: float = Field(default=0.0, ge=0)
+    stall_action: Literal["none", "restart"] = "none"
+    task_timeout: float = Field(default=0.0, ge=0)
+    task_timeout_action: Literal["none", "restart"] = "none"
+    answers: AnswersConfig = AnswersConfig()
     forward_eof: bool = False
 
     @field_validator("command")
@@ -64,6 +191,11 @@ class ProgramConfig(BaseModel):
         if not value[0]:
             raise ValueError("the program name is empty")
         return value
+
+    @field_validator("cwd")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
 
     @property
     def program_name(self) -> str:
@@ -90,7 +222,129 @@ class ProgramConfig(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as error:
-            first = error.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "<config>"
-            where = (names or {}).get(where, where)
-            raise ConfigError(f"{source}: {where}" if source else where, first["msg"]) from None
+            raise _config_error(source, error, names) from None
+
+
+class FileProgramConfig(ProgramConfig):
+    """A program in a config file: kept alive by default, as supervisors do."""
+
+    restart: RestartPolicy = "on-failure"
+
+
+class SupervisorConfig(_Settings):
+    """A whole ``supervise.toml``.
+
+    Attributes:
+        instance: this supervise's name for ``supervise ctl`` (default: the
+            file's stem).
+        state_dir: where sockets and state live (default:
+            ``$XDG_STATE_HOME/ipc-supervisor``).
+        programs: the programs to run, by name.
+    """
+
+    instance: str | None = None
+    state_dir: Path | None = None
+    programs: dict[str, FileProgramConfig] = Field(min_length=1)
+
+    @field_validator("programs", mode="before")
+    @classmethod
+    def _names_and_defaults(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        named: dict[str, Any] = {}
+        for key, program in value.items():
+            if not _PROGRAM_NAME.match(key):
+                raise ValueError(
+                    f"program name {key!r} must start with a letter or digit and use "
+                    "only letters, digits, '_', '.' and '-'"
+                )
+            if isinstance(program, dict):
+                program = {"name": key, **program}
+            named[key] = program
+        return named
+
+
+def _friendly(error: ErrorDetails) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", ""))
+        choices = [part.strip(" '\"") for part in re.split(r",| or ", expected) if part.strip()]
+        return "must be one of " + ", ".join(choices)
+    if kind == "extra_forbidden":
+        return "unknown setting"
+    if kind == "missing":
+        return "required"
+    if kind == "too_short" and "min_length" in ctx:
+        return f"needs at least {ctx['min_length']} entry"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", error["msg"]))
+    message = error["msg"]
+    return message[:1].lower() + message[1:]
+
+
+def _config_error(
+    source: str, error: ValidationError, names: Mapping[str, str] | None = None
+) -> ConfigError:
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "<config>"
+    where = (names or {}).get(where, where)
+    return ConfigError(f"{source}: {where}" if source else where, _friendly(first))
+
+
+def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Apply ``SUPERVISE_PROGRAMS__LOOP__RESTART=always``-style overrides in place.
+
+    ``__`` separates levels; names are matched case-insensitively against
+    keys already in the file, else lower-cased. A value is read as a TOML
+    value when it parses as one (``10``, ``true``, ``["a", "b"]``), else as
+    a string.
+    """
+    for variable, raw in sorted(environ.items()):
+        if not variable.startswith(ENV_PREFIX) or "__" not in variable[len(ENV_PREFIX) :]:
+            continue
+        path = variable[len(ENV_PREFIX) :].split("__")
+        node = data
+        for depth, part in enumerate(path):
+            existing = {k.lower(): k for k in node}
+            key = existing.get(part.lower(), part.lower())
+            if depth == len(path) - 1:
+                node[key] = _env_value(raw)
+            else:
+                child = node.setdefault(key, {})
+                if not isinstance(child, dict):
+                    break
+                node = child
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def load_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> SupervisorConfig:
+    """Read and validate a config file, with environment overrides.
+
+    Raises:
+        ConfigError: one line naming the file and the dotted key.
+    """
+    source = os.fspath(path)
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(source, f"cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, f"invalid TOML: {exc}") from None
+    _env_overrides(data, os.environ if environ is None else environ)
+    try:
+        config = SupervisorConfig.model_validate(data)
+    except ValidationError as error:
+        raise _config_error(source, error) from None
+    if config.instance is None:
+        config = config.model_copy(update={"instance": Path(source).stem})
+    return config

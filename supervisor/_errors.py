@@ -5,6 +5,7 @@ Catch the level you care about::
     SupervisorError
     ├── ConfigError (also a ValueError): bad options or configuration
     ├── SpawnError: the child could not be started
+    ├── StateTransitionError: a trigger that the process state does not allow
     └── SinkError: a subscriber failed to take an event
 
 A child that exits, or writes a malformed frame, is not an exception: it is
@@ -13,7 +14,12 @@ an event (``process_exit``, ``frame_invalid``).
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "SinkError", "SpawnError", "SupervisorError"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._state import ProcessState, Trigger
+
+__all__ = ["ConfigError", "SinkError", "SpawnError", "StateTransitionError", "SupervisorError"]
 
 
 class SupervisorError(Exception):
@@ -47,6 +53,24 @@ class SpawnError(SupervisorError):
         self.command = command
         self.problem = problem
         self.exit_status = exit_status
+
+
+class StateTransitionError(SupervisorError):
+    """A trigger arrived that the current process state does not allow.
+
+    This is a bug in the caller (the supervisor asked for something illegal),
+    not something a child can cause; it replaces supervisord's
+    ``AssertionError``.
+
+    Attributes:
+        state: the state the process was in.
+        trigger: the trigger that was refused.
+    """
+
+    def __init__(self, state: ProcessState, trigger: Trigger) -> None:
+        super().__init__(f"cannot {trigger.action} (trigger {trigger.name}) while {state.value}")
+        self.state = state
+        self.trigger = trigger
 
 
 class SinkError(SupervisorError):

@@ -13,14 +13,16 @@ reads like the child's frame with a few fields added::
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
-from ._messages import EventData, IpcMessage, parse_message
+from ._messages import EventData, GenericMessage, IpcMessage, parse_message
 
 __all__ = [
     "Event",
@@ -31,8 +33,10 @@ __all__ = [
     "ProcessExitData",
     "ProcessStart",
     "ProcessStartData",
+    "ProcessStateChanged",
+    "ProcessStateData",
     "Source",
-    "SupervisorMessage",
+    "own_message_type",
 ]
 
 Source: TypeAlias = Literal["child", "supervisor"]
@@ -62,10 +66,25 @@ class FrameInvalidData(EventData):
     excerpt: str
 
 
+_OWN_MESSAGES: dict[str, type[IpcMessage]] = {}
+
+
 class _OwnMessage(IpcMessage):
-    """Base of supervise's own messages, which need no ``type`` argument."""
+    """Base of supervise's own messages, which need no ``type`` argument.
+
+    Each subclass registers under its event name, so an event log read back
+    (:meth:`Event.from_json`) gets its typed message again, wherever in the
+    package the subclass is defined.
+    """
 
     type: Literal["ipc"] = "ipc"
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        default = cls.model_fields["event"].default
+        if isinstance(default, str):
+            _OWN_MESSAGES[default] = cls
 
 
 class ProcessStart(_OwnMessage):
@@ -83,10 +102,24 @@ class FrameInvalid(_OwnMessage):
     data: FrameInvalidData
 
 
-SupervisorMessage: TypeAlias = Annotated[
-    ProcessStart | ProcessExit | FrameInvalid, Field(discriminator="event")
-]
-_SUPERVISOR_ADAPTER: TypeAdapter[IpcMessage] = TypeAdapter(SupervisorMessage)
+class ProcessStateData(EventData):
+    """``process_state`` data: a transition of the program's state machine."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    to: str
+    reason: str
+
+
+class ProcessStateChanged(_OwnMessage):
+    event: Literal["process_state"] = "process_state"
+    data: ProcessStateData
+
+
+def own_message_type(event: str) -> type[IpcMessage]:
+    """The class of supervise's own message ``event`` (GenericMessage if unknown)."""
+    return _OWN_MESSAGES.get(event, GenericMessage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +165,7 @@ class Event:
         message = self.message
         data = message.data
         data_json = (
-            data.__pydantic_serializer__.to_json(data, exclude_unset=True)
+            data.__pydantic_serializer__.to_json(data, exclude_unset=True, by_alias=True)
             if isinstance(data, BaseModel)
             else to_json(data)
         )
@@ -167,10 +200,10 @@ class Event:
         seq = fields.pop("seq")
         program = fields.pop("program")
         received_at = fields.pop("received_at")
-        if source == "supervisor":
-            message = _SUPERVISOR_ADAPTER.validate_python(fields)
-        else:
-            message = parse_message(fields)
+        own = _OWN_MESSAGES.get(fields.get("event", "")) if source == "supervisor" else None
+        # supervise also speaks the child's vocabulary (a lost task's
+        # task_failed), so anything not its own parses as a child message.
+        message = own.model_validate(fields) if own is not None else parse_message(fields)
         return cls(seq, program, received_at, source, message)
 
 
@@ -178,20 +211,17 @@ class EventStamper:
     """Turns messages into numbered events for one program.
 
     Pure apart from its counter: the caller passes the receipt time, so tests
-    and the sans-IO core stay clock-free.
+    and the sans-IO core stay clock-free. Stampers that share ``sequence``
+    (one per program of a supervise run, and across restarts) number all
+    events of the run in one series.
     """
 
-    def __init__(self, program: str) -> None:
+    def __init__(self, program: str, sequence: Iterator[int] | None = None) -> None:
         self.program = program
-        self._seq = 0
-
-    @property
-    def last_seq(self) -> int:
-        return self._seq
+        self._next_seq = (sequence if sequence is not None else itertools.count(1)).__next__
 
     def stamp(self, message: IpcMessage, received_at: int, source: Source = "child") -> Event:
         """Wrap ``message``, filling a missing ``timestamp`` with the receipt time."""
         if message.timestamp is None:
             message = message.model_copy(update={"timestamp": received_at})
-        self._seq += 1
-        return Event(self._seq, self.program, received_at, source, message)
+        return Event(self._next_seq(), self.program, received_at, source, message)

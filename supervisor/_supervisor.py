@@ -1,93 +1,64 @@
-"""Run one program: wire the child, the frame decoder, the passthrough and events.
+"""Keep one program alive: restart policy, backoff, give-up, lost tasks.
 
-:class:`ProgramRunner` owns one run of a child. Its tasks:
+:class:`ProgramSupervisor` runs a program again and again through
+:class:`ProgramRunner` (one run each), driving the pure state machine in
+``_state`` and the restart arithmetic in ``_backoff``. Every transition is a
+``process_state`` event and every run ends with ``process_exit``; tasks the
+child had in flight when it died end as ``task_failed`` with ``lost = true``,
+so no task is left without an outcome.
 
-* the output pump reads the child, feeds the decoder, writes plain output to
-  supervise's stdout (backpressure is kept: a slow terminal slows the read,
-  no byte is dropped) and turns frames into events;
-* the input pump forwards supervise's stdin to the child;
-* after the child exits, the pump keeps reading until the output ends, then
-  escalates against helpers that still hold it open (SIGTERM, SIGKILL, give
-  up), so supervise never hangs on an orphan and never leaves one running.
+Policy, in one place:
+
+* ``restart = "no"``: one run; the state goes STARTING → RUNNING → EXITED.
+* otherwise a run shorter than ``start_seconds`` (or a spawn failure) is a
+  failed start: BACKOFF, a jittered exponential delay, and FATAL once the
+  give-up rule trips. A longer run that ends is EXITED; ``always`` restarts
+  it, ``on-failure`` restarts it unless it exited 0. Those restarts wait a
+  backoff delay too, which a run longer than ``backoff.reset_after`` resets.
+* a stop request is never a failure: the program ends STOPPED.
 """
 
 from __future__ import annotations
 
+import itertools
+import random
 import signal
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import trio
 
-from ._child import Child, ChildSpec, describe_returncode, open_child, uptime
+from ._backoff import BackoffPolicy, GiveUpRule, RestartTracker
+from ._child import describe_returncode
 from ._config import ProgramConfig
-from ._events import (
-    Event,
-    EventStamper,
-    FrameInvalid,
-    FrameInvalidData,
-    ProcessExit,
-    ProcessExitData,
-    ProcessStart,
-    ProcessStartData,
-    Source,
-)
-from ._frames import DecodedItem, Frame, FrameDecoder, InvalidFrame, LineEndRemoved, Output
-from ._messages import IpcMessage, validate_payload
+from ._errors import SpawnError
+from ._events import Event, EventStamper, ProcessStateChanged, ProcessStateData
+from ._messages import IpcMessage
+from ._runner import ProgramRunner, TerminalSettings
+from ._state import ProcessState, Trigger, transition
+from ._tasks import TaskTable, exit_cause
+from ._terminal import warn
 
-__all__ = ["ProgramRunner", "RunStats", "TerminalSettings"]
-
-# After the child exits, how long its output may stay open with nothing
-# arriving before the process group gets SIGTERM, and, after SIGKILL, before
-# supervise stops waiting for processes that left the group.
-_ORPHAN_QUIET_SECONDS = 0.5
-_POLL_SECONDS = 0.05
-
-
-@dataclass(frozen=True)
-class TerminalSettings:
-    """What the child's pty should look like, from supervise's own streams.
-
-    Attributes:
-        modes: termios attributes of supervise's terminal, copied to the pty.
-        size: (rows, columns) for the pty.
-        output_is_terminal: keep ``\\n`` to ``\\r\\n`` translation.
-        input_is_terminal: let the pty echo (a person is typing).
-    """
-
-    modes: Sequence[Any] | None = None
-    size: tuple[int, int] | None = None
-    output_is_terminal: bool = False
-    input_is_terminal: bool = False
-
-
-@dataclass
-class RunStats:
-    """Counters of one run, for summaries and metrics."""
-
-    output_bytes: int = 0
-    frames: Counter[str] = field(default_factory=Counter)
-    frames_invalid: Counter[str] = field(default_factory=Counter)
+__all__ = ["ProgramSupervisor"]
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class ProgramRunner:
-    """One run of one supervised program.
+class ProgramSupervisor:
+    """One program under supervision, across restarts.
 
     Args:
-        config: what to run and how.
-        events: where events go, in order; ``send`` applies backpressure, so
-            the consumer should keep up (the CLI's event writer does).
-        output: where plain output goes (None: discard).
-        input: what to forward to the child's stdin (None: nothing).
-        terminal: pty settings derived from supervise's own streams.
-        wall_clock: epoch milliseconds, injectable for tests.
+        config: the program and its policies.
+        events: where events go (shared by all programs of a supervise run).
+        output: where the program's plain output goes.
+        input: supervise's stdin, for the one-program form.
+        terminal: pty settings from supervise's own streams.
+        sequence: the run's event numbering, shared by all programs.
+        rng: randomness for backoff jitter (seed it in tests).
+        report: shows a one-line notice to the person watching (spawn errors,
+            FATAL); the multi-program form puts the program's name in front.
     """
 
     def __init__(
@@ -97,230 +68,195 @@ class ProgramRunner:
         events: trio.MemorySendChannel[Event] | None = None,
         output: trio.abc.SendStream | None = None,
         input: trio.abc.ReceiveStream | None = None,
-        terminal: TerminalSettings = TerminalSettings(),
+        terminal: TerminalSettings | None = None,
+        sequence: Iterator[int] | None = None,
+        rng: random.Random | None = None,
         wall_clock: Callable[[], int] = _now_ms,
+        report: Callable[[str], None] = warn,
     ) -> None:
         self.config = config
-        self.stats = RunStats()
+        self.name = config.program_name
+        self.state = ProcessState.STOPPED
+        self.restarts = 0
+        self.last_returncode: int | None = None
+        self.output_lost = False
+        self.tasks = TaskTable()
         self._events = events
         self._output = output
         self._input = input
-        self._terminal = terminal
+        self._terminal = terminal or TerminalSettings()
         self._wall_clock = wall_clock
-        self._stamper = EventStamper(config.program_name)
-        self._child: Child | None = None
+        self._report = report
+        self._stamper = EventStamper(self.name, sequence or itertools.count(1))
+        give_up = config.give_up
+        self._tracker = RestartTracker(
+            BackoffPolicy(**config.backoff.model_dump()),
+            GiveUpRule(give_up.max_failures or None, give_up.window),
+            rng,
+        )
+        self._runner: ProgramRunner | None = None
+        self._stop_requested = False
+        self._stop_signal: int | None = None
+        self._wait_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
-        self._exited = trio.Event()
-        self._stopping = False
-        self._last_received = 0.0
-        self._writing = False
-        self.output_lost = False
 
     # -- control ---------------------------------------------------------
 
     @property
     def pid(self) -> int | None:
-        return self._child.pid if self._child is not None else None
+        return self._runner.pid if self._runner is not None else None
 
-    def request_stop(self, signum: int = signal.SIGTERM) -> None:
-        """Forward ``signum`` to the child's group; SIGKILL after stop_timeout.
-
-        A second SIGINT while stopping kills at once, like a second Control-C.
-        """
-        child = self._child
-        if child is None or self._exited.is_set():
+    def request_stop(self, signum: int | None = None) -> None:
+        """Stop the program for good (``signum``, else its stop_signal); not a failure."""
+        if self._stop_requested and signum != signal.SIGINT:
             return
-        if self._stopping and signum == signal.SIGINT:
-            child.signal(signal.SIGKILL)
-            return
-        child.signal(signum)
-        if not self._stopping and self._nursery is not None:
-            self._stopping = True
-            self._nursery.start_soon(self._kill_after_timeout, child)
+        self._stop_requested = True
+        if self._runner is not None:
+            self._runner.request_stop(signum if signum is not None else self.config.stop_signal)
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
+        self._move(Trigger.STOP, "stop requested")
 
     def kill(self) -> None:
-        """SIGKILL the child's process group now."""
-        if self._child is not None and not self._exited.is_set():
-            self._child.signal(signal.SIGKILL)
+        """SIGKILL the running child's process group."""
+        if self._runner is not None:
+            self._runner.kill()
 
     def resize(self, rows: int, columns: int) -> None:
-        """Set the child's window size (pty children only)."""
-        if self._child is not None:
-            self._child.resize(rows, columns)
+        if self._runner is not None:
+            self._runner.resize(rows, columns)
 
     # -- running ---------------------------------------------------------
 
-    def _spec(self) -> ChildSpec:
-        settings = self._terminal
-        return ChildSpec(
-            argv=self.config.command,
-            env=self.config.child_env(),
-            cwd=str(self.config.cwd) if self.config.cwd is not None else None,
-            use_pty=self.config.pty,
-            terminal_modes=settings.modes,
-            translate_newlines=settings.output_is_terminal,
-            echo=settings.input_is_terminal,
-            dimensions=settings.size or (24, 80),
-        )
+    async def run(self) -> int | None:
+        """Supervise until the program settles: EXITED for good, FATAL or STOPPED.
 
-    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> int:
-        """Start the child, supervise it until it exits, return its return code.
-
-        The return code is the exit status, or ``-N`` if signal N killed it.
-        ``task_status.started`` reports the child's pid.
-
-        Raises:
-            SpawnError: the command could not be started.
+        Returns:
+            The last run's return code (``-N`` for signal N), or None if the
+            program never ran.
         """
-        async with open_child(self._spec()) as child:
-            self._child = child
-            await self._publish(
-                ProcessStart(data=ProcessStartData(pid=child.pid, argv=child.argv)),
-                "supervisor",
-            )
-            task_status.started(child.pid)
-            output_done = trio.Event()
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._pump_output, child, output_done)
-                if self._input is not None:
-                    nursery.start_soon(self._pump_input, child, self._input)
-                returncode = await child.wait()
-                self._exited.set()
-                await self._drain_after_exit(child, output_done)
-                nursery.cancel_scope.cancel()
-            exit_code, signum = describe_returncode(returncode)
-            await self._publish(
-                ProcessExit(
-                    data=ProcessExitData(exit_code=exit_code, signal=signum, uptime=uptime(child))
-                ),
-                "supervisor",
-            )
-        return returncode
-
-    async def _kill_after_timeout(self, child: Child) -> None:
-        with trio.move_on_after(self.config.stop_timeout):
-            await self._exited.wait()
-        if not self._exited.is_set():
-            child.signal(signal.SIGKILL)
-
-    async def _drain_after_exit(self, child: Child, output_done: trio.Event) -> None:
-        """Read to the end of the output, escalating against orphans that hold it."""
-        escalation: list[tuple[float, int | None]] = [
-            (_ORPHAN_QUIET_SECONDS, signal.SIGTERM),
-            (self.config.stop_timeout, signal.SIGKILL),
-            (_ORPHAN_QUIET_SECONDS, None),
-        ]
-        for quiet_seconds, signum in escalation:
-            if not await self._quiet_for(quiet_seconds, output_done):
-                return
-            if signum is None:
-                return  # only processes outside the group still hold it
-            child.signal(signum)
-
-    async def _quiet_for(self, seconds: float, done: trio.Event) -> bool:
-        """Wait until output ends (False) or nothing arrives for ``seconds`` (True).
-
-        Time spent writing to a slow stdout does not count as quiet.
-        """
-        self._last_received = trio.current_time()
-        while not done.is_set():
-            with trio.move_on_after(_POLL_SECONDS):
-                await done.wait()
-            if self._writing:
-                self._last_received = trio.current_time()
-            elif trio.current_time() - self._last_received >= seconds:
-                return not done.is_set()
-        return False
-
-    async def _pump_output(self, child: Child, done: trio.Event) -> None:
-        decoder: FrameDecoder[IpcMessage] = FrameDecoder(
-            validate_payload, max_frame_bytes=self.config.max_frame_bytes
-        )
-        try:
-            while True:
-                data = await child.receive_some()
-                if not data:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            reason = "start requested"
+            while not self._stop_requested:
+                self._move(Trigger.START, reason)
+                uptime = await self._run_once()
+                if self._stop_requested:
                     break
-                self._last_received = trio.current_time()
-                self.stats.output_bytes += len(data)
-                await self._handle(decoder.feed(data))
-            await self._handle(decoder.close())
-        finally:
-            done.set()
+                delay = self._next_delay(uptime)
+                if delay is None:
+                    break
+                reason = await self._wait_before_restart(delay)
+            self._move(Trigger.STOP, "stop requested")  # no-op unless stopped while waiting
+        return self.last_returncode
 
-    async def _handle(self, items: list[DecodedItem[IpcMessage]]) -> None:
-        if not items:
-            return
-        if len(items) == 1 and type(items[0]) is Output:
-            await self._write(items[0].data)
-            return
-        keep_frames = self.config.keep_frames
-        chunks: list[bytes] = []
-        messages: list[tuple[IpcMessage, Source]] = []
-        for item in items:
-            if type(item) is Output:
-                chunks.append(item.data)
-            elif type(item) is Frame:
-                if keep_frames:
-                    chunks.append(item.raw)
-                self.stats.frames[item.message.event] += 1
-                messages.append((item.message, "child"))
-            elif type(item) is InvalidFrame:
-                self.stats.frames_invalid[item.reason] += 1
-                data = FrameInvalidData(
-                    reason=item.reason, offset=item.offset, detail=item.detail, excerpt=item.excerpt
-                )
-                messages.append((FrameInvalid(data=data), "supervisor"))
-            elif type(item) is LineEndRemoved and keep_frames:
-                chunks.append(item.raw)
-        if chunks:
-            await self._write(b"".join(chunks))
-        if messages and self._events is not None:
-            now = self._wall_clock()
-            stamp = self._stamper.stamp
-            await self._send_events([stamp(message, now, source) for message, source in messages])
-
-    async def _write(self, data: bytes) -> None:
-        if self._output is None:
-            return
-        self._writing = True
+    async def _run_once(self) -> float:
+        """One run of the child; returns its uptime in seconds."""
+        runner = ProgramRunner(
+            self.config,
+            events=self._events,
+            output=self._output,
+            input=self._input,
+            terminal=self._terminal,
+            wall_clock=self._wall_clock,
+            stamper=self._stamper,
+            observe=self._observe,
+        )
+        self._runner = runner
+        started = trio.current_time()
+        spawn_errors: list[SpawnError] = []
+        returncode = 0
         try:
-            await self._output.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # Whoever read our output has gone (`supervise -- cmd | head`).
-            # Writing there directly, the child would die of SIGPIPE; stop it
-            # the usual way instead, and keep reading so frames still count.
-            self.output_lost = True
-            self._output = None
-            self.request_stop(signal.SIGTERM)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._confirm_start, runner)
+                returncode = self.last_returncode = await runner.run()
+                nursery.cancel_scope.cancel()
+        except* SpawnError as group:
+            spawn_errors = [e for e in group.exceptions if isinstance(e, SpawnError)]
         finally:
-            self._writing = False
+            self._runner = None
+        if spawn_errors:
+            error = spawn_errors[0]
+            self._report(str(error))
+            self.last_returncode = error.exit_status
+            self._move(Trigger.SPAWN_FAILED, str(error))
+            return 0.0
+        if runner.output_lost:
+            # Nobody reads our output any more: this stop is final.
+            self.output_lost = self._stop_requested = True
+        cause = exit_cause(*describe_returncode(returncode))
+        if self._stop_requested:
+            cause = f"process stopped ({cause})"
+        for message in self.tasks.lose_all(cause, trio.current_time(), self._wall_clock()):
+            self._publish(message)
+        self._move(Trigger.EXITED, cause)
+        return trio.current_time() - started
 
-    async def _send_events(self, events: list[Event]) -> None:
-        """Queue events without a scheduler round-trip each; wait only when full."""
-        assert self._events is not None
-        for event in events:
-            try:
-                self._events.send_nowait(event)
-            except trio.WouldBlock:
-                await self._events.send(event)
+    async def _confirm_start(self, runner: ProgramRunner) -> None:
+        """STARTING becomes RUNNING once the child has lasted start_seconds.
 
-    async def _publish(self, message: IpcMessage, source: Source) -> None:
-        if self._events is not None:
-            await self._events.send(self._stamper.stamp(message, self._wall_clock(), source))
+        With ``restart = "no"`` there is no such thing as a failed start, so
+        the child is RUNNING as soon as it is spawned.
+        """
+        wait = 0.0 if self.config.restart == "no" else self.config.start_seconds
+        await trio.sleep(wait)
+        if self.state is ProcessState.STARTING and runner.pid is not None:
+            self._move(Trigger.STARTED, f"running for {wait:g}s")
 
-    async def _pump_input(self, child: Child, stream: trio.abc.ReceiveStream) -> None:
-        while True:
-            data = await stream.receive_some(65536)
-            if not data:
-                break
-            try:
-                await child.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-        if self.config.forward_eof:
-            try:
-                await child.send_eof()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+    def _next_delay(self, uptime: float) -> float | None:
+        """The delay before the next start, or None when the program is done."""
+        assert self.last_returncode is not None
+        now = trio.current_time()
+        self._tracker.on_run_ended(now, uptime)
+        if self.config.restart == "no":
+            if self.state is ProcessState.BACKOFF:
+                self._move(Trigger.GIVE_UP, "restart is off")
+            return None
+        if self.state is ProcessState.BACKOFF:  # a failed start
+            delay = self._tracker.on_failure(now)
+            if delay is None:
+                rule = self.config.give_up
+                reason = f"{rule.max_failures} failed starts within {rule.window:g}s"
+                self._report(f"FATAL: gave up after {reason}")
+                self._move(Trigger.GIVE_UP, reason)
+            return delay
+        exit_code, _ = describe_returncode(self.last_returncode)
+        if self.config.restart == "on-failure" and exit_code == 0:
+            return None
+        return self._tracker.next_delay()
+
+    async def _wait_before_restart(self, delay: float) -> str:
+        """Sleep the backoff delay unless a stop request cuts it short."""
+        with trio.CancelScope() as scope:
+            self._wait_scope = scope
+            await trio.sleep(delay)
+        self._wait_scope = None
+        self.restarts += 1
+        return f"restart {self.restarts} after {delay:.2f}s"
+
+    def _observe(self, event: Event) -> None:
+        if event.source == "child":
+            self.tasks.observe(event.message, trio.current_time())
+
+    def _move(self, trigger: Trigger, reason: str) -> None:
+        """Apply a transition; publish it if the state changed."""
+        before = self.state
+        after = transition(before, trigger)
+        if after is before:
+            return
+        self.state = after
+        data = ProcessStateData(from_=before.value, to=after.value, reason=reason)
+        self._publish(ProcessStateChanged(data=data))
+
+    def _publish(self, message: IpcMessage) -> None:
+        """Queue one of our own events, numbered now so the series stays in order."""
+        if self._events is None:
+            return
+        event = self._stamper.stamp(message, self._wall_clock(), "supervisor")
+        try:
+            self._events.send_nowait(event)
+        except trio.WouldBlock:
+            # The consumer is far behind; let a task wait for room instead of
+            # blocking the state machine.
+            assert self._nursery is not None
+            self._nursery.start_soon(self._events.send, event)

@@ -11,13 +11,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT, SUPERVISE, child, pid_alive, popen, supervise
 
 
-def read_events(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def read_events(path: Path, states: bool = False) -> list[dict[str, Any]]:
+    """The events of an --events file; without process_state ones unless asked."""
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    return [e for e in events if states or e["event"] != "process_state"]
 
 
 def start(*args: str) -> subprocess.Popen[bytes]:
@@ -95,7 +98,7 @@ def test_usage_error_exits_2() -> None:
     result = supervise("--stop-timeout", "-1", "--", "true")
     assert result.returncode == 2
     assert result.stderr == (
-        b"supervise: --stop-timeout: Input should be greater than or equal to 0\n"
+        b"supervise: --stop-timeout: input should be greater than or equal to 0\n"
     )
 
 
@@ -131,11 +134,17 @@ def test_events_file_lines(tmp_path: Path) -> None:
     result = supervise("--events", str(events), "--name", "demo", "--", "sh", "-c", script)
     assert result.returncode == 4
     assert result.stdout == b"a\nb\n"
+    everything = read_events(events, states=True)
+    assert [e["seq"] for e in everything] == list(range(1, len(everything) + 1))
+    states = [
+        (e["data"]["from"], e["data"]["to"]) for e in everything if e["event"] == "process_state"
+    ]
+    assert states == [("stopped", "starting"), ("starting", "running"), ("running", "exited")]
     lines = read_events(events)
-    assert [e["seq"] for e in lines] == [1, 2, 3]
-    assert [e["event"] for e in lines] == ["process_start", "task_start", "process_exit"]
+    events_seen = [e["event"] for e in lines]
+    assert events_seen == ["process_start", "task_start", "process_exit", "task_failed"]
     assert {e["program"] for e in lines} == {"demo"}
-    start_event, task, exit_event = lines
+    start_event, task, exit_event, lost = lines
     assert start_event["data"]["argv"] == ["sh", "-c", script]  # type: ignore[index]
     assert task["data"] == {"taskId": "T1", "title": "One"}
     assert task["source"] == "child"
@@ -144,6 +153,10 @@ def test_events_file_lines(tmp_path: Path) -> None:
     assert len(str(task["messageId"])) == 36
     assert exit_event["data"]["exit_code"] == 4  # type: ignore[index]
     assert exit_event["data"]["signal"] is None  # type: ignore[index]
+    # The task never finished: it ends as failed, lost, with the cause.
+    assert lost["data"]["taskId"] == "T1"
+    assert lost["data"]["lost"] is True
+    assert lost["data"]["error"] == "process exited with code 4"
 
 
 def test_program_name_defaults_to_basename(tmp_path: Path) -> None:
@@ -208,7 +221,9 @@ def test_hundred_mib_with_frames(tmp_path: Path) -> None:
     assert got.hexdigest() == expected.hexdigest()
     events = read_events(tmp_path / "e.jsonl")
     assert [e["event"] for e in events].count("task_complete") == frames
-    assert [e["seq"] for e in events] == list(range(1, frames + 3))
+    assert [e["seq"] for e in read_events(tmp_path / "e.jsonl", states=True)] == list(
+        range(1, frames + 6)
+    )
 
 
 # -- stdin -----------------------------------------------------------------

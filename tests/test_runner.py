@@ -40,7 +40,11 @@ async def test_run_to_completion_leaks_no_fd() -> None:
     assert returncode == 0
     assert output.get_data_nowait().endswith(b"tail without newline")
     events = await collect(receive)
-    assert [e.event for e in events] == ["process_start", "log", "process_exit"]
+    assert [e.event for e in events if e.event != "process_state"] == [
+        "process_start",
+        "log",
+        "process_exit",
+    ]
     assert runner.stats.frames["log"] == 1
     assert open_fds() == before
 

@@ -1,0 +1,343 @@
+"""Run one program: wire the child, the frame decoder, the passthrough and events.
+
+:class:`ProgramRunner` owns one run of a child. Its tasks:
+
+* the output pump reads the child, feeds the decoder, writes plain output to
+  supervise's stdout (backpressure is kept: a slow terminal slows the read,
+  no byte is dropped) and turns frames into events;
+* the input pump forwards supervise's stdin to the child;
+* after the child exits, the pump keeps reading until the output ends, then
+  escalates against helpers that still hold it open (SIGTERM, SIGKILL, give
+  up), so supervise never hangs on an orphan and never leaves one running.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ._child import Child, ChildSpec, describe_returncode, open_child, uptime
+from ._config import ProgramConfig
+from ._events import (
+    Event,
+    EventStamper,
+    FrameInvalid,
+    FrameInvalidData,
+    ProcessExit,
+    ProcessExitData,
+    ProcessStart,
+    ProcessStartData,
+    Source,
+)
+from ._frames import DecodedItem, Frame, FrameDecoder, InvalidFrame, LineEndRemoved, Output
+from ._messages import IpcMessage, validate_payload
+
+__all__ = ["ProgramRunner", "RunStats", "TerminalSettings"]
+
+# After the child exits, how long its output may stay open with nothing
+# arriving before the process group gets SIGTERM, and, after SIGKILL, before
+# supervise stops waiting for processes that left the group.
+_ORPHAN_QUIET_SECONDS = 0.5
+_POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class TerminalSettings:
+    """What the child's pty should look like, from supervise's own streams.
+
+    Attributes:
+        modes: termios attributes of supervise's terminal, copied to the pty.
+        size: (rows, columns) for the pty.
+        output_is_terminal: keep ``\\n`` to ``\\r\\n`` translation.
+        input_is_terminal: let the pty echo (a person is typing).
+    """
+
+    modes: Sequence[Any] | None = None
+    size: tuple[int, int] | None = None
+    output_is_terminal: bool = False
+    input_is_terminal: bool = False
+
+
+@dataclass
+class RunStats:
+    """Counters of one run, for summaries and metrics."""
+
+    output_bytes: int = 0
+    frames: Counter[str] = field(default_factory=Counter)
+    frames_invalid: Counter[str] = field(default_factory=Counter)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ProgramRunner:
+    """One run of one supervised program.
+
+    Args:
+        config: what to run and how.
+        events: where events go, in order; ``send`` applies backpressure, so
+            the consumer should keep up (the CLI's event writer does).
+        output: where plain output goes (None: discard).
+        input: what to forward to the child's stdin (None: nothing).
+        terminal: pty settings derived from supervise's own streams.
+        wall_clock: epoch milliseconds, injectable for tests.
+        stamper: numbers the events (share one to number several runs and
+            programs in one series).
+        observe: called with each event, in order, before it is queued; it
+            must not block (the supervisor keeps its task and question
+            tables with it).
+    """
+
+    def __init__(
+        self,
+        config: ProgramConfig,
+        *,
+        events: trio.MemorySendChannel[Event] | None = None,
+        output: trio.abc.SendStream | None = None,
+        input: trio.abc.ReceiveStream | None = None,
+        terminal: TerminalSettings = TerminalSettings(),
+        wall_clock: Callable[[], int] = _now_ms,
+        stamper: EventStamper | None = None,
+        observe: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.stats = RunStats()
+        self._events = events
+        self._output = output
+        self._input = input
+        self._terminal = terminal
+        self._wall_clock = wall_clock
+        self._stamper = stamper or EventStamper(config.program_name)
+        self._observe = observe
+        self._child: Child | None = None
+        self._nursery: trio.Nursery | None = None
+        self._exited = trio.Event()
+        self._stopping = False
+        self._last_received = 0.0
+        self._writing = False
+        self.output_lost = False
+
+    # -- control ---------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
+
+    @property
+    def last_activity(self) -> float:
+        """trio time of the child's last output (or of its start)."""
+        return self._last_received
+
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Forward ``signum`` to the child's group; SIGKILL after stop_timeout.
+
+        A second SIGINT while stopping kills at once, like a second Control-C.
+        """
+        child = self._child
+        if child is None or self._exited.is_set():
+            return
+        if self._stopping and signum == signal.SIGINT:
+            child.signal(signal.SIGKILL)
+            return
+        child.signal(signum)
+        if not self._stopping and self._nursery is not None:
+            self._stopping = True
+            self._nursery.start_soon(self._kill_after_timeout, child)
+
+    def kill(self) -> None:
+        """SIGKILL the child's process group now."""
+        if self._child is not None and not self._exited.is_set():
+            self._child.signal(signal.SIGKILL)
+
+    def resize(self, rows: int, columns: int) -> None:
+        """Set the child's window size (pty children only)."""
+        if self._child is not None:
+            self._child.resize(rows, columns)
+
+    # -- running ---------------------------------------------------------
+
+    def _spec(self) -> ChildSpec:
+        settings = self._terminal
+        return ChildSpec(
+            argv=self.config.command,
+            env=self.config.child_env(),
+            cwd=str(self.config.cwd) if self.config.cwd is not None else None,
+            use_pty=self.config.pty,
+            terminal_modes=settings.modes,
+            translate_newlines=settings.output_is_terminal,
+            echo=settings.input_is_terminal,
+            dimensions=settings.size or (24, 80),
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> int:
+        """Start the child, supervise it until it exits, return its return code.
+
+        The return code is the exit status, or ``-N`` if signal N killed it.
+        ``task_status.started`` reports the child's pid.
+
+        Raises:
+            SpawnError: the command could not be started.
+        """
+        async with open_child(self._spec()) as child:
+            self._child = child
+            await self._publish(
+                ProcessStart(data=ProcessStartData(pid=child.pid, argv=child.argv)),
+                "supervisor",
+            )
+            self._last_received = trio.current_time()
+            task_status.started(child.pid)
+            output_done = trio.Event()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._pump_output, child, output_done)
+                if self._input is not None:
+                    nursery.start_soon(self._pump_input, child, self._input)
+                returncode = await child.wait()
+                self._exited.set()
+                await self._drain_after_exit(child, output_done)
+                nursery.cancel_scope.cancel()
+            exit_code, signum = describe_returncode(returncode)
+            await self._publish(
+                ProcessExit(
+                    data=ProcessExitData(exit_code=exit_code, signal=signum, uptime=uptime(child))
+                ),
+                "supervisor",
+            )
+        return returncode
+
+    async def _kill_after_timeout(self, child: Child) -> None:
+        with trio.move_on_after(self.config.stop_timeout):
+            await self._exited.wait()
+        if not self._exited.is_set():
+            child.signal(signal.SIGKILL)
+
+    async def _drain_after_exit(self, child: Child, output_done: trio.Event) -> None:
+        """Read to the end of the output, escalating against orphans that hold it."""
+        escalation: list[tuple[float, int | None]] = [
+            (_ORPHAN_QUIET_SECONDS, signal.SIGTERM),
+            (self.config.stop_timeout, signal.SIGKILL),
+            (_ORPHAN_QUIET_SECONDS, None),
+        ]
+        for quiet_seconds, signum in escalation:
+            if not await self._quiet_for(quiet_seconds, output_done):
+                return
+            if signum is None:
+                return  # only processes outside the group still hold it
+            child.signal(signum)
+
+    async def _quiet_for(self, seconds: float, done: trio.Event) -> bool:
+        """Wait until output ends (False) or nothing arrives for ``seconds`` (True).
+
+        Time spent writing to a slow stdout does not count as quiet.
+        """
+        self._last_received = trio.current_time()
+        while not done.is_set():
+            with trio.move_on_after(_POLL_SECONDS):
+                await done.wait()
+            if self._writing:
+                self._last_received = trio.current_time()
+            elif trio.current_time() - self._last_received >= seconds:
+                return not done.is_set()
+        return False
+
+    async def _pump_output(self, child: Child, done: trio.Event) -> None:
+        decoder: FrameDecoder[IpcMessage] = FrameDecoder(
+            validate_payload, max_frame_bytes=self.config.max_frame_bytes
+        )
+        try:
+            while True:
+                data = await child.receive_some()
+                if not data:
+                    break
+                self._last_received = trio.current_time()
+                self.stats.output_bytes += len(data)
+                await self._handle(decoder.feed(data))
+            await self._handle(decoder.close())
+        finally:
+            done.set()
+
+    async def _handle(self, items: list[DecodedItem[IpcMessage]]) -> None:
+        if not items:
+            return
+        if len(items) == 1 and type(items[0]) is Output:
+            await self._write(items[0].data)
+            return
+        keep_frames = self.config.keep_frames
+        chunks: list[bytes] = []
+        messages: list[tuple[IpcMessage, Source]] = []
+        for item in items:
+            if type(item) is Output:
+                chunks.append(item.data)
+            elif type(item) is Frame:
+                if keep_frames:
+                    chunks.append(item.raw)
+                self.stats.frames[item.message.event] += 1
+                messages.append((item.message, "child"))
+            elif type(item) is InvalidFrame:
+                self.stats.frames_invalid[item.reason] += 1
+                data = FrameInvalidData(
+                    reason=item.reason, offset=item.offset, detail=item.detail, excerpt=item.excerpt
+                )
+                messages.append((FrameInvalid(data=data), "supervisor"))
+            elif type(item) is LineEndRemoved and keep_frames:
+                chunks.append(item.raw)
+        if chunks:
+            await self._write(b"".join(chunks))
+        if messages:
+            now = self._wall_clock()
+            stamp = self._stamper.stamp
+            await self._send_events([stamp(message, now, source) for message, source in messages])
+
+    async def _write(self, data: bytes) -> None:
+        if self._output is None:
+            return
+        self._writing = True
+        try:
+            await self._output.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # Whoever read our output has gone (`supervise -- cmd | head`).
+            # Writing there directly, the child would die of SIGPIPE; stop it
+            # the usual way instead, and keep reading so frames still count.
+            self.output_lost = True
+            self._output = None
+            self.request_stop(signal.SIGTERM)
+        finally:
+            self._writing = False
+
+    async def _send_events(self, events: list[Event]) -> None:
+        """Queue events without a scheduler round-trip each; wait only when full."""
+        if self._observe is not None:
+            for event in events:
+                self._observe(event)
+        if self._events is None:
+            return
+        for event in events:
+            try:
+                self._events.send_nowait(event)
+            except trio.WouldBlock:
+                await self._events.send(event)
+
+    async def _publish(self, message: IpcMessage, source: Source) -> None:
+        await self._send_events([self._stamper.stamp(message, self._wall_clock(), source)])
+
+    async def _pump_input(self, child: Child, stream: trio.abc.ReceiveStream) -> None:
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                break
+            try:
+                await child.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+        if self.config.forward_eof:
+            try:
+                await child.send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return

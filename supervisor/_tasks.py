@@ -1,0 +1,290 @@
+"""In-flight task accounting: no task ends without an outcome.
+
+A child announces work with ``task_start`` and closes it with
+``task_complete`` or ``task_failed``. When the child dies, is restarted, or
+simply never closes a task, nobody downstream learns that the task is over.
+:class:`TaskTable` remembers every open task so that the supervisor can:
+
+- measure durations itself, from receipt times, since the child's own
+  ``duration`` field is in whatever unit the child chose (loopwork sends
+  seconds, its docs say milliseconds);
+- report a task that runs too long, once, as ``task_timeout``;
+- close every open task with a synthetic ``task_failed`` carrying
+  ``lost: true`` when the process goes away, so a dashboard or a Telegram
+  chat never shows a task as running forever.
+
+Like the frame decoder this module is sans-IO: no trio, no clock. The caller
+passes monotonic seconds (``now``) and, where a message needs a timestamp,
+epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from signal import Signals
+from typing import Any, Literal, TypeAlias
+
+from ._events import _OwnMessage
+from ._messages import (
+    EventData,
+    IpcMessage,
+    TaskComplete,
+    TaskFailed,
+    TaskFailedData,
+    TaskStart,
+)
+
+__all__ = [
+    "TaskKey",
+    "TaskOutcome",
+    "TaskRecord",
+    "TaskTable",
+    "TaskTimeout",
+    "TaskTimeoutData",
+    "exit_cause",
+]
+
+TaskKey: TypeAlias = tuple[str | None, str]
+"""``(namespace, taskId)``: the same id in two namespaces is two tasks."""
+
+
+class TaskTimeoutData(EventData):
+    """``task_timeout`` data: a task has run for ``timeout`` seconds or more."""
+
+    taskId: str
+    namespace: str | None = None
+    title: str | None = None
+    elapsed: float
+    timeout: float
+
+
+class TaskTimeout(_OwnMessage):
+    """A task ran longer than the configured limit; sent once per task.
+
+    The task stays in flight: it may still complete, fail or be lost later.
+    """
+
+    event: Literal["task_timeout"] = "task_timeout"
+    data: TaskTimeoutData
+
+
+def exit_cause(exit_code: int | None, signal: int | None) -> str:
+    """Describe how a process ended, for the ``error`` of a lost task.
+
+    Args:
+        exit_code: the exit status, when the process exited by itself.
+        signal: the signal number, when a signal ended it (takes precedence).
+
+    Returns:
+        ``"process exited with code 3"``, ``"killed by signal 9 (SIGKILL)"``,
+        ``"killed by signal 99"`` for a signal Python does not name, or
+        ``"process exited"`` when neither is known.
+    """
+    if signal is not None:
+        try:
+            name = Signals(signal).name
+        except ValueError:
+            return f"killed by signal {signal}"
+        return f"killed by signal {signal} ({name})"
+    if exit_code is not None:
+        return f"process exited with code {exit_code}"
+    return "process exited"
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """One task that has started and not yet ended.
+
+    Attributes:
+        key: ``(namespace, taskId)``; ``namespace`` may be None.
+        title: the task's title from ``task_start``, if any.
+        iteration: the loop iteration from ``task_start``, if any.
+        started_at: monotonic seconds when its ``task_start`` was observed.
+        started_epoch_ms: epoch milliseconds of the start (the caller's
+            receipt time, else the frame's ``timestamp``), or None if neither
+            was known.
+        message_id: ``messageId`` of the ``task_start``.
+        timed_out: a ``task_timeout`` was already reported for it.
+    """
+
+    key: TaskKey
+    title: str | None
+    iteration: int | None
+    started_at: float
+    started_epoch_ms: int | None
+    message_id: str
+    timed_out: bool = False
+
+    @property
+    def namespace(self) -> str | None:
+        return self.key[0]
+
+    @property
+    def task_id(self) -> str:
+        return self.key[1]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    """How an observed ``task_complete`` or ``task_failed`` closed a task.
+
+    Attributes:
+        record: the task it closed, or None when no matching ``task_start``
+            was seen (the supervisor started mid-run, or the child sent a
+            stray completion). Such an outcome still counts as a finished task.
+        ok: True for ``task_complete``, unless its ``success`` is false.
+        duration: seconds between the start and the end as observed here, or
+            None when the start is unknown. The child's own ``duration`` field
+            is left as it sent it.
+    """
+
+    record: TaskRecord | None
+    ok: bool
+    duration: float | None
+
+
+def _key(data: Any) -> TaskKey:
+    return (data.namespace, data.taskId)
+
+
+class TaskTable:
+    """The tasks of one child that have started and not yet ended.
+
+    Feed it every message with :meth:`observe`. Ask :meth:`next_deadline`
+    how long to sleep, then :meth:`overdue` what to report. When the process
+    exits or is restarted, :meth:`lose_all` closes what was left open.
+    """
+
+    def __init__(self) -> None:
+        # Insertion order is start order: a restarted key is moved to the end.
+        self._tasks: dict[TaskKey, TaskRecord] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def observe(
+        self, message: IpcMessage, now: float, *, epoch_ms: int | None = None
+    ) -> TaskOutcome | None:
+        """Account for one message from the child.
+
+        Args:
+            message: any message; only ``task_start``, ``task_complete`` and
+                ``task_failed`` change the table.
+            now: monotonic seconds when the message was received.
+            epoch_ms: epoch milliseconds when it was received, recorded as the
+                start time of a task; the frame's ``timestamp`` is used when
+                this is omitted.
+
+        Returns:
+            The outcome for ``task_complete`` or ``task_failed``, else None.
+            A second ``task_start`` for a task already in flight replaces the
+            first one (its clock restarts) and returns None.
+        """
+        if isinstance(message, TaskStart):
+            data = message.data
+            key = _key(data)
+            self._tasks.pop(key, None)
+            self._tasks[key] = TaskRecord(
+                key=key,
+                title=data.title,
+                iteration=data.iteration,
+                started_at=now,
+                started_epoch_ms=epoch_ms if epoch_ms is not None else message.timestamp,
+                message_id=message.messageId,
+            )
+            return None
+        if isinstance(message, TaskComplete):
+            ok = message.data.success is not False
+        elif isinstance(message, TaskFailed):
+            ok = False
+        else:
+            return None
+        record = self._tasks.pop(_key(message.data), None)
+        if record is None:
+            return TaskOutcome(None, ok, None)
+        return TaskOutcome(record, ok, now - record.started_at)
+
+    def in_flight(self) -> list[TaskRecord]:
+        """The open tasks, oldest start first."""
+        return list(self._tasks.values())
+
+    def lose_all(self, cause: str, now: float, epoch_ms: int) -> list[TaskFailed]:
+        """Close every open task with a synthetic ``task_failed``, and empty the table.
+
+        Args:
+            cause: the ``error`` text, e.g. from :func:`exit_cause`, or
+                ``"process restarted"``.
+            now: monotonic seconds now, to measure each task's duration.
+            epoch_ms: epoch milliseconds now, the messages' ``timestamp``.
+
+        Returns:
+            One ``task_failed`` per open task, oldest first, whose data holds
+            the task's ``taskId``, ``title``, ``namespace`` and ``iteration``
+            (those it had), ``error=cause``, ``lost=True`` and ``duration``
+            (seconds measured here).
+        """
+        failures = []
+        for record in self._tasks.values():
+            fields: dict[str, Any] = {"taskId": record.task_id}
+            # Only the fields the task_start had: JSON output omits unset ones.
+            if record.title is not None:
+                fields["title"] = record.title
+            if record.namespace is not None:
+                fields["namespace"] = record.namespace
+            if record.iteration is not None:
+                fields["iteration"] = record.iteration
+            fields.update(error=cause, lost=True, duration=now - record.started_at)
+            failures.append(
+                TaskFailed(
+                    type="ipc",
+                    event="task_failed",
+                    data=TaskFailedData.model_validate(fields),
+                    timestamp=epoch_ms,
+                )
+            )
+        self._tasks.clear()
+        return failures
+
+    def overdue(self, now: float, timeout: float) -> list[TaskTimeout]:
+        """Report tasks that have run for ``timeout`` seconds or more, once each.
+
+        "Or more" rather than "more than": a caller that sleeps until
+        :meth:`next_deadline` and asks again must find the task due, or it
+        would wake again and again at the same instant.
+
+        Args:
+            now: monotonic seconds now.
+            timeout: the limit in seconds.
+
+        Returns:
+            One ``task_timeout`` per task newly over the limit, oldest first.
+            Those tasks are marked ``timed_out`` and not reported again.
+        """
+        reports = []
+        for record in self._tasks.values():
+            elapsed = now - record.started_at
+            if record.timed_out or elapsed < timeout:
+                continue
+            record.timed_out = True
+            reports.append(
+                TaskTimeout(
+                    data=TaskTimeoutData(
+                        taskId=record.task_id,
+                        namespace=record.namespace,
+                        title=record.title,
+                        elapsed=elapsed,
+                        timeout=timeout,
+                    )
+                )
+            )
+        return reports
+
+    def next_deadline(self, timeout: float) -> float | None:
+        """When the next :meth:`overdue` report falls due, in monotonic seconds.
+
+        Returns:
+            The earliest ``started_at + timeout`` among tasks not yet
+            reported, or None when there is nothing to wait for.
+        """
+        starts = [r.started_at for r in self._tasks.values() if not r.timed_out]
+        return min(starts) + timeout if starts else None
