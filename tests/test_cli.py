@@ -145,14 +145,14 @@ def test_events_file_lines(tmp_path: Path) -> None:
     assert events_seen == ["process_start", "task_start", "process_exit", "task_failed"]
     assert {e["program"] for e in lines} == {"demo"}
     start_event, task, exit_event, lost = lines
-    assert start_event["data"]["argv"] == ["sh", "-c", script]  # type: ignore[index]
+    assert start_event["data"]["argv"] == ["sh", "-c", script]
     assert task["data"] == {"taskId": "T1", "title": "One"}
     assert task["source"] == "child"
     # A frame without timestamp/messageId gets the receipt time and a new id.
     assert task["timestamp"] == task["received_at"]
     assert len(str(task["messageId"])) == 36
-    assert exit_event["data"]["exit_code"] == 4  # type: ignore[index]
-    assert exit_event["data"]["signal"] is None  # type: ignore[index]
+    assert exit_event["data"]["exit_code"] == 4
+    assert exit_event["data"]["signal"] is None
     # The task never finished: it ends as failed, lost, with the cause.
     assert lost["data"]["taskId"] == "T1"
     assert lost["data"]["lost"] is True
@@ -174,8 +174,8 @@ def test_invalid_frame_is_visible_counted_and_reported(tmp_path: Path) -> None:
     assert result.stdout == f"ok\n{bad}\n".encode()
     invalid = [e for e in read_events(events) if e["event"] == "frame_invalid"]
     assert len(invalid) == 1
-    assert invalid[0]["data"]["reason"] == "json"  # type: ignore[index]
-    assert invalid[0]["data"]["offset"] == 3  # type: ignore[index]
+    assert invalid[0]["data"]["reason"] == "json"
+    assert invalid[0]["data"]["offset"] == 3
     assert result.stderr.startswith(b"supervise: invalid frame at byte 3 (json): ")
     assert result.stderr.count(b"\n") == 1
 
