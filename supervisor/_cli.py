@@ -323,6 +323,11 @@ async def _run(
     send, receive = trio.open_memory_channel[Event](_EVENT_BUFFER)
     sequence = itertools.count(1)
     outputs = _program_outputs(configs, output, terminal, single)
+    all_settled = trio.Event()
+
+    def check_all_settled() -> None:
+        if all(program.settled for program in programs):
+            all_settled.set()
     programs = [
         ProgramSupervisor(
             config,
@@ -332,10 +337,19 @@ async def _run(
             terminal=terminal if single else _DETACHED,
             sequence=sequence,
             report=warn if single else _reporter(config.program_name),
+            keep_alive=not single,
+            on_settled=check_all_settled,
         )
         for config in configs
     ]
     results: dict[str, int | None] = {}
+
+    async def finish_when_all_settled() -> None:
+        # Programs of a file wait for `ctl start` once settled; when every one
+        # has settled, nothing is left to supervise.
+        await all_settled.wait()
+        for program in programs:
+            program.request_stop(final=True)
 
     async def supervise_one(program: ProgramSupervisor) -> None:
         results[program.name] = await program.run()
@@ -353,6 +367,8 @@ async def _run(
                         async with trio.open_nursery() as program_nursery:
                             for program in programs:
                                 program_nursery.start_soon(supervise_one, program)
+                            if not single:
+                                program_nursery.start_soon(finish_when_all_settled)
                         signal_nursery.cancel_scope.cancel()
         if any(program.output_lost for program in programs):
             warn("standard output was closed; stopped the child")

@@ -123,6 +123,8 @@ class ProgramRunner:
         self._last_received = 0.0
         self._writing = False
         self.output_lost = False
+        # The stdin pump and answers both write to the child; one at a time.
+        self._input_lock = trio.Lock()
 
     # -- control ---------------------------------------------------------
 
@@ -327,17 +329,31 @@ class ProgramRunner:
     async def _publish(self, message: IpcMessage, source: Source) -> None:
         await self._send_events([self._stamper.stamp(message, self._wall_clock(), source)])
 
+    async def send_input(self, data: bytes) -> None:
+        """Write ``data`` to the child's stdin (an answer to its question).
+
+        Raises:
+            trio.BrokenResourceError: the child is gone or closed its input.
+        """
+        child = self._child
+        if child is None or self._exited.is_set():
+            raise trio.BrokenResourceError("the process is not running")
+        async with self._input_lock:
+            await child.send_all(data)
+
     async def _pump_input(self, child: Child, stream: trio.abc.ReceiveStream) -> None:
         while True:
             data = await stream.receive_some(65536)
             if not data:
                 break
             try:
-                await child.send_all(data)
+                async with self._input_lock:
+                    await child.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
         if self.config.forward_eof:
             try:
-                await child.send_eof()
+                async with self._input_lock:
+                    await child.send_eof()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return

@@ -20,30 +20,84 @@ Policy, in one place:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
 import random
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
 
 import trio
 
 from ._backoff import BackoffPolicy, GiveUpRule, RestartTracker
 from ._child import describe_returncode
 from ._config import ProgramConfig
-from ._errors import SpawnError
-from ._events import Event, EventStamper, ProcessStateChanged, ProcessStateData
-from ._messages import IpcMessage
+from ._errors import SpawnError, SupervisorError
+from ._events import (
+    Event,
+    EventStamper,
+    ProcessStateChanged,
+    ProcessStateData,
+    _OwnMessage,
+)
+from ._messages import ApprovalRequest, EventData, IpcMessage, Question
+from ._questions import (
+    AnswerVocabulary,
+    PendingQuestion,
+    QuestionAnswered,
+    QuestionBook,
+    QuestionExpiredError,
+)
 from ._runner import ProgramRunner, TerminalSettings
-from ._state import ProcessState, Trigger, transition
+from ._state import ProcessState, Trigger, is_alive, transition
 from ._tasks import TaskTable, exit_cause
 from ._terminal import warn
 
-__all__ = ["ProgramSupervisor"]
+__all__ = [
+    "ControlError",
+    "ProcessStalled",
+    "ProcessStalledData",
+    "ProgramStatus",
+    "ProgramSupervisor",
+]
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class ControlError(SupervisorError):
+    """A control request that cannot be carried out (e.g. start a running program)."""
+
+
+class ProcessStalledData(EventData):
+    """``process_stalled`` data: how long the child has been silent."""
+
+    silent_for: float
+    stall_timeout: float
+    action: str
+
+
+class ProcessStalled(_OwnMessage):
+    event: Literal["process_stalled"] = "process_stalled"
+    data: ProcessStalledData
+
+
+@dataclass(frozen=True)
+class ProgramStatus:
+    """A snapshot for ``supervise ctl status``."""
+
+    name: str
+    state: str
+    pid: int | None
+    uptime: float | None
+    restarts: int
+    last_exit: str | None
+    tasks_in_flight: int
+    pending_questions: int
 
 
 class ProgramSupervisor:
@@ -59,6 +113,11 @@ class ProgramSupervisor:
         rng: randomness for backoff jitter (seed it in tests).
         report: shows a one-line notice to the person watching (spawn errors,
             FATAL); the multi-program form puts the program's name in front.
+        keep_alive: when the program settles (exits for good, FATAL, or is
+            stopped), wait for a start request instead of returning; a final
+            stop (``request_stop(final=True)``) still ends :meth:`run`.
+        on_settled: called each time the program settles, so the owner of
+            several programs can tell when all of them are done.
     """
 
     def __init__(
@@ -73,6 +132,8 @@ class ProgramSupervisor:
         rng: random.Random | None = None,
         wall_clock: Callable[[], int] = _now_ms,
         report: Callable[[str], None] = warn,
+        keep_alive: bool = False,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.name = config.program_name
@@ -81,12 +142,24 @@ class ProgramSupervisor:
         self.last_returncode: int | None = None
         self.output_lost = False
         self.tasks = TaskTable()
+        answers = config.answers
+        self.questions = QuestionBook(
+            AnswerVocabulary(
+                approve=answers.approve,
+                deny=answers.deny,
+                approval_timeout_default=answers.approval_timeout,
+                question_timeout_default=answers.question_timeout,
+                default_timeout=answers.default_timeout or None,
+            )
+        )
         self._events = events
         self._output = output
         self._input = input
         self._terminal = terminal or TerminalSettings()
         self._wall_clock = wall_clock
         self._report = report
+        self._keep_alive = keep_alive
+        self._on_settled = on_settled
         self._stamper = EventStamper(self.name, sequence or itertools.count(1))
         give_up = config.give_up
         self._tracker = RestartTracker(
@@ -95,10 +168,18 @@ class ProgramSupervisor:
             rng,
         )
         self._runner: ProgramRunner | None = None
+        self._run_started: float | None = None
         self._stop_requested = False
-        self._stop_signal: int | None = None
+        self._final = False
+        self._restart_reason: str | None = None
+        self._start_requested = trio.Event()
+        self._rearm = trio.Event()
+        self._stall_reported = False
         self._wait_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        # True while the program has settled and nothing will start it but a
+        # request: what ``ctl start`` may act on.
+        self._settled = False
 
     # -- control ---------------------------------------------------------
 
@@ -106,16 +187,77 @@ class ProgramSupervisor:
     def pid(self) -> int | None:
         return self._runner.pid if self._runner is not None else None
 
-    def request_stop(self, signum: int | None = None) -> None:
-        """Stop the program for good (``signum``, else its stop_signal); not a failure."""
+    def status(self) -> ProgramStatus:
+        """What ``supervise ctl status`` shows for this program."""
+        uptime = None
+        if self._run_started is not None and self._runner is not None:
+            uptime = round(trio.current_time() - self._run_started, 3)
+        last_exit = None
+        if self.last_returncode is not None:
+            last_exit = exit_cause(*describe_returncode(self.last_returncode))
+        return ProgramStatus(
+            name=self.name,
+            state=self.state.value,
+            pid=self.pid,
+            uptime=uptime,
+            restarts=self.restarts,
+            last_exit=last_exit,
+            tasks_in_flight=len(self.tasks),
+            pending_questions=len(self.questions.pending()),
+        )
+
+    def request_stop(self, signum: int | None = None, *, final: bool = True) -> None:
+        """Stop the program (``signum``, else its stop_signal); never a failure.
+
+        Args:
+            signum: the signal for the child's group (the one-program form
+                passes on what supervise received). A second SIGINT kills.
+            final: end :meth:`run` once stopped; with ``final=False`` (``ctl
+                stop``) a keep-alive supervisor waits for a start request.
+        """
+        self._final = self._final or final
         if self._stop_requested and signum != signal.SIGINT:
             return
         self._stop_requested = True
+        self._restart_reason = None
         if self._runner is not None:
             self._runner.request_stop(signum if signum is not None else self.config.stop_signal)
         if self._wait_scope is not None:
             self._wait_scope.cancel()
+        self._start_requested.set()  # wake a settled keep-alive loop so it can end
         self._move(Trigger.STOP, "stop requested")
+
+    @property
+    def settled(self) -> bool:
+        """No process and nothing scheduled: only a request starts it again."""
+        return self._settled
+
+    def request_start(self) -> None:
+        """Start a program that is not running (``ctl start``).
+
+        Raises:
+            ControlError: it is already running or about to restart.
+        """
+        if not self._settled:
+            raise ControlError(f"{self.name} is already {self.state.value}")
+        if not self._keep_alive or self._final:
+            raise ControlError(f"{self.name} is no longer supervised")
+        self._stop_requested = False
+        self._start_requested.set()
+
+    def request_restart(self, reason: str = "restart requested") -> None:
+        """Stop the running child and start it again at once, without a failure."""
+        if self._final:
+            raise ControlError(f"{self.name} is shutting down")
+        self._restart_reason = reason
+        self._stop_requested = False
+        if self._runner is not None and is_alive(self.state):
+            self._move(Trigger.STOP, reason)
+            self._runner.request_stop(self.config.stop_signal)
+        elif self._wait_scope is not None:
+            self._wait_scope.cancel()
+        else:
+            self._start_requested.set()
 
     def kill(self) -> None:
         """SIGKILL the running child's process group."""
@@ -126,10 +268,32 @@ class ProgramSupervisor:
         if self._runner is not None:
             self._runner.resize(rows, columns)
 
+    async def answer(
+        self, message_id: str, response: str, by: str, *, raw: bool = False
+    ) -> QuestionAnswered:
+        """Answer the child's question: write the mapped response and a newline.
+
+        Raises:
+            AnswerError: unknown, expired or already answered question, or a
+                response the question does not accept.
+        """
+        runner = self._runner
+        text, message = self.questions.answer(
+            message_id, response, by, trio.current_time(), raw=raw
+        )
+        if runner is None:
+            raise QuestionExpiredError(message_id, f"{self.name} is not running")
+        await runner.send_input(text.encode() + b"\n")
+        self._publish(message)
+        return message
+
+    def pending_questions(self) -> list[PendingQuestion]:
+        return self.questions.pending()
+
     # -- running ---------------------------------------------------------
 
     async def run(self) -> int | None:
-        """Supervise until the program settles: EXITED for good, FATAL or STOPPED.
+        """Supervise until the program settles (or, keep-alive, until a final stop).
 
         Returns:
             The last run's return code (``-N`` for signal N), or None if the
@@ -137,18 +301,44 @@ class ProgramSupervisor:
         """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            reason = "start requested"
+            nursery.start_soon(self._watchdog)
+            await self._supervise()
+            nursery.cancel_scope.cancel()
+        return self.last_returncode
+
+    async def _supervise(self) -> None:
+        reason = "start requested"
+        while True:
+            self._settled = False
             while not self._stop_requested:
                 self._move(Trigger.START, reason)
                 uptime = await self._run_once()
+                if self._restart_reason is not None:
+                    reason, self._restart_reason = self._restart_reason, None
+                    self._tracker.reset()
+                    self.restarts += 1
+                    continue
                 if self._stop_requested:
                     break
                 delay = self._next_delay(uptime)
                 if delay is None:
                     break
                 reason = await self._wait_before_restart(delay)
-            self._move(Trigger.STOP, "stop requested")  # no-op unless stopped while waiting
-        return self.last_returncode
+            if self._stop_requested:
+                self._move(Trigger.STOP, "stop requested")  # e.g. BACKOFF -> STOPPED
+            self._settled = True
+            if self._on_settled is not None:
+                self._on_settled()
+            if self._final or not self._keep_alive:
+                return
+            self._start_requested = trio.Event()
+            await self._start_requested.wait()
+            if self._final:
+                return
+            self._tracker.reset()
+            reason = self._restart_reason or "start requested"
+            self._restart_reason = None
+            self._stop_requested = False
 
     async def _run_once(self) -> float:
         """One run of the child; returns its uptime in seconds."""
@@ -163,7 +353,8 @@ class ProgramSupervisor:
             observe=self._observe,
         )
         self._runner = runner
-        started = trio.current_time()
+        self._stall_reported = False
+        started = self._run_started = trio.current_time()
         spawn_errors: list[SpawnError] = []
         returncode = 0
         try:
@@ -175,6 +366,7 @@ class ProgramSupervisor:
             spawn_errors = [e for e in group.exceptions if isinstance(e, SpawnError)]
         finally:
             self._runner = None
+            self._run_started = None
         if spawn_errors:
             error = spawn_errors[0]
             self._report(str(error))
@@ -183,12 +375,15 @@ class ProgramSupervisor:
             return 0.0
         if runner.output_lost:
             # Nobody reads our output any more: this stop is final.
-            self.output_lost = self._stop_requested = True
+            self.output_lost = self._stop_requested = self._final = True
         cause = exit_cause(*describe_returncode(returncode))
-        if self._stop_requested:
+        if self._restart_reason is not None:
+            cause = f"process restarted: {self._restart_reason} ({cause})"
+        elif self._stop_requested:
             cause = f"process stopped ({cause})"
         for message in self.tasks.lose_all(cause, trio.current_time(), self._wall_clock()):
             self._publish(message)
+        self.questions.forget_program(self.name)
         self._move(Trigger.EXITED, cause)
         return trio.current_time() - started
 
@@ -226,17 +421,79 @@ class ProgramSupervisor:
         return self._tracker.next_delay()
 
     async def _wait_before_restart(self, delay: float) -> str:
-        """Sleep the backoff delay unless a stop request cuts it short."""
+        """Sleep the backoff delay unless a stop or restart request cuts it short."""
         with trio.CancelScope() as scope:
             self._wait_scope = scope
             await trio.sleep(delay)
         self._wait_scope = None
         self.restarts += 1
+        if self._restart_reason is not None:
+            reason, self._restart_reason = self._restart_reason, None
+            self._tracker.reset()
+            return reason
         return f"restart {self.restarts} after {delay:.2f}s"
 
     def _observe(self, event: Event) -> None:
-        if event.source == "child":
-            self.tasks.observe(event.message, trio.current_time())
+        """Keep the task and question tables (called for every event, in order)."""
+        if event.source != "child":
+            return
+        message = event.message
+        now = trio.current_time()
+        self.tasks.observe(message, now, epoch_ms=event.received_at)
+        if isinstance(message, Question | ApprovalRequest):
+            self.questions.ask(self.name, message, now)
+            self._rearm.set()
+        elif message.event == "task_start" and self.config.task_timeout:
+            self._rearm.set()
+
+    async def _watchdog(self) -> None:
+        """Deadlines: question timeouts, task timeouts, stalls. Sleeps until the next."""
+        config = self.config
+        while True:
+            now = trio.current_time()
+            deadlines = [math.inf]
+            for _question, text, timed_out in self.questions.expire(now):
+                self._publish(timed_out)
+                if text is not None and self._runner is not None:
+                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await self._runner.send_input(text.encode() + b"\n")
+            deadlines.append(self.questions.next_deadline() or math.inf)
+            if config.task_timeout:
+                overdue = self.tasks.overdue(now, config.task_timeout)
+                for late in overdue:
+                    self._publish(late)
+                if overdue and config.task_timeout_action == "restart":
+                    self._restart_if_running("task timed out")
+                deadlines.append(self.tasks.next_deadline(config.task_timeout) or math.inf)
+            if config.stall_timeout:
+                deadlines.append(self._check_stall(now))
+            with trio.move_on_at(min(deadlines)):
+                await self._rearm.wait()
+            self._rearm = trio.Event()
+
+    def _check_stall(self, now: float) -> float:
+        """Report a stall once per silence; return when to look again."""
+        runner, timeout = self._runner, self.config.stall_timeout
+        if runner is None or runner.pid is None or not is_alive(self.state):
+            return now + timeout
+        silent_for = now - runner.last_activity
+        if silent_for < timeout:
+            self._stall_reported = False
+            return runner.last_activity + timeout
+        if not self._stall_reported:
+            self._stall_reported = True
+            action = self.config.stall_action
+            data = ProcessStalledData(
+                silent_for=round(silent_for, 3), stall_timeout=timeout, action=action
+            )
+            self._publish(ProcessStalled(data=data))
+            if action == "restart":
+                self._restart_if_running(f"no output for {timeout:g}s")
+        return now + timeout
+
+    def _restart_if_running(self, reason: str) -> None:
+        if is_alive(self.state) and self.state is not ProcessState.STOPPING and not self._final:
+            self.request_restart(reason)
 
     def _move(self, trigger: Trigger, reason: str) -> None:
         """Apply a transition; publish it if the state changed."""
