@@ -174,6 +174,53 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="window of the give-up rule (default 300)",
     )
+    add(
+        "--stall-timeout",
+        type=float,
+        default=SUPPRESS,
+        metavar="SECONDS",
+        help="no output and no frame for this long is a stall (default 0: off)",
+    )
+    add(
+        "--stall-action",
+        choices=["none", "restart"],
+        default=SUPPRESS,
+        help="what a stall does besides its process_stalled event (default none)",
+    )
+    add(
+        "--task-timeout",
+        type=float,
+        default=SUPPRESS,
+        metavar="SECONDS",
+        help="a task running longer emits task_timeout (default 0: off)",
+    )
+    add(
+        "--task-timeout-action",
+        choices=["none", "restart"],
+        default=SUPPRESS,
+        help="what a task timeout does besides its event (default none)",
+    )
+    add(
+        "--approve-text",
+        dest="answers.approve",
+        default=SUPPRESS,
+        metavar="TEXT",
+        help="written to the child's stdin to approve a request (default y)",
+    )
+    add(
+        "--deny-text",
+        dest="answers.deny",
+        default=SUPPRESS,
+        metavar="TEXT",
+        help="written to deny a request (default n)",
+    )
+    add(
+        "--approval-timeout",
+        dest="answers.approval_timeout",
+        choices=["approve", "deny"],
+        default=SUPPRESS,
+        help="the answer to an approval nobody answers in time (default deny)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
@@ -328,6 +375,7 @@ async def _run(
     def check_all_settled() -> None:
         if all(program.settled for program in programs):
             all_settled.set()
+
     programs = [
         ProgramSupervisor(
             config,

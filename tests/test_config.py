@@ -175,9 +175,7 @@ def test_config_with_command_or_program_flags_is_usage_error(
     path = write(tmp_path, f"[programs.a]\ncommand = {toml_list(['touch', str(marker)])}\n")
     result = supervise("--config", str(path), *extra)
     assert result.returncode == 2
-    assert b"--config runs the file's programs: give no COMMAND or program flags" in (
-        result.stderr
-    )
+    assert b"--config runs the file's programs: give no COMMAND or program flags" in (result.stderr)
     assert not marker.exists()
 
 
