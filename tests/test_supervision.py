@@ -77,12 +77,12 @@ async def test_answer_reaches_stdin_without_echo(
         assert pending.message_id == MESSAGE_ID
         answered = await run.program.answer(MESSAGE_ID, response, by="test")
         assert answered.data.written == written.strip()
-        await run.output_until(b"DONE")
+        await run.output_until(b"DONE\n")
         with pytest.raises(AlreadyAnsweredError, match="already answered by test"):
             await run.program.answer(MESSAGE_ID, "approve", by="other")
         await run.event("question_answered")
     assert out.read_text() == written
-    assert run.seen.replace(b"\r", b"") == b"READY\nDONE\n"
+    assert run.seen == b"READY\nDONE\n"
 
 
 async def test_unknown_question_is_a_clear_error(tmp_path: Path) -> None:
