@@ -38,6 +38,7 @@ import pexpect
 import trio
 
 from ._errors import SpawnError
+from ._reaper import forget_child, register_child, spawning
 
 __all__ = ["Child", "ChildSpec", "open_child", "resolve_command"]
 
@@ -386,11 +387,14 @@ async def open_child(spec: ChildSpec) -> AsyncIterator[Child]:
     """
     program = _check_spawnable(spec)
     child: Child
-    child = _spawn_pty(spec, program) if spec.use_pty else await _spawn_pipes(spec, program)
+    with spawning():
+        child = _spawn_pty(spec, program) if spec.use_pty else await _spawn_pipes(spec, program)
+        register_child(child.pid)
     try:
         yield child
     finally:
         await child.aclose()
+        forget_child(child.pid)
 
 
 def describe_returncode(returncode: int) -> tuple[int | None, int | None]:

@@ -30,6 +30,7 @@ from ._config import ProgramConfig, load_config, parse_size
 from ._errors import ConfigError, SinkError
 from ._events import Event, FrameInvalidData
 from ._prefix import PrefixedOutput, program_prefixes
+from ._reaper import become_subreaper, run_orphan_reaper, stop_orphans
 from ._runner import TerminalSettings
 from ._state import ProcessState
 from ._supervisor import ProgramSupervisor
@@ -320,6 +321,13 @@ class _InvalidFrameReporter:
         self._unreported = 0
 
 
+async def _reap_orphans_until(done: trio.Event) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_orphan_reaper)
+        await done.wait()
+        nursery.cancel_scope.cancel()
+
+
 async def _forward_signals(
     signals: AsyncIterator[int], programs: list[ProgramSupervisor], single: bool
 ) -> None:
@@ -405,9 +413,12 @@ async def _run(
         if isinstance(out, PrefixedOutput):
             await out.flush()
 
+    become_subreaper()
+    reaper_done = trio.Event()
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_deliver, receive, sinks, quiet)
+            nursery.start_soon(_reap_orphans_until, reaper_done)
             async with send:
                 with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGWINCH) as signals:
                     async with trio.open_nursery() as signal_nursery:
@@ -418,6 +429,9 @@ async def _run(
                             if not single:
                                 program_nursery.start_soon(finish_when_all_settled)
                         signal_nursery.cancel_scope.cancel()
+                # Helpers the children left behind go when supervise goes.
+                await stop_orphans(max(config.stop_timeout for config in configs))
+                reaper_done.set()
         if any(program.output_lost for program in programs):
             warn("standard output was closed; stopped the child")
     finally:

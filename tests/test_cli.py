@@ -348,3 +348,16 @@ def test_invalid_frame_reports_are_rate_limited() -> None:
     lines = result.stderr.splitlines()
     assert 1 <= len(lines) <= 3
     assert lines[0].startswith(b"supervise: invalid frame at byte 0 (json)")
+
+
+@pytest.mark.parametrize("use_pty", [True, False])
+def test_orphans_that_left_the_group_are_stopped(use_pty: bool) -> None:
+    """A helper in its own session, orphaned by a crashing child, does not outlive supervise."""
+    flags = [] if use_pty else ["--no-pty"]
+    result = supervise(*flags, "--stop-timeout", "2", "--", *child("orphan_maker"))
+    assert result.returncode == 3
+    helper = int(result.stdout.split(b"HELPER ")[1].split()[0])
+    alive = pid_alive(helper)
+    if alive:
+        os.kill(helper, signal.SIGKILL)
+    assert not alive

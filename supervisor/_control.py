@@ -1,0 +1,579 @@
+"""The control socket: what ``supervise ctl`` talks to.
+
+Each ``supervise`` run listens on a unix stream socket,
+``control_dir() / f"{instance}.sock"`` (mode 0600, in a 0700 directory), so
+only its own user can control it. The protocol is JSON Lines in UTF-8: one
+request object per line, one reply line per request, in order; a client may
+send several requests on one connection. Every reply is
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "one line"}``::
+
+    {"cmd": "status"}
+        -> result: [{name, state, pid, uptime, restarts, last_exit,
+                     tasks_in_flight, pending_questions}, ...] in program order
+    {"cmd": "start" | "stop" | "restart", "program": "NAME"}
+        -> result: NAME's status once the request has taken effect (the
+           reply waits, at most 30 s, until the child is up or gone)
+    {"cmd": "answer", "message_id": "...", "response": "approve",
+     "raw": false, "by": "ctl"}
+        -> result: the question_answered data {messageId, response,
+           written, by, latency, decision}
+    {"cmd": "pending"}
+        -> result: [{program, message_id, kind, text, options, severity,
+                     waiting, expires_in}, ...]; waiting and expires_in are
+           seconds (expires_in is null without a deadline); options are the
+           option ids, or ["approve", "deny"] for an approval
+    {"cmd": "tail", "pattern": "task_*"}
+        -> result: {"pattern": ...}, then every matching event as its JSON
+           line (Event.to_json) until either side closes. The connection
+           carries nothing else afterwards.
+
+A tail pattern is an fnmatch glob on the event name (``task_*``), or
+``PROGRAM:EVENT`` (``loop:task_*``); none matches everything. A tail that
+falls behind loses events rather than slowing supervise down; it is then
+sent an ``events_dropped`` event ``{count, first_seq, last_seq}`` (seq 0,
+program "") before the next event it does get.
+
+A bad request is answered with an error line and never ends the server:
+``request is not JSON: ...``, ``unknown command "x" (commands: ...)``,
+``missing field 'program'``, ``no program named 'x' (programs: a, b)``, or
+the one-line message of the refused control request or answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fnmatch
+import json
+import os
+import re
+import socket
+import stat
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import trio
+
+from ._errors import ConfigError
+from ._events import Event, _OwnMessage
+from ._messages import EventData, Question
+from ._questions import AnswerError, UnknownQuestionError
+from ._state import ProcessState, is_alive
+from ._supervisor import ControlError, ProgramStatus, ProgramSupervisor
+from ._terminal import warn
+
+__all__ = [
+    "EventHub",
+    "EventsDropped",
+    "EventsDroppedData",
+    "control_dir",
+    "prepare_control_dir",
+    "serve_control",
+]
+
+DEFAULT_TAIL_BUFFER = 1000
+"""Events a tail may fall behind by before it loses some."""
+
+_MAX_REQUEST = 65536
+_TAIL_BATCH = 256
+# sun_path holds 108 bytes including the terminating NUL.
+_MAX_SOCKET_PATH = 107
+# Longest a start/stop/restart reply waits for the program to get there.
+_MAX_WAIT = 30.0
+_POLL = 0.01
+_COMMANDS = ("answer", "pending", "restart", "start", "status", "stop", "tail")
+
+
+def control_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where control sockets live: ``$XDG_RUNTIME_DIR/ipc-supervisor``.
+
+    Without ``XDG_RUNTIME_DIR`` (no login session, e.g. cron or a container),
+    ``$XDG_STATE_HOME/ipc-supervisor``, by default
+    ``~/.local/state/ipc-supervisor``. Relative values are ignored, as the XDG
+    specification asks.
+    """
+    runtime = environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(runtime):
+        return Path(runtime) / "ipc-supervisor"
+    state = environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(state):
+        home = environ.get("HOME") or str(Path.home())
+        state = os.path.join(home, ".local", "state")
+    return Path(state) / "ipc-supervisor"
+
+
+def prepare_control_dir(path: Path) -> None:
+    """Create ``path`` (mode 0700) or check that only we can write to it.
+
+    Whoever can write to the directory can replace our socket with their
+    own and receive the answers meant for our programs.
+
+    Raises:
+        ConfigError: it cannot be created, is not ours, or others may write to it.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot create: {exc.strerror or exc}") from None
+    if info.st_uid != os.getuid():
+        raise ConfigError(str(path), f"belongs to uid {info.st_uid}; refusing to use it")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(str(path), "is writable by others; refusing to use it")
+
+
+# -- events for `ctl tail` ----------------------------------------------------
+
+
+class EventsDroppedData(EventData):
+    """``events_dropped`` data: a tail lost events ``first_seq`` to ``last_seq``."""
+
+    count: int
+    first_seq: int
+    last_seq: int
+
+
+class EventsDropped(_OwnMessage):
+    """Sent to a tail that fell behind, in place of the events it lost."""
+
+    event: Literal["events_dropped"] = "events_dropped"
+    data: EventsDroppedData
+
+
+def _matcher(pattern: str | None) -> Callable[[Event], bool]:
+    if not pattern:
+        return lambda event: True
+    program_glob, _, event_glob = pattern.rpartition(":")
+    match_event = re.compile(fnmatch.translate(event_glob or "*")).match
+    if not program_glob:
+        return lambda event: match_event(event.event) is not None
+    match_program = re.compile(fnmatch.translate(program_glob)).match
+    return lambda event: (
+        match_program(event.program) is not None and match_event(event.event) is not None
+    )
+
+
+@dataclasses.dataclass(eq=False)
+class _Subscriber:
+    matches: Callable[[Event], bool]
+    channel: trio.MemorySendChannel[Event]
+    dropped: int = 0
+    first_dropped: int = 0
+    last_dropped: int = 0
+
+    def offer(self, event: Event) -> None:
+        """Queue ``event`` without waiting: a slow tail loses events, never stalls others."""
+        try:
+            if self.dropped:
+                data = EventsDroppedData(
+                    count=self.dropped, first_seq=self.first_dropped, last_seq=self.last_dropped
+                )
+                marker = Event(0, "", time.time_ns() // 1_000_000, "supervisor", EventsDropped(data=data))
+                self.channel.send_nowait(marker)
+                self.dropped = 0
+            self.channel.send_nowait(event)
+        except trio.WouldBlock:
+            if not self.dropped:
+                self.first_dropped = event.seq
+            self.dropped += 1
+            self.last_dropped = event.seq
+
+
+class EventHub:
+    """A sink that fans events out to ``ctl tail`` connections.
+
+    Each subscriber gets its own bounded channel; :meth:`send` never waits,
+    so a stalled client costs only its own events (see ``events_dropped``).
+    """
+
+    name = "control"
+
+    def __init__(self) -> None:
+        self._subscribers: list[_Subscriber] = []
+        self._closed = False
+
+    @property
+    def subscribers(self) -> int:
+        """How many tails are listening."""
+        return len(self._subscribers)
+
+    async def send(self, event: Event) -> None:
+        await self.send_batch((event,))
+
+    async def send_batch(self, events: Sequence[Event]) -> None:
+        await trio.lowlevel.checkpoint()
+        for subscriber in self._subscribers:
+            matches = subscriber.matches
+            for event in events:
+                if matches(event):
+                    subscriber.offer(event)
+
+    async def aclose(self) -> None:
+        """End every tail; later subscribers get a channel that is already over."""
+        self._closed = True
+        for subscriber in self._subscribers:
+            subscriber.channel.close()
+        await trio.lowlevel.checkpoint()
+
+    @contextlib.contextmanager
+    def subscribe(
+        self, pattern: str | None = None, *, buffer: int = DEFAULT_TAIL_BUFFER
+    ) -> Iterator[trio.MemoryReceiveChannel[Event]]:
+        """Receive the events matching ``pattern`` while the context is open.
+
+        Args:
+            pattern: ``EVENT_GLOB`` or ``PROGRAM_GLOB:EVENT_GLOB``; None for all.
+            buffer: events held for a slow reader before it loses some.
+        """
+        send, receive = trio.open_memory_channel[Event](buffer)
+        subscriber = _Subscriber(_matcher(pattern), send)
+        if self._closed:
+            send.close()
+        else:
+            self._subscribers.append(subscriber)
+        try:
+            yield receive
+        finally:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(subscriber)
+            send.close()
+            receive.close()
+
+
+# -- the server -----------------------------------------------------------------
+
+
+async def serve_control(
+    path: Path,
+    programs: Mapping[str, ProgramSupervisor],
+    hub: EventHub,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer ``supervise ctl`` on a unix socket at ``path`` until cancelled.
+
+    The directory must exist and be private (:func:`prepare_control_dir`).
+    A socket file left by a supervise that died is replaced; the socket is
+    removed again when this returns.
+
+    Args:
+        path: the socket, ``control_dir() / f"{instance}.sock"``.
+        programs: the supervised programs, by name, in display order.
+        hub: where ``ctl tail`` gets its events (feed it as a sink).
+        task_status: ``started()`` once clients can connect.
+
+    Raises:
+        ConfigError: another supervise is listening there, the path is taken
+            by something that is not a socket, or is too long.
+    """
+    sock = await _bind(path)
+    bound = os.stat(path)
+    try:
+
+        async def handler(stream: trio.SocketStream) -> None:
+            await _serve_connection(stream, programs, hub)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, handler, [trio.SocketListener(sock)])
+            task_status.started()
+    finally:
+        sock.close()
+        # Synchronous, so a cancellation cannot skip it. Only our own file:
+        # never one another instance bound after ours was removed.
+        with contextlib.suppress(OSError):
+            now = os.stat(path)
+            if (now.st_dev, now.st_ino) == (bound.st_dev, bound.st_ino):
+                os.unlink(path)
+
+
+async def _bind(path: Path) -> trio.socket.SocketType:
+    where = str(path)
+    if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+        raise ConfigError(where, f"socket path is longer than {_MAX_SOCKET_PATH} bytes")
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise ConfigError(where, "exists and is not a socket; refusing to replace it")
+        if await _answers(path):
+            raise ConfigError(where, "another supervise instance is running there")
+        os.unlink(path)  # stale: its supervise died without removing it
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        await sock.bind(where)
+        # chmod rather than umask: the umask is process-wide and trio's
+        # worker threads may be creating files. The 0700 directory keeps
+        # others out in between.
+        os.chmod(path, 0o600)
+        sock.listen()
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(where, f"cannot listen: {exc.strerror or exc}") from None
+    return sock
+
+
+async def _answers(path: Path) -> bool:
+    """Whether something accepts connections at ``path`` (a live supervise)."""
+    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        with trio.move_on_after(2):
+            try:
+                await probe.connect(str(path))
+            except OSError:
+                return False
+            return True
+        return True  # a full backlog: alive, only busy
+
+
+class _RequestError(Exception):
+    """A request we cannot act on; its message is the reply's error line."""
+
+
+class _LineReader:
+    """Splits a byte stream into request lines."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+
+    async def readline(self) -> bytes | None:
+        """The next line without its newline; None at the end of the stream."""
+        searched = 0
+        while (end := self._buffer.find(b"\n", searched)) < 0:
+            if len(self._buffer) > _MAX_REQUEST:
+                raise _RequestError(f"request longer than {_MAX_REQUEST} bytes")
+            searched = len(self._buffer)
+            data = await self._stream.receive_some(_MAX_REQUEST)
+            if not data:
+                line, self._buffer = bytes(self._buffer), bytearray()
+                return line or None
+            self._buffer += data
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        return line
+
+    async def wait_closed(self) -> None:
+        """Return when the client goes away, ignoring whatever it still sends."""
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while await self._stream.receive_some(_MAX_REQUEST):
+                pass
+
+
+def _reply(ok: bool, value: Any) -> bytes:
+    body = {"ok": True, "result": value} if ok else {"ok": False, "error": value}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+async def _serve_connection(
+    stream: trio.SocketStream, programs: Mapping[str, ProgramSupervisor], hub: EventHub
+) -> None:
+    lines = _LineReader(stream)
+    try:
+        async with stream:
+            while True:
+                try:
+                    line = await lines.readline()
+                except _RequestError as exc:
+                    await stream.send_all(_reply(False, str(exc)))
+                    return
+                if line is None:
+                    return
+                if not line.strip():
+                    continue
+                request = _parse(line)
+                if isinstance(request, dict) and request.get("cmd") == "tail":
+                    await _tail(stream, lines, request, hub)
+                    return
+                await stream.send_all(await _dispatch(request, programs))
+    except* (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the client went away
+
+
+def _parse(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError as exc:  # also UnicodeDecodeError
+        return _RequestError(f"request is not JSON: {exc}")
+
+
+async def _dispatch(request: Any, programs: Mapping[str, ProgramSupervisor]) -> bytes:
+    """Carry out one request; whatever goes wrong becomes an error line."""
+    try:
+        if isinstance(request, _RequestError):
+            raise request
+        if not isinstance(request, dict):
+            raise _RequestError("request must be a JSON object")
+        cmd = _text(request, "cmd")
+        command = _HANDLERS.get(cmd)
+        if command is None:
+            raise _RequestError(f"unknown command {json.dumps(cmd)} (commands: {', '.join(_COMMANDS)})")
+        return _reply(True, await command(request, programs))
+    except (_RequestError, ControlError, AnswerError) as exc:
+        return _reply(False, str(exc))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        # answer(): the child exited between being found and being written to.
+        return _reply(False, f"question {request.get('message_id')}: its program is not running")
+    except Exception as exc:  # a bug; the server keeps serving the others
+        warn(f"control request {request!r} failed: {exc!r}")
+        return _reply(False, f"internal error: {exc!r}")
+
+
+def _text(request: Mapping[str, Any], name: str, default: str | None = None) -> str:
+    value = request.get(name, default)
+    if value is None:
+        raise _RequestError(f"missing field {name!r}")
+    if not isinstance(value, str):
+        raise _RequestError(f"field {name!r} must be a string")
+    return value
+
+
+def _program(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> ProgramSupervisor:
+    name = _text(request, "program")
+    program = programs.get(name)
+    if program is None:
+        raise _RequestError(f"no program named {name!r} (programs: {', '.join(programs)})")
+    return program
+
+
+async def _status(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> Any:
+    return [dataclasses.asdict(program.status()) for program in programs.values()]
+
+
+async def _start(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> Any:
+    program = _program(request, programs)
+    program.request_start()
+    return await _when_up(program, None)
+
+
+async def _restart(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> Any:
+    program = _program(request, programs)
+    before = program.pid
+    program.request_restart("restart requested through ctl")
+    return await _when_up(program, before)
+
+
+async def _stop(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> Any:
+    program = _program(request, programs)
+    state = ProcessState(program.status().state)
+    # Stopping what has no process is a no-op (as in the state machine);
+    # asking the supervisor anyway would wake a settled program.
+    if is_alive(state) or state is ProcessState.BACKOFF:
+        program.request_stop(final=False)
+    timeout = program.config.stop_timeout + 2
+    return await _wait_for(program, lambda s: not is_alive(ProcessState(s.state)), timeout)
+
+
+async def _when_up(program: ProgramSupervisor, old_pid: int | None) -> Any:
+    """The status once a new child runs, or the start has failed."""
+    before = program.status().state
+
+    def up(status: ProgramStatus) -> bool:
+        if status.pid is not None and status.pid != old_pid:
+            return status.state != "stopping"
+        # A child that died within one poll is not seen running; it is seen gone.
+        return status.state in ("backoff", "fatal") or (
+            status.state != before and not is_alive(ProcessState(status.state))
+        )
+
+    config = program.config
+    return await _wait_for(program, up, config.stop_timeout + config.start_seconds + 2)
+
+
+async def _wait_for(
+    program: ProgramSupervisor, done: Callable[[ProgramStatus], bool], timeout: float
+) -> Any:
+    # Polling: the supervisor has no way to wait for a state change.
+    with trio.move_on_after(min(timeout, _MAX_WAIT)):
+        while not done(program.status()):
+            await trio.sleep(_POLL)
+    return dataclasses.asdict(program.status())
+
+
+async def _answer(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> Any:
+    message_id = _text(request, "message_id")
+    response = _text(request, "response")
+    by = _text(request, "by", "ctl")
+    raw = request.get("raw", False)
+    if not isinstance(raw, bool):
+        raise _RequestError("field 'raw' must be true or false")
+    owners = [
+        p for p in programs.values() if any(q.message_id == message_id for q in p.pending_questions())
+    ]
+    # Nobody has it pending: ask each, so an answered or expired question is
+    # reported as such rather than as unknown.
+    refused: AnswerError | None = None
+    for program in owners or programs.values():
+        try:
+            answered = await program.answer(message_id, response, by, raw=raw)
+        except UnknownQuestionError:
+            continue
+        except AnswerError as exc:
+            refused = refused or exc
+            continue
+        return answered.data.model_dump(mode="json")
+    raise refused or UnknownQuestionError(message_id)
+
+
+async def _pending(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> Any:
+    now = trio.current_time()
+    items = []
+    for program in programs.values():
+        for pending in program.pending_questions():
+            message = pending.message
+            if isinstance(message, Question):
+                text = message.data.question
+                options = [option.id for option in message.data.options]
+                severity = None
+            else:
+                data = message.data
+                text = data.description or data.action or data.operation or ""
+                options, severity = ["approve", "deny"], data.severity
+            deadline = pending.deadline
+            items.append(
+                {
+                    "program": pending.program,
+                    "message_id": pending.message_id,
+                    "kind": pending.kind,
+                    "text": text,
+                    "options": options,
+                    "severity": severity,
+                    "waiting": round(now - pending.asked_at, 3),
+                    "expires_in": None if deadline is None else round(max(deadline - now, 0), 3),
+                }
+            )
+    return items
+
+
+_Handler = Callable[[Mapping[str, Any], Mapping[str, ProgramSupervisor]], Awaitable[Any]]
+_HANDLERS: dict[str, _Handler] = {
+    "status": _status,
+    "start": _start,
+    "stop": _stop,
+    "restart": _restart,
+    "answer": _answer,
+    "pending": _pending,
+}
+
+
+async def _tail(
+    stream: trio.SocketStream, lines: _LineReader, request: Mapping[str, Any], hub: EventHub
+) -> None:
+    pattern = request.get("pattern")
+    if pattern is not None and not isinstance(pattern, str):
+        await stream.send_all(_reply(False, "field 'pattern' must be a string"))
+        return
+    with hub.subscribe(pattern) as events:
+        await stream.send_all(_reply(True, {"pattern": pattern}))
+        async with trio.open_nursery() as nursery:
+
+            async def until_closed() -> None:
+                await lines.wait_closed()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(until_closed)
+            async for first in events:
+                batch = [first]
+                with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                    while len(batch) < _TAIL_BATCH:
+                        batch.append(events.receive_nowait())
+                await stream.send_all(b"".join(event.to_json() + b"\n" for event in batch))
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,303 @@
+"""``supervise ctl``: control a running supervise through its control socket.
+
+A short-lived, blocking client: it connects, sends one request (JSON Lines,
+see :mod:`supervisor._control`), prints the reply for people and exits. Only
+``tail`` stays, printing events until Control-C or until supervise ends.
+
+Exit status: 0 on success, 1 when supervise refuses or cannot be reached, 2
+for usage errors (including an ambiguous choice of instance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import socket
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._control import control_dir
+from ._terminal import warn
+
+__all__ = ["build_parser", "main"]
+
+USAGE_ERROR = 2
+# Longer than the server ever waits for a program to stop or start (30 s).
+_REPLY_TIMEOUT = 60.0
+_STATUS_COLUMNS = ("PROGRAM", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "TASKS", "PENDING")
+
+
+class CtlError(Exception):
+    """Something to tell the user in one line, and the status to exit with."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="supervise ctl",
+        description="Control a running supervise: status, start/stop/restart, answers, events.",
+    )
+    parser.add_argument(
+        "--instance",
+        metavar="NAME",
+        help="which supervise to talk to (default: the only one running)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("status", help="show every program's state")
+    for verb in ("start", "stop", "restart"):
+        command = commands.add_parser(verb, help=f"{verb} a program")
+        command.add_argument("program", metavar="NAME")
+    answer = commands.add_parser("answer", help="answer a pending question or approval")
+    answer.add_argument("message_id", metavar="MESSAGE_ID")
+    answer.add_argument("response", metavar="RESPONSE", help="approve, deny, or an option id")
+    answer.add_argument("--raw", action="store_true", help="write RESPONSE exactly as given")
+    commands.add_parser("pending", help="list the questions waiting for an answer")
+    tail = commands.add_parser("tail", help="print events as JSON lines until Control-C")
+    tail.add_argument(
+        "pattern", nargs="?", metavar="PATTERN", help="event glob (task_*) or PROGRAM:EVENT glob"
+    )
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run ``supervise ctl`` with ``argv`` (the arguments after ``ctl``); return the status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, usage errors
+        return exc.code if isinstance(exc.code, int) else USAGE_ERROR
+    try:
+        instance, path = _find_instance(args.instance)
+        if args.command == "tail":
+            return _tail(_Connection(instance, path, timeout=None), args.pattern)
+        connection = _Connection(instance, path, timeout=_REPLY_TIMEOUT)
+        if args.command == "status":
+            _print_status(connection.request({"cmd": "status"}))
+        elif args.command == "pending":
+            _print_pending(connection.request({"cmd": "pending"}))
+        elif args.command == "answer":
+            request = {
+                "cmd": "answer",
+                "message_id": args.message_id,
+                "response": args.response,
+                "raw": args.raw,
+                "by": "ctl",
+            }
+            result = connection.request(request)
+            print(f"answered {result['messageId']}: wrote {json.dumps(result['written'])}")
+        else:
+            status = connection.request({"cmd": args.command, "program": args.program})
+            pid = f" (pid {status['pid']})" if status["pid"] is not None else ""
+            print(f"{status['name']}: {status['state']}{pid}")
+    except CtlError as exc:
+        warn(str(exc))
+        return exc.status
+    except KeyboardInterrupt:
+        return 0 if args.command == "tail" else 130
+    return 0
+
+
+def _find_instance(name: str | None) -> tuple[str, Path]:
+    """The instance to talk to: the named one, or the only one running."""
+    directory = control_dir()
+    if name is not None:
+        return name, directory / f"{name}.sock"
+    sockets = sorted(directory.glob("*.sock"))
+    if len(sockets) > 1:
+        # A supervise that was killed leaves its socket behind; don't count it.
+        sockets = [path for path in sockets if _answers(path)] or sockets
+    if not sockets:
+        raise CtlError("no supervise instance is running")
+    if len(sockets) > 1:
+        names = ", ".join(path.stem for path in sockets)
+        raise CtlError(
+            f"several supervise instances are running ({names}): pick one with --instance",
+            USAGE_ERROR,
+        )
+    return sockets[0].stem, sockets[0]
+
+
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+class _Connection:
+    """A blocking JSON Lines connection to one supervise."""
+
+    def __init__(self, instance: str, path: Path, *, timeout: float | None) -> None:
+        self._instance = instance
+        self._timeout = timeout
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except FileNotFoundError:
+            sock.close()
+            running = sorted(p.stem for p in path.parent.glob("*.sock"))
+            hint = f" (instances: {', '.join(running)})" if running else ""
+            raise CtlError(f"supervise instance {instance!r} is not running{hint}") from None
+        except ConnectionRefusedError:
+            sock.close()
+            raise CtlError(
+                f"supervise instance {instance!r} is not running (stale socket {path})"
+            ) from None
+        except OSError as exc:
+            sock.close()
+            raise CtlError(f"cannot connect to {path}: {exc.strerror or exc}") from None
+        self._socket = sock
+        self._reader = sock.makefile("rb")
+
+    def request(self, request: dict[str, Any]) -> Any:
+        """Send one request; return its result, or raise CtlError with its error."""
+        self._send(request)
+        return self._result(self._readline())
+
+    def _send(self, request: dict[str, Any]) -> None:
+        try:
+            self._socket.sendall(json.dumps(request).encode() + b"\n")
+        except OSError as exc:
+            raise CtlError(f"supervise instance {self._instance!r} went away: {exc}") from None
+
+    def _readline(self) -> bytes:
+        try:
+            line = self._reader.readline()
+        except TimeoutError:
+            raise CtlError(
+                f"no reply from supervise instance {self._instance!r} within {self._timeout:g}s"
+            ) from None
+        except OSError as exc:
+            raise CtlError(f"supervise instance {self._instance!r} went away: {exc}") from None
+        if not line.endswith(b"\n"):
+            raise CtlError(f"supervise instance {self._instance!r} closed the connection")
+        return line
+
+    def _result(self, line: bytes) -> Any:
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise CtlError(f"supervise sent a reply that is not JSON: {line[:200]!r}") from None
+        if not reply.get("ok"):
+            raise CtlError(str(reply.get("error", "request refused")))
+        return reply.get("result")
+
+    def events(self, pattern: str | None) -> Iterator[bytes]:
+        """Subscribe, then yield event lines until supervise closes the connection."""
+        self._send({"cmd": "tail", "pattern": pattern})
+        self._result(self._readline())
+        yield from self._reader  # ends at EOF; a last line without newline is dropped
+
+    def close(self) -> None:
+        self._reader.close()
+        self._socket.close()
+
+
+def _tail(connection: _Connection, pattern: str | None) -> int:
+    try:
+        for line in connection.events(pattern):
+            if line.startswith(b'{"seq":0,') and b'"event":"events_dropped"' in line:
+                data = json.loads(line)["data"]
+                warn(
+                    f"tail fell behind: {data['count']} events dropped "
+                    f"(seq {data['first_seq']}-{data['last_seq']})"
+                )
+                continue
+            sys.stdout.write(line.decode(errors="replace"))
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        # The reader went away (`ctl tail | head`): stop quietly, and keep
+        # Python from complaining when it flushes stdout at exit.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        connection.close()
+    return 0
+
+
+def _print_status(programs: list[dict[str, Any]]) -> None:
+    rows = [_STATUS_COLUMNS]
+    for p in programs:
+        rows.append(
+            (
+                p["name"],
+                p["state"],
+                _or_dash(p["pid"]),
+                "-" if p["uptime"] is None else format_duration(p["uptime"]),
+                str(p["restarts"]),
+                "-" if p["last_exit"] is None else _short_exit(p["last_exit"]),
+                str(p["tasks_in_flight"]),
+                str(p["pending_questions"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_STATUS_COLUMNS))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _print_pending(questions: list[dict[str, Any]]) -> None:
+    if not questions:
+        print("no pending questions")
+        return
+    blocks = []
+    for q in questions:
+        kind = q["kind"] + (f" (severity {q['severity']})" if q["severity"] else "")
+        choices = ", ".join(q["options"]) if q["options"] else "any single line"
+        waiting = format_duration(q["waiting"])
+        expires = q["expires_in"]
+        deadline = "no deadline" if expires is None else f"expires in {format_duration(expires)}"
+        blocks.append(
+            f"{q['message_id']}\n"
+            f"  program:  {q['program']}\n"
+            f"  kind:     {kind}\n"
+            f"  text:     {q['text']}\n"
+            f"  choices:  {choices}\n"
+            f"  waiting:  {waiting} ({deadline})"
+        )
+    print("\n\n".join(blocks))
+
+
+def format_duration(seconds: float) -> str:
+    """``45s``, ``1m05s``, ``2h03m``, ``3d04h``: short enough for a table."""
+    total = int(seconds)
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+_EXIT_CODE = re.compile(r"^process exited with code (-?\d+)$")
+_KILLED = re.compile(r"^killed by signal \d+ \((\w+)\)$")
+
+
+def _short_exit(text: str) -> str:
+    """``exit 3`` or ``SIGKILL`` for the table; anything else as given."""
+    if match := _EXIT_CODE.match(text):
+        return f"exit {match.group(1)}"
+    if match := _KILLED.match(text):
+        return match.group(1)
+    return text

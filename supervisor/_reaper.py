@@ -1,0 +1,132 @@
+"""Orphans: become the child subreaper, reap orphaned grandchildren, stop them at the end.
+
+When a supervised child crashes, helpers it started (a build, a dev server,
+an AI CLI) would be re-parented to init and live on unseen. With
+``PR_SET_CHILD_SUBREAPER`` they are re-parented to supervise instead, so it
+can reap them (no zombies) and stop them when it stops (nothing left running),
+even those that left the child's process group with ``setsid``.
+
+The processes supervise started itself are reaped by their owners (``_child``
+waits on each pid); this module only touches the others, by pid, so it never
+steals an exit status from its owner.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import trio
+
+__all__ = [
+    "become_subreaper",
+    "forget_child",
+    "orphans",
+    "reap_orphans",
+    "register_child",
+    "run_orphan_reaper",
+    "spawning",
+    "stop_orphans",
+]
+
+_PR_SET_CHILD_SUBREAPER = 36
+# Pids of the children supervise spawned itself; their owners reap them.
+_own_children: set[int] = set()
+# While a spawn is under way its pid is not registered yet: hands off.
+_spawning = 0
+
+
+@contextmanager
+def spawning() -> Iterator[None]:
+    """Mark a spawn in progress, so its child is never mistaken for an orphan."""
+    global _spawning
+    _spawning += 1
+    try:
+        yield
+    finally:
+        _spawning -= 1
+
+
+def become_subreaper() -> bool:
+    """Ask Linux to re-parent orphaned descendants to this process."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def register_child(pid: int) -> None:
+    _own_children.add(pid)
+
+
+def forget_child(pid: int) -> None:
+    _own_children.discard(pid)
+
+
+def _children() -> set[int]:
+    pids: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        with suppress(OSError):
+            pids.update(int(pid) for pid in (task / "children").read_text().split())
+    return pids
+
+
+def orphans() -> set[int]:
+    """Our children that we did not start: orphans re-parented to us."""
+    return _children() - _own_children
+
+
+def reap_orphans() -> int:
+    """Reap the orphans that have exited; return how many."""
+    reaped = 0
+    if _spawning:
+        return 0
+    for pid in orphans():
+        with suppress(ChildProcessError):
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            reaped += bool(done)
+    return reaped
+
+
+async def run_orphan_reaper(interval: float = 1.0) -> None:
+    """Reap exited orphans every ``interval`` seconds, until cancelled."""
+    while True:
+        reap_orphans()
+        await trio.sleep(interval)
+
+
+async def stop_orphans(grace: float) -> int:
+    """SIGTERM every orphan, SIGKILL those still there after ``grace`` seconds; reap all.
+
+    Returns:
+        How many orphans there were.
+    """
+    found = orphans()
+    for pid in found:
+        _signal(pid, signal.SIGTERM)
+    with trio.move_on_after(grace):
+        while orphans():
+            reap_orphans()
+            await trio.sleep(0.02)
+    for pid in orphans():
+        _signal(pid, signal.SIGKILL)
+    with trio.move_on_after(1.0):
+        while orphans():
+            reap_orphans()
+            await trio.sleep(0.02)
+    return len(found)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except OSError as exc:
+        if exc.errno != errno.ESRCH:
+            raise
