@@ -222,6 +222,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=SUPPRESS,
         help="the answer to an approval nobody answers in time (default deny)",
     )
+    add(
+        "--log-file",
+        dest="log.path",
+        default=SUPPRESS,
+        metavar="PATH",
+        help="also write the plain output to PATH, whole lines only",
+    )
+    add(
+        "--log-timestamps",
+        dest="log.timestamps",
+        action="store_true",
+        default=SUPPRESS,
+        help="prefix each logged line with its time",
+    )
+    add(
+        "--log-max-bytes",
+        dest="log.max_bytes",
+        type=_size,
+        default=SUPPRESS,
+        metavar="SIZE",
+        help="rotate the log at this size (default 10M; 0 never)",
+    )
+    add(
+        "--log-backups",
+        dest="log.backups",
+        type=int,
+        default=SUPPRESS,
+        metavar="N",
+        help="rotated logs to keep (default 5)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
@@ -515,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with raw_terminal(0) if raw else contextlib.nullcontext():
             return trio.run(_run, configs, single, terminal, args.events, args.quiet)
-    except (SinkError, BaseExceptionGroup) as exc:
+    except (SinkError, ConfigError, BaseExceptionGroup) as exc:
         error = _find_error(exc)
         if error is None:
             raise
@@ -523,9 +553,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
 
 
-def _find_error(exc: BaseException) -> SinkError | None:
+def _find_error(exc: BaseException) -> SinkError | ConfigError | None:
     """The error worth one line to the user, unwrapped from exception groups."""
-    if isinstance(exc, SinkError):
+    if isinstance(exc, SinkError | ConfigError):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:

@@ -38,6 +38,7 @@ __all__ = [
     "AnswersConfig",
     "BackoffConfig",
     "GiveUpConfig",
+    "LogConfig",
     "ProgramConfig",
     "RestartPolicy",
     "SupervisorConfig",
@@ -140,6 +141,20 @@ class AnswersConfig(_Settings):
     default_timeout: float = Field(default=300.0, ge=0, description="0 waits forever")
 
 
+class LogConfig(_Settings):
+    """Log file of the program's plain output (frames stripped), whole lines only."""
+
+    path: Path | None = None
+    timestamps: bool = False
+    max_bytes: Size = Field(default=10 * 1024 * 1024, ge=0, description="0: never rotate")
+    backups: int = Field(default=5, ge=0)
+
+    @field_validator("path")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+
 class ProgramConfig(_Settings):
     """How to run and supervise one program.
 
@@ -162,6 +177,7 @@ class ProgramConfig(_Settings):
         task_timeout: a task running longer emits ``task_timeout`` (0: off).
         task_timeout_action: what a task timeout does besides its event.
         answers: how answers to the child's questions are written.
+        log: the per-program log file of its plain output.
         forward_eof: pass the end of supervise's stdin on to the child.
     """
 
@@ -183,6 +199,7 @@ class ProgramConfig(_Settings):
     task_timeout: float = Field(default=0.0, ge=0)
     task_timeout_action: Literal["none", "restart"] = "none"
     answers: AnswersConfig = AnswersConfig()
+    log: LogConfig = LogConfig()
     forward_eof: bool = False
 
     @field_validator("command")

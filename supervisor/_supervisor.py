@@ -35,7 +35,7 @@ import trio
 from ._backoff import BackoffPolicy, GiveUpRule, RestartTracker
 from ._child import describe_returncode
 from ._config import ProgramConfig
-from ._errors import SpawnError, SupervisorError
+from ._errors import ConfigError, SpawnError, SupervisorError
 from ._events import (
     Event,
     EventStamper,
@@ -43,6 +43,7 @@ from ._events import (
     ProcessStateData,
     _OwnMessage,
 )
+from ._logfile import LineLog, TeeOutput
 from ._messages import ApprovalRequest, EventData, IpcMessage, Question
 from ._questions import (
     AnswerVocabulary,
@@ -100,6 +101,21 @@ class ProgramStatus:
     pending_questions: int
 
 
+def _open_log(config: ProgramConfig) -> LineLog | None:
+    settings = config.log
+    if settings.path is None:
+        return None
+    try:
+        return LineLog(
+            settings.path,
+            timestamps=settings.timestamps,
+            max_bytes=settings.max_bytes,
+            backups=settings.backups,
+        )
+    except OSError as exc:
+        raise ConfigError(f"{settings.path}", f"cannot open log file: {exc.strerror}") from None
+
+
 class ProgramSupervisor:
     """One program under supervision, across restarts.
 
@@ -153,7 +169,10 @@ class ProgramSupervisor:
             )
         )
         self._events = events
-        self._output = output
+        self._log = _open_log(config)
+        self._output: trio.abc.SendStream | None = (
+            TeeOutput(output, self._log) if self._log is not None else output
+        )
         self._input = input
         self._terminal = terminal or TerminalSettings()
         self._wall_clock = wall_clock
@@ -299,12 +318,21 @@ class ProgramSupervisor:
             The last run's return code (``-N`` for signal N), or None if the
             program never ran.
         """
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._watchdog)
-            await self._supervise()
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._watchdog)
+                await self._supervise()
+                nursery.cancel_scope.cancel()
+        finally:
+            if self._log is not None:
+                self._log.close()
         return self.last_returncode
+
+    def reopen_log(self) -> None:
+        """Reopen the log file, after an external tool rotated it."""
+        if self._log is not None:
+            self._log.reopen()
 
     async def _supervise(self) -> None:
         reason = "start requested"
