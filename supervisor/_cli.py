@@ -14,19 +14,29 @@ import gc
 import itertools
 import os
 import signal
+import socket
 import sys
 import time
 from argparse import SUPPRESS
 from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from adapters.file import FileSink
 
-from . import __version__
+from . import __version__, _ctl
 from ._child import shell_status
 from ._config import ProgramConfig, load_config, parse_size
+from ._control import (
+    EventHub,
+    RequestsInFlight,
+    control_dir,
+    prepare_control_dir,
+    serve_control,
+)
 from ._errors import ConfigError, SinkError
 from ._events import Event, FrameInvalidData
 from ._prefix import PrefixedOutput, program_prefixes
@@ -78,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--config", metavar="FILE", help="run the programs of a TOML config file")
+    parser.add_argument(
+        "--instance",
+        metavar="NAME",
+        help="name for `supervise ctl --instance` (default: the config file's stem, "
+        "or the program's name)",
+    )
     parser.add_argument("--events", metavar="PATH", help="append every event to PATH as JSON Lines")
     parser.add_argument(
         "--quiet", action="store_true", help="do not report invalid frames on stderr"
@@ -260,7 +276,7 @@ def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
     """The one-program settings given as flags, nested by dotted destination."""
     values: dict[str, Any] = {}
     for dest, value in vars(args).items():
-        if dest in ("config", "events", "quiet", "command"):
+        if dest in ("config", "instance", "events", "quiet", "command"):
             continue
         node = values
         *parents, leaf = dest.split(".")
@@ -291,7 +307,8 @@ def _check_config(argv: Sequence[str]) -> int:
         warn(str(exc))
         return USAGE_ERROR
     names = ", ".join(config.programs)
-    print(f"{args.file}: ok ({len(config.programs)} programs: {names})")
+    count = len(config.programs)
+    print(f"{args.file}: ok ({count} program{'s' if count != 1 else ''}: {names})")
     return 0
 
 
@@ -389,6 +406,7 @@ async def _run(
     terminal: TerminalSettings,
     events_path: str | None,
     quiet: bool,
+    instance: str | None,
 ) -> int:
     """Run the programs to the end; return supervise's exit status.
 
@@ -443,13 +461,26 @@ async def _run(
         if isinstance(out, PrefixedOutput):
             await out.flush()
 
+    hub = EventHub()
+    sinks.append(hub)
+    requests = RequestsInFlight()
+    directory = control_dir()
+    prepare_control_dir(directory)
+    socket_path = _socket_path(directory, instance, configs[0].program_name)
+    programs_by_name = {program.name: program for program in programs}
     become_subreaper()
     reaper_done = trio.Event()
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_deliver, receive, sinks, quiet)
             nursery.start_soon(_reap_orphans_until, reaper_done)
-            async with send:
+            async with send, trio.open_nursery() as control_nursery:
+                await control_nursery.start(
+                    partial(serve_control, requests=requests),
+                    socket_path,
+                    programs_by_name,
+                    hub,
+                )
                 with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGWINCH) as signals:
                     async with trio.open_nursery() as signal_nursery:
                         signal_nursery.start_soon(_forward_signals, signals, programs, single)
@@ -462,6 +493,9 @@ async def _run(
                 # Helpers the children left behind go when supervise goes.
                 await stop_orphans(max(config.stop_timeout for config in configs))
                 reaper_done.set()
+                with trio.move_on_after(5):
+                    await requests.wait_idle()  # a `ctl stop` that ended it all gets its reply
+                control_nursery.cancel_scope.cancel()
         if any(program.output_lost for program in programs):
             warn("standard output was closed; stopped the child")
     finally:
@@ -498,6 +532,33 @@ def _program_outputs(
     return {name: PrefixedOutput(output, lock, prefixes[name]) for name in names}
 
 
+def _socket_path(directory: Path, instance: str | None, program: str) -> Path:
+    """The control socket: the instance asked for, else the first free default.
+
+    An explicit name that is in use is an error (reported by the server); a
+    default one (the program's name) moves on to ``name-2``, ``name-3`` ...
+    so several one-program supervisors of the same command can run at once.
+    """
+    if instance is not None:
+        return directory / f"{instance}.sock"
+    for number in itertools.count(1):
+        name = program if number == 1 else f"{program}-{number}"
+        path = directory / f"{name}.sock"
+        if not path.exists() or not _answers(path):
+            return path
+    raise AssertionError("unreachable")
+
+
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def _reporter(name: str) -> Callable[[str], None]:
     def report(message: str) -> None:
         warn(f"{name}: {message}")
@@ -515,7 +576,10 @@ def _parse(argv: Sequence[str]) -> tuple[list[ProgramConfig], argparse.Namespace
     if args.config:
         if command or values:
             parser.error("--config runs the file's programs: give no COMMAND or program flags")
-        return list(load_config(args.config).programs.values()), args
+        config = load_config(args.config)
+        if args.instance is None:
+            args.instance = config.instance
+        return list(config.programs.values()), args
     if not command:
         parser.error("no command given (usage: supervise [options] -- COMMAND [ARGS...])")
     values["command"] = command
@@ -528,6 +592,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv[:1] == ["check-config"]:
             return _check_config(argv[1:])
+        if argv[:1] == ["ctl"]:
+            return _ctl.main(argv[1:])
         configs, args = _parse(argv)
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
@@ -544,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.freeze()
     try:
         with raw_terminal(0) if raw else contextlib.nullcontext():
-            return trio.run(_run, configs, single, terminal, args.events, args.quiet)
+            return trio.run(_run, configs, single, terminal, args.events, args.quiet, args.instance)
     except (SinkError, ConfigError, BaseExceptionGroup) as exc:
         error = _find_error(exc)
         if error is None:

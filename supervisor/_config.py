@@ -263,6 +263,17 @@ class SupervisorConfig(_Settings):
     state_dir: Path | None = None
     programs: dict[str, FileProgramConfig] = Field(min_length=1)
 
+    @field_validator("programs")
+    @classmethod
+    def _names_unique(cls, value: dict[str, FileProgramConfig]) -> dict[str, FileProgramConfig]:
+        seen: dict[str, str] = {}
+        for key, program in value.items():
+            name = program.program_name
+            if name in seen:
+                raise ValueError(f"programs {seen[name]} and {key} share the name {name!r}")
+            seen[name] = key
+        return value
+
     @field_validator("programs", mode="before")
     @classmethod
     def _names_and_defaults(cls, value: Any) -> Any:
@@ -312,15 +323,20 @@ def _config_error(
 def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     """Apply ``SUPERVISE_PROGRAMS__LOOP__RESTART=always``-style overrides in place.
 
+    Top-level settings are ``SUPERVISE_INSTANCE`` and ``SUPERVISE_STATE_DIR``.
+
     ``__`` separates levels; names are matched case-insensitively against
     keys already in the file, else lower-cased. A value is read as a TOML
     value when it parses as one (``10``, ``true``, ``["a", "b"]``), else as
     a string.
     """
+    top_level = {name for name in SupervisorConfig.model_fields if name != "programs"}
     for variable, raw in sorted(environ.items()):
-        if not variable.startswith(ENV_PREFIX) or "__" not in variable[len(ENV_PREFIX) :]:
+        if not variable.startswith(ENV_PREFIX):
             continue
         path = variable[len(ENV_PREFIX) :].split("__")
+        if len(path) == 1 and path[0].lower() not in top_level:
+            continue  # SUPERVISE_SOMETHING that is not ours
         node = data
         for depth, part in enumerate(path):
             existing = {k.lower(): k for k in node}

@@ -50,9 +50,9 @@ import re
 import socket
 import stat
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import trio
 
@@ -68,6 +68,7 @@ __all__ = [
     "EventHub",
     "EventsDropped",
     "EventsDroppedData",
+    "RequestsInFlight",
     "control_dir",
     "prepare_control_dir",
     "serve_control",
@@ -170,10 +171,14 @@ class _Subscriber:
                 data = EventsDroppedData(
                     count=self.dropped, first_seq=self.first_dropped, last_seq=self.last_dropped
                 )
-                marker = Event(0, "", time.time_ns() // 1_000_000, "supervisor", EventsDropped(data=data))
+                marker = Event(
+                    0, "", time.time_ns() // 1_000_000, "supervisor", EventsDropped(data=data)
+                )
                 self.channel.send_nowait(marker)
                 self.dropped = 0
             self.channel.send_nowait(event)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the tail has ended
         except trio.WouldBlock:
             if not self.dropped:
                 self.first_dropped = event.seq
@@ -204,6 +209,8 @@ class EventHub:
 
     async def send_batch(self, events: Sequence[Event]) -> None:
         await trio.lowlevel.checkpoint()
+        if self._closed:
+            return
         for subscriber in self._subscribers:
             matches = subscriber.matches
             for event in events:
@@ -245,11 +252,40 @@ class EventHub:
 # -- the server -----------------------------------------------------------------
 
 
+class RequestsInFlight:
+    """Counts control requests being served, so shutdown can let replies out.
+
+    A ``ctl stop`` of the last running program settles everything and so
+    ends supervise; its reply must still reach the client first.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    @contextlib.contextmanager
+    def track(self) -> Iterator[None]:
+        if self._count == 0:
+            self._idle = trio.Event()
+        self._count += 1
+        try:
+            yield
+        finally:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
 async def serve_control(
     path: Path,
     programs: Mapping[str, ProgramSupervisor],
     hub: EventHub,
     *,
+    requests: RequestsInFlight | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Answer ``supervise ctl`` on a unix socket at ``path`` until cancelled.
@@ -262,6 +298,7 @@ async def serve_control(
         path: the socket, ``control_dir() / f"{instance}.sock"``.
         programs: the supervised programs, by name, in display order.
         hub: where ``ctl tail`` gets its events (feed it as a sink).
+        requests: counts requests being answered (tails excluded).
         task_status: ``started()`` once clients can connect.
 
     Raises:
@@ -269,11 +306,14 @@ async def serve_control(
             by something that is not a socket, or is too long.
     """
     sock = await _bind(path)
-    bound = os.stat(path)
+    bound: os.stat_result | None = None
     try:
+        bound = os.stat(path)
+
+        in_flight = requests or RequestsInFlight()
 
         async def handler(stream: trio.SocketStream) -> None:
-            await _serve_connection(stream, programs, hub)
+            await _serve_connection(stream, programs, hub, in_flight)
 
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, handler, [trio.SocketListener(sock)])
@@ -284,7 +324,7 @@ async def serve_control(
         # never one another instance bound after ours was removed.
         with contextlib.suppress(OSError):
             now = os.stat(path)
-            if (now.st_dev, now.st_ino) == (bound.st_dev, bound.st_ino):
+            if bound is not None and (now.st_dev, now.st_ino) == (bound.st_dev, bound.st_ino):
                 os.unlink(path)
 
 
@@ -309,6 +349,9 @@ async def _bind(path: Path) -> trio.socket.SocketType:
     except OSError as exc:
         sock.close()
         raise ConfigError(where, f"cannot listen: {exc.strerror or exc}") from None
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
@@ -326,6 +369,9 @@ async def _answers(path: Path) -> bool:
 
 class _RequestError(Exception):
     """A request we cannot act on; its message is the reply's error line."""
+
+
+_Programs: TypeAlias = Mapping[str, ProgramSupervisor]
 
 
 class _LineReader:
@@ -364,7 +410,7 @@ def _reply(ok: bool, value: Any) -> bytes:
 
 
 async def _serve_connection(
-    stream: trio.SocketStream, programs: Mapping[str, ProgramSupervisor], hub: EventHub
+    stream: trio.SocketStream, programs: _Programs, hub: EventHub, requests: RequestsInFlight
 ) -> None:
     lines = _LineReader(stream)
     try:
@@ -372,52 +418,65 @@ async def _serve_connection(
             while True:
                 try:
                     line = await lines.readline()
-                except _RequestError as exc:
+                except _RequestError as exc:  # too long: the next request cannot be found
                     await stream.send_all(_reply(False, str(exc)))
                     return
                 if line is None:
                     return
                 if not line.strip():
                     continue
-                request = _parse(line)
-                if isinstance(request, dict) and request.get("cmd") == "tail":
+                try:
+                    request = _parse(line)
+                except _RequestError as exc:
+                    await stream.send_all(_reply(False, str(exc)))
+                    continue
+                if request.get("cmd") == "tail":
                     await _tail(stream, lines, request, hub)
                     return
-                await stream.send_all(await _dispatch(request, programs))
+                with requests.track():
+                    await stream.send_all(await _dispatch(request, programs))
     except* (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client went away
 
 
-def _parse(line: bytes) -> Any:
+def _parse(line: bytes) -> dict[str, Any]:
     try:
-        return json.loads(line)
+        request = json.loads(line)
     except ValueError as exc:  # also UnicodeDecodeError
-        return _RequestError(f"request is not JSON: {exc}")
+        raise _RequestError(f"request is not JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise _RequestError("request must be a JSON object")
+    return request
 
 
-async def _dispatch(request: Any, programs: Mapping[str, ProgramSupervisor]) -> bytes:
+async def _dispatch(request: dict[str, Any], programs: _Programs) -> bytes:
     """Carry out one request; whatever goes wrong becomes an error line."""
     try:
-        if isinstance(request, _RequestError):
-            raise request
-        if not isinstance(request, dict):
-            raise _RequestError("request must be a JSON object")
         cmd = _text(request, "cmd")
-        command = _HANDLERS.get(cmd)
-        if command is None:
-            raise _RequestError(f"unknown command {json.dumps(cmd)} (commands: {', '.join(_COMMANDS)})")
-        return _reply(True, await command(request, programs))
+        result: Any
+        if cmd == "status":
+            result = [dataclasses.asdict(program.status()) for program in programs.values()]
+        elif cmd in ("start", "stop", "restart"):
+            result = await _control(cmd, _program(request, programs))
+        elif cmd == "answer":
+            result = await _answer(request, programs)
+        elif cmd == "pending":
+            result = _pending(programs)
+        else:
+            commands = ", ".join(_COMMANDS)
+            raise _RequestError(f"unknown command {json.dumps(cmd)} (commands: {commands})")
+        return _reply(True, result)
     except (_RequestError, ControlError, AnswerError) as exc:
         return _reply(False, str(exc))
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         # answer(): the child exited between being found and being written to.
-        return _reply(False, f"question {request.get('message_id')}: its program is not running")
-    except Exception as exc:  # a bug; the server keeps serving the others
+        return _reply(False, f"question {request['message_id']}: its program is not running")
+    except Exception as exc:  # a bug: say so, and keep serving
         warn(f"control request {request!r} failed: {exc!r}")
         return _reply(False, f"internal error: {exc!r}")
 
 
-def _text(request: Mapping[str, Any], name: str, default: str | None = None) -> str:
+def _text(request: dict[str, Any], name: str, default: str | None = None) -> str:
     value = request.get(name, default)
     if value is None:
         raise _RequestError(f"missing field {name!r}")
@@ -426,7 +485,7 @@ def _text(request: Mapping[str, Any], name: str, default: str | None = None) -> 
     return value
 
 
-def _program(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> ProgramSupervisor:
+def _program(request: dict[str, Any], programs: _Programs) -> ProgramSupervisor:
     name = _text(request, "program")
     program = programs.get(name)
     if program is None:
@@ -434,74 +493,57 @@ def _program(request: Mapping[str, Any], programs: Mapping[str, ProgramSuperviso
     return program
 
 
-async def _status(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> Any:
-    return [dataclasses.asdict(program.status()) for program in programs.values()]
-
-
-async def _start(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> Any:
-    program = _program(request, programs)
-    program.request_start()
-    return await _when_up(program, None)
-
-
-async def _restart(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> Any:
-    program = _program(request, programs)
-    before = program.pid
-    program.request_restart("restart requested through ctl")
-    return await _when_up(program, before)
-
-
-async def _stop(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> Any:
-    program = _program(request, programs)
-    state = ProcessState(program.status().state)
-    # Stopping what has no process is a no-op (as in the state machine);
-    # asking the supervisor anyway would wake a settled program.
-    if is_alive(state) or state is ProcessState.BACKOFF:
-        program.request_stop(final=False)
-    timeout = program.config.stop_timeout + 2
-    return await _wait_for(program, lambda s: not is_alive(ProcessState(s.state)), timeout)
-
-
-async def _when_up(program: ProgramSupervisor, old_pid: int | None) -> Any:
-    """The status once a new child runs, or the start has failed."""
-    before = program.status().state
+async def _control(cmd: str, program: ProgramSupervisor) -> Any:
+    """Start, stop or restart; reply once the outcome shows (or a bounded wait ends)."""
+    config = program.config
+    old_pid, before = program.pid, program.status().state
+    if cmd == "stop":
+        # Stopping what has no process changes nothing, as in the state
+        # machine; passing it on would wake a settled program.
+        if before in ("starting", "running", "backoff"):
+            program.request_stop(final=False)
+        return await _wait_for(program, lambda s: not _alive(s), config.stop_timeout + 2)
+    if cmd == "start":
+        program.request_start()
+    else:
+        program.request_restart("restart requested through ctl")
 
     def up(status: ProgramStatus) -> bool:
         if status.pid is not None and status.pid != old_pid:
-            return status.state != "stopping"
-        # A child that died within one poll is not seen running; it is seen gone.
+            return status.state == "running"  # after start_seconds, as supervisorctl waits
+        # A child that died within one poll is never seen running, only gone.
         return status.state in ("backoff", "fatal") or (
-            status.state != before and not is_alive(ProcessState(status.state))
+            status.state != before and not _alive(status)
         )
 
-    config = program.config
     return await _wait_for(program, up, config.stop_timeout + config.start_seconds + 2)
 
 
+def _alive(status: ProgramStatus) -> bool:
+    return is_alive(ProcessState(status.state))
+
+
 async def _wait_for(
-    program: ProgramSupervisor, done: Callable[[ProgramStatus], bool], timeout: float
+    program: ProgramSupervisor, done: Callable[[ProgramStatus], bool], within: float
 ) -> Any:
-    # Polling: the supervisor has no way to wait for a state change.
-    with trio.move_on_after(min(timeout, _MAX_WAIT)):
-        while not done(program.status()):
+    with trio.move_on_after(min(within, _MAX_WAIT)):
+        # Polling, because the supervisor offers nothing to wait on.
+        while not done(program.status()):  # noqa: ASYNC110
             await trio.sleep(_POLL)
     return dataclasses.asdict(program.status())
 
 
-async def _answer(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> Any:
-    message_id = _text(request, "message_id")
-    response = _text(request, "response")
+async def _answer(request: dict[str, Any], programs: _Programs) -> Any:
+    message_id, response = _text(request, "message_id"), _text(request, "response")
     by = _text(request, "by", "ctl")
     raw = request.get("raw", False)
     if not isinstance(raw, bool):
         raise _RequestError("field 'raw' must be true or false")
-    owners = [
-        p for p in programs.values() if any(q.message_id == message_id for q in p.pending_questions())
-    ]
+    asked = [p for p in programs.values() if message_id in _pending_ids(p)]
     # Nobody has it pending: ask each, so an answered or expired question is
     # reported as such rather than as unknown.
     refused: AnswerError | None = None
-    for program in owners or programs.values():
+    for program in asked or programs.values():
         try:
             answered = await program.answer(message_id, response, by, raw=raw)
         except UnknownQuestionError:
@@ -513,7 +555,11 @@ async def _answer(request: Mapping[str, Any], programs: Mapping[str, ProgramSupe
     raise refused or UnknownQuestionError(message_id)
 
 
-async def _pending(request: Mapping[str, Any], programs: Mapping[str, ProgramSupervisor]) -> Any:
+def _pending_ids(program: ProgramSupervisor) -> set[str]:
+    return {pending.message_id for pending in program.pending_questions()}
+
+
+def _pending(programs: _Programs) -> list[dict[str, Any]]:
     now = trio.current_time()
     items = []
     for program in programs.values():
@@ -543,19 +589,8 @@ async def _pending(request: Mapping[str, Any], programs: Mapping[str, ProgramSup
     return items
 
 
-_Handler = Callable[[Mapping[str, Any], Mapping[str, ProgramSupervisor]], Awaitable[Any]]
-_HANDLERS: dict[str, _Handler] = {
-    "status": _status,
-    "start": _start,
-    "stop": _stop,
-    "restart": _restart,
-    "answer": _answer,
-    "pending": _pending,
-}
-
-
 async def _tail(
-    stream: trio.SocketStream, lines: _LineReader, request: Mapping[str, Any], hub: EventHub
+    stream: trio.SocketStream, lines: _LineReader, request: dict[str, Any], hub: EventHub
 ) -> None:
     pattern = request.get("pattern")
     if pattern is not None and not isinstance(pattern, str):

@@ -75,27 +75,9 @@ def main(argv: Sequence[str]) -> int:
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
     try:
         instance, path = _find_instance(args.instance)
-        if args.command == "tail":
-            return _tail(_Connection(instance, path, timeout=None), args.pattern)
-        connection = _Connection(instance, path, timeout=_REPLY_TIMEOUT)
-        if args.command == "status":
-            _print_status(connection.request({"cmd": "status"}))
-        elif args.command == "pending":
-            _print_pending(connection.request({"cmd": "pending"}))
-        elif args.command == "answer":
-            request = {
-                "cmd": "answer",
-                "message_id": args.message_id,
-                "response": args.response,
-                "raw": args.raw,
-                "by": "ctl",
-            }
-            result = connection.request(request)
-            print(f"answered {result['messageId']}: wrote {json.dumps(result['written'])}")
-        else:
-            status = connection.request({"cmd": args.command, "program": args.program})
-            pid = f" (pid {status['pid']})" if status["pid"] is not None else ""
-            print(f"{status['name']}: {status['state']}{pid}")
+        timeout = None if args.command == "tail" else _REPLY_TIMEOUT
+        with _Connection(instance, path, timeout=timeout) as connection:
+            _run(connection, args)
     except CtlError as exc:
         warn(str(exc))
         return exc.status
@@ -104,10 +86,35 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
+def _run(connection: _Connection, args: argparse.Namespace) -> None:
+    if args.command == "tail":
+        _tail(connection, args.pattern)
+    elif args.command == "status":
+        _print_status(connection.request({"cmd": "status"}))
+    elif args.command == "pending":
+        _print_pending(connection.request({"cmd": "pending"}))
+    elif args.command == "answer":
+        request = {
+            "cmd": "answer",
+            "message_id": args.message_id,
+            "response": args.response,
+            "raw": args.raw,
+            "by": "ctl",
+        }
+        result = connection.request(request)
+        print(f"answered {result['messageId']}: wrote {json.dumps(result['written'])}")
+    else:
+        status = connection.request({"cmd": args.command, "program": args.program})
+        pid = f" (pid {status['pid']})" if status["pid"] is not None else ""
+        print(f"{status['name']}: {status['state']}{pid}")
+
+
 def _find_instance(name: str | None) -> tuple[str, Path]:
     """The instance to talk to: the named one, or the only one running."""
     directory = control_dir()
     if name is not None:
+        if not name or "/" in name or name.startswith("."):
+            raise CtlError(f"--instance: {name!r} is not an instance name", USAGE_ERROR)
         return name, directory / f"{name}.sock"
     sockets = sorted(directory.glob("*.sock"))
     if len(sockets) > 1:
@@ -188,7 +195,9 @@ class _Connection:
         try:
             reply = json.loads(line)
         except ValueError:
-            raise CtlError(f"supervise sent a reply that is not JSON: {line[:200]!r}") from None
+            reply = None
+        if not isinstance(reply, dict):
+            raise CtlError(f"supervise sent a reply that is not a JSON object: {line[:200]!r}")
         if not reply.get("ok"):
             raise CtlError(str(reply.get("error", "request refused")))
         return reply.get("result")
@@ -197,14 +206,18 @@ class _Connection:
         """Subscribe, then yield event lines until supervise closes the connection."""
         self._send({"cmd": "tail", "pattern": pattern})
         self._result(self._readline())
-        yield from self._reader  # ends at EOF; a last line without newline is dropped
+        yield from self._reader  # until EOF
 
-    def close(self) -> None:
+    def __enter__(self) -> _Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
         self._reader.close()
         self._socket.close()
 
 
-def _tail(connection: _Connection, pattern: str | None) -> int:
+def _tail(connection: _Connection, pattern: str | None) -> None:
+    """Print event lines as they come; Control-C is the normal way out."""
     try:
         for line in connection.events(pattern):
             if line.startswith(b'{"seq":0,') and b'"event":"events_dropped"' in line:
@@ -224,9 +237,7 @@ def _tail(connection: _Connection, pattern: str | None) -> int:
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-    finally:
-        connection.close()
-    return 0
+            os.close(devnull)
 
 
 def _print_status(programs: list[dict[str, Any]]) -> None:
@@ -246,7 +257,9 @@ def _print_status(programs: list[dict[str, Any]]) -> None:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(_STATUS_COLUMNS))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 def _print_pending(questions: list[dict[str, Any]]) -> None:

@@ -71,6 +71,9 @@ class Trigger(enum.Enum):
     """The child could not be started at all."""
     EXITED = "exited"
     """The child exited on its own, not because we stopped it."""
+    FINISHED = "finished"
+    """The child exited cleanly and its policy does not restart it: however
+    soon that happened, it is not a failed start."""
     STOP = "stop"
     """A stop was requested."""
     STOP_DONE = "stop_done"
@@ -89,6 +92,7 @@ _ACTIONS: Mapping[Trigger, str] = {
     Trigger.STARTED: "mark as started",
     Trigger.SPAWN_FAILED: "record a failed spawn",
     Trigger.EXITED: "record an exit",
+    Trigger.FINISHED: "record a clean finish",
     Trigger.STOP: "stop",
     Trigger.STOP_DONE: "finish stopping",
     Trigger.GIVE_UP: "give up",
@@ -107,6 +111,8 @@ TRANSITIONS: Mapping[tuple[ProcessState, Trigger], ProcessState] = MappingProxyT
         (ProcessState.STARTING, Trigger.EXITED): ProcessState.BACKOFF,
         (ProcessState.STARTING, Trigger.SPAWN_FAILED): ProcessState.BACKOFF,
         (ProcessState.RUNNING, Trigger.EXITED): ProcessState.EXITED,
+        (ProcessState.STARTING, Trigger.FINISHED): ProcessState.EXITED,
+        (ProcessState.RUNNING, Trigger.FINISHED): ProcessState.EXITED,
         # Stopping. In BACKOFF nothing runs, so a stop just cancels the
         # pending retry. A process that exits by itself while being stopped
         # has done what was asked: that is not a failure.
@@ -118,7 +124,8 @@ TRANSITIONS: Mapping[tuple[ProcessState, Trigger], ProcessState] = MappingProxyT
         # Stopping what is stopped, or being stopped, is harmless.
         (ProcessState.STOPPING, Trigger.STOP): ProcessState.STOPPING,
         (ProcessState.STOPPED, Trigger.STOP): ProcessState.STOPPED,
-        (ProcessState.EXITED, Trigger.STOP): ProcessState.EXITED,
+        # An exited program may be waiting to restart; a stop cancels that.
+        (ProcessState.EXITED, Trigger.STOP): ProcessState.STOPPED,
         (ProcessState.FATAL, Trigger.STOP): ProcessState.FATAL,
         # Giving up, only from a state with no process.
         (ProcessState.BACKOFF, Trigger.GIVE_UP): ProcessState.FATAL,

@@ -235,6 +235,12 @@ class ProgramSupervisor:
                 stop``) a keep-alive supervisor waits for a start request.
         """
         self._final = self._final or final
+        if self._settled:
+            # Nothing runs and nothing is scheduled: the state stays as it is;
+            # a final stop wakes the keep-alive loop so that run() can end.
+            if final:
+                self._start_requested.set()
+            return
         if self._stop_requested and signum != signal.SIGINT:
             return
         self._stop_requested = True
@@ -243,7 +249,6 @@ class ProgramSupervisor:
             self._runner.request_stop(signum if signum is not None else self.config.stop_signal)
         if self._wait_scope is not None:
             self._wait_scope.cancel()
-        self._start_requested.set()  # wake a settled keep-alive loop so it can end
         self._move(Trigger.STOP, "stop requested")
 
     @property
@@ -296,13 +301,20 @@ class ProgramSupervisor:
             AnswerError: unknown, expired or already answered question, or a
                 response the question does not accept.
         """
-        runner = self._runner
         text, message = self.questions.answer(
             message_id, response, by, trio.current_time(), raw=raw
         )
-        if runner is None:
-            raise QuestionExpiredError(message_id, f"{self.name} is not running")
-        await runner.send_input(text.encode() + b"\n")
+        runner = self._runner
+        try:
+            if runner is None:
+                raise trio.BrokenResourceError
+            await runner.send_input(text.encode() + b"\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The child exited between the question and the answer: its
+            # questions are gone with it, so this one expired.
+            raise QuestionExpiredError(
+                message_id, f"{self.name} exited before the answer"
+            ) from None
         self._publish(message)
         return message
 
@@ -412,7 +424,15 @@ class ProgramSupervisor:
         for message in self.tasks.lose_all(cause, trio.current_time(), self._wall_clock()):
             self._publish(message)
         self.questions.forget_program(self.name)
-        self._move(Trigger.EXITED, cause)
+        # A clean exit the policy does not restart is never a failed start,
+        # however soon it came.
+        clean = (
+            returncode == 0
+            and self.config.restart != "always"
+            and self.state in (ProcessState.STARTING, ProcessState.RUNNING)
+            and self._restart_reason is None
+        )
+        self._move(Trigger.FINISHED if clean else Trigger.EXITED, cause)
         return trio.current_time() - started
 
     async def _confirm_start(self, runner: ProgramRunner) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,10 +76,17 @@ def supervise(
     )
 
 
+# Control sockets of the supervisors the tests start live here, not in the
+# user's runtime directory (a short path: unix socket paths are limited).
+RUNTIME_DIR = tempfile.mkdtemp(prefix="ipcrt")
+atexit.register(shutil.rmtree, RUNTIME_DIR, True)
+
+
 def clean_env() -> dict[str, str]:
-    """The environment for children: no tmux, the project importable."""
+    """The environment for children: no tmux, the project importable, private sockets."""
     env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["XDG_RUNTIME_DIR"] = RUNTIME_DIR
     return env
 
 

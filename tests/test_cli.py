@@ -361,3 +361,39 @@ def test_orphans_that_left_the_group_are_stopped(use_pty: bool) -> None:
     if alive:
         os.kill(helper, signal.SIGKILL)
     assert not alive
+
+
+def test_ctl_answers_and_stops_a_config_run(tmp_path: Path) -> None:
+    """supervise ctl, from another process: pending, answer (written as y), status, stop."""
+    answer = tmp_path / "answer.txt"
+    config = tmp_path / "demo.toml"
+    config.write_text(
+        "[programs.asker]\n"
+        f"command = {json.dumps(child('asker', 'approval', str(answer)))}\n"
+        "[programs.sleeper]\n"
+        'command = "sleep 60"\n'
+    )
+    proc = popen(
+        [*SUPERVISE, "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    read_until(proc, b"asker   | READY")
+    pending = supervise("ctl", "--instance", "demo", "pending")
+    assert b"11111111-2222-4333-8444-555555555555" in pending.stdout
+    assert b"choices:  approve, deny" in pending.stdout
+    answered = supervise("ctl", "answer", "11111111-2222-4333-8444-555555555555", "approve")
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout == b'answered 11111111-2222-4333-8444-555555555555: wrote "y"\n'
+    again = supervise("ctl", "answer", "11111111-2222-4333-8444-555555555555", "deny")
+    assert again.returncode == 1
+    assert b"already answered by ctl" in again.stderr
+    status = supervise("ctl", "status")
+    assert b"sleeper  running" in status.stdout
+    stopped = supervise("ctl", "stop", "sleeper")
+    assert stopped.stdout == b"sleeper: stopped\n"
+    status, _, err = finish(proc)
+    assert status == 0, err
+    assert answer.read_text() == "y\n"
+    assert supervise("ctl", "status").stderr == b"supervise: no supervise instance is running\n"

@@ -143,6 +143,19 @@ def test_check_config_needs_a_file() -> None:
     assert b"FILE" in result.stderr
 
 
+def test_check_config_refuses_two_programs_with_one_name(tmp_path: Path) -> None:
+    """Two programs may not share a ``name``: their events and output could not be told apart."""
+    path = write(
+        tmp_path,
+        '[programs.a]\ncommand = "true"\nname = "same"\n'
+        '[programs.b]\ncommand = "true"\nname = "same"\n',
+    )
+    result = supervise("check-config", str(path))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"supervise: {path}: programs".encode())
+    assert result.stderr.count(b"\n") == 1
+
+
 # -- running a bad config --------------------------------------------------
 
 

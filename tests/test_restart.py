@@ -302,7 +302,8 @@ def test_always_restarts_a_clean_exit_until_stopped(tmp_path: Path) -> None:
         "--", *child("restart_runs", str(tmp_path / "runs"), "0.3:0"),
     )  # fmt: skip
     seen = read_until(proc, b"RUN 2 PID ")
-    seen += read_until(proc, b"\n")  # the rest of the RUN 2 line
+    if not re.search(rb"RUN 2 PID \d+\n", seen):
+        seen += read_until(proc, b"\n")  # the rest of the RUN 2 line
     proc.send_signal(signal.SIGTERM)
     status, out, _ = finish(proc)
     pids = [int(pid) for pid in re.findall(rb"RUN \d+ PID (\d+)", seen + out)]
@@ -388,6 +389,29 @@ def test_stop_during_backoff(tmp_path: Path) -> None:
     events = read_events(events_path)
     assert len(of(events, "process_start")) == 1
     assert transitions(events)[-1] == ("backoff", "stopped")
+
+
+def test_stop_during_starting_is_not_a_failure(tmp_path: Path) -> None:
+    """A stop before start_seconds have passed ends STOPPED, with no backoff and no retry."""
+    events_path = tmp_path / "events.jsonl"
+    proc = start(
+        "--events", str(events_path),
+        "--restart", "on-failure",
+        "--start-seconds", "30",
+        "--", *child("signals", "--report", "SIGTERM"),
+    )  # fmt: skip
+    read_until(proc, b"READY")
+    proc.send_signal(signal.SIGTERM)
+    status, out, _ = finish(proc)
+    assert status == 0
+    assert out.endswith(b"got SIGTERM\n")
+    events = read_events(events_path)
+    assert len(of(events, "process_start")) == 1
+    assert transitions(events) == [
+        ("stopped", "starting"),
+        ("starting", "stopping"),
+        ("stopping", "stopped"),
+    ]
 
 
 # -- several programs --------------------------------------------------------
@@ -500,6 +524,32 @@ def test_stop_all_programs_each_with_its_stop_signal(tmp_path: Path) -> None:
     last = {e["program"]: e["data"]["to"] for e in of(events, "process_state")}
     assert last == {"waiter": "stopped", "crash": "stopped"}
     assert_gone([e["data"]["pid"] for e in of(events, "process_start")])
+
+
+def test_stop_while_waiting_to_restart_after_an_exit(tmp_path: Path) -> None:
+    """A stop during the delay before restarting an EXITED program ends it STOPPED; exit 0."""
+    events_path = tmp_path / "events.jsonl"
+    path = write_config(
+        tmp_path,
+        {
+            "loop": program(
+                child("restart_runs", str(tmp_path / "runs"), "0.4:1"),
+                "start_seconds = 0.1",
+                "backoff = { initial = 30 }",
+            )
+        },
+    )
+    proc = start("--config", str(path), "--events", str(events_path))
+    wait_for_events(events_path, entered("exited"))
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    status, _, err = finish(proc)
+    assert time.monotonic() - began < 10
+    events = read_events(events_path)
+    assert len(of(events, "process_start")) == 1
+    assert transitions(events)[-1] == ("exited", "stopped")
+    assert err == b""
+    assert status == 0
 
 
 # -- lost tasks --------------------------------------------------------------
