@@ -389,8 +389,8 @@ def test_ctl_answers_and_stops_a_config_run(tmp_path: Path) -> None:
     again = supervise("ctl", "answer", "11111111-2222-4333-8444-555555555555", "deny")
     assert again.returncode == 1
     assert b"already answered by ctl" in again.stderr
-    status = supervise("ctl", "status")
-    assert b"sleeper  running" in status.stdout
+    table = supervise("ctl", "status")
+    assert b"sleeper  running" in table.stdout
     stopped = supervise("ctl", "stop", "sleeper")
     assert stopped.stdout == b"sleeper: stopped\n"
     status, _, err = finish(proc)
