@@ -27,7 +27,7 @@ import trio
 
 from adapters.file import FileSink
 
-from . import __version__, _ctl
+from . import __version__
 from ._child import shell_status
 from ._config import ProgramConfig, load_config, parse_size
 from ._control import (
@@ -593,6 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["check-config"]:
             return _check_config(argv[1:])
         if argv[:1] == ["ctl"]:
+            from . import _ctl  # only the client: keeps `supervise ctl` quick
+
             return _ctl.main(argv[1:])
         configs, args = _parse(argv)
     except SystemExit as exc:  # argparse: --help, --version, usage errors

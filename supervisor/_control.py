@@ -17,6 +17,9 @@ send several requests on one connection. Every reply is
      "raw": false, "by": "ctl"}
         -> result: the question_answered data {messageId, response,
            written, by, latency, decision}
+    {"cmd": "reopen-logs"}
+        -> result: the programs whose log files were reopened (after an
+           external tool rotated them)
     {"cmd": "pending"}
         -> result: [{program, message_id, kind, text, options, severity,
                      waiting, expires_in}, ...]; waiting and expires_in are
@@ -84,7 +87,7 @@ _MAX_SOCKET_PATH = 107
 # Longest a start/stop/restart reply waits for the program to get there.
 _MAX_WAIT = 30.0
 _POLL = 0.01
-_COMMANDS = ("answer", "pending", "restart", "start", "status", "stop", "tail")
+_COMMANDS = ("answer", "pending", "reopen-logs", "restart", "start", "status", "stop", "tail")
 
 
 def control_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -462,6 +465,10 @@ async def _dispatch(request: dict[str, Any], programs: _Programs) -> bytes:
             result = await _answer(request, programs)
         elif cmd == "pending":
             result = _pending(programs)
+        elif cmd == "reopen-logs":
+            for program in programs.values():
+                program.reopen_log()
+            result = [name for name, program in programs.items() if program.config.log.path]
         else:
             commands = ", ".join(_COMMANDS)
             raise _RequestError(f"unknown command {json.dumps(cmd)} (commands: {commands})")

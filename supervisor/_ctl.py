@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     answer.add_argument("response", metavar="RESPONSE", help="approve, deny, or an option id")
     answer.add_argument("--raw", action="store_true", help="write RESPONSE exactly as given")
     commands.add_parser("pending", help="list the questions waiting for an answer")
+    commands.add_parser("reopen-logs", help="reopen log files after an external rotation")
     tail = commands.add_parser("tail", help="print events as JSON lines until Control-C")
     tail.add_argument(
         "pattern", nargs="?", metavar="PATTERN", help="event glob (task_*) or PROGRAM:EVENT glob"
@@ -93,6 +94,9 @@ def _run(connection: _Connection, args: argparse.Namespace) -> None:
         _print_status(connection.request({"cmd": "status"}))
     elif args.command == "pending":
         _print_pending(connection.request({"cmd": "pending"}))
+    elif args.command == "reopen-logs":
+        names = connection.request({"cmd": "reopen-logs"})
+        print(f"reopened logs of: {', '.join(names)}" if names else "no program has a log file")
     elif args.command == "answer":
         request = {
             "cmd": "answer",

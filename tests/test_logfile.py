@@ -77,3 +77,30 @@ def test_log_reopen_follows_external_rotation(tmp_path: Path) -> None:
     log.close()
     assert (tmp_path / "p.log.old").read_bytes() == b"one\n"
     assert path.read_bytes() == b"two\n"
+
+
+def test_ctl_reopen_logs(tmp_path: Path) -> None:
+    """supervise ctl reopen-logs makes a running program write to a fresh file."""
+    import subprocess
+
+    from conftest import SUPERVISE, child, popen
+    from test_cli import finish, read_until
+
+    log = tmp_path / "p.log"
+    proc = popen(
+        [*SUPERVISE, "--instance", "logs", "--log-file", str(log), "--", *child("winsize")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    read_until(proc, b"READY")
+    log.rename(tmp_path / "p.log.1")
+    reopened = supervise("ctl", "--instance", "logs", "reopen-logs")
+    assert reopened.stdout == b"reopened logs of: python\n"
+    assert proc.stdin is not None
+    proc.stdin.write(b"quit\n")
+    proc.stdin.flush()
+    status, _, _ = finish(proc)
+    assert status == 0
+    assert b"READY" in (tmp_path / "p.log.1").read_bytes()
+    assert log.exists()
