@@ -509,7 +509,9 @@ async def _run(
         returncode = results[programs[0].name]
         return USAGE_ERROR if returncode is None else shell_status(returncode)
     clean = all(
-        program.state is ProcessState.STOPPED or results[program.name] == 0 for program in programs
+        program.state is ProcessState.STOPPED
+        or (program.state is ProcessState.EXITED and results[program.name] == 0)
+        for program in programs
     )
     return 0 if clean else 1
 

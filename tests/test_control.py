@@ -478,7 +478,8 @@ async def test_bad_requests_get_one_line_errors(control: Path) -> None:
     assert errors[0].startswith("request is not JSON: ")
     assert errors[1:6] == [
         "request must be a JSON object",
-        'unknown command "nope" (commands: answer, pending, restart, start, status, stop, tail)',
+        'unknown command "nope" (commands: answer, pending, reopen-logs, restart, start, '
+        "status, stop, tail)",
         "missing field 'program'",
         "no program named 'x' (programs: )",
         "field 'message_id' must be a string",
