@@ -72,6 +72,13 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _env_pair(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="supervise",
@@ -102,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     one = parser.add_argument_group("the one-program form (settings of a config file's program)")
     add = one.add_argument
     add("--name", default=SUPPRESS, help="program name in events (default: COMMAND's basename)")
+    add("--cwd", default=SUPPRESS, metavar="DIR", help="run COMMAND in DIR")
+    add(
+        "--env",
+        action="append",
+        type=_env_pair,
+        default=SUPPRESS,
+        metavar="KEY=VALUE",
+        help="add to COMMAND's environment (repeatable)",
+    )
     add(
         "--no-pty",
         dest="pty",
@@ -282,7 +298,7 @@ def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
         *parents, leaf = dest.split(".")
         for parent in parents:
             node = node.setdefault(parent, {})
-        node[leaf] = value
+        node[leaf] = dict(value) if dest == "env" else value
     return values
 
 

@@ -397,3 +397,23 @@ def test_ctl_answers_and_stops_a_config_run(tmp_path: Path) -> None:
     assert status == 0, err
     assert answer.read_text() == "y\n"
     assert supervise("ctl", "status").stderr == b"supervise: no supervise instance is running\n"
+
+
+def test_cwd_and_env_flags(tmp_path: Path) -> None:
+    """--cwd and --env set the child's working directory and add to its environment."""
+    result = supervise(
+        "--cwd",
+        str(tmp_path),
+        "--env",
+        "GREETING=hello world",
+        "--env",
+        "EMPTY=",
+        "--",
+        "sh",
+        "-c",
+        'pwd; echo "$GREETING|$EMPTY|${PYTHONPATH:+inherited}"',
+    )
+    assert result.stdout.decode().splitlines() == [str(tmp_path), "hello world||inherited"]
+    bad = supervise("--env", "NOEQUALS", "--", "true")
+    assert bad.returncode == 2
+    assert b"--env: expected KEY=VALUE, got 'NOEQUALS'" in bad.stderr

@@ -157,3 +157,29 @@ async def test_manual_restart_is_not_a_failure(tmp_path: Path) -> None:
     states = [e.data.to for e in run.events if e.event == "process_state"]
     assert "backoff" not in states
     assert "stopping" in states
+
+
+async def test_backoff_schedule_on_trio_clock(autojump_clock: trio.abc.Clock) -> None:
+    """Spawn failures back off 10, 20, 40, 40 s (capped) on trio's clock, then go FATAL."""
+    send, receive = trio.open_memory_channel[Event](1000)
+    notices: list[str] = []
+    config = ProgramConfig(
+        command=("no-such-command-xyz",),
+        restart="on-failure",
+        backoff={"initial": 10, "factor": 2, "cap": 40, "jitter": "none"},
+        give_up={"max_failures": 5, "window": 1000},
+    )
+    program = ProgramSupervisor(config, events=send, report=notices.append)
+    began = trio.current_time()
+    assert await program.run() == 127
+    assert trio.current_time() - began == pytest.approx(10 + 20 + 40 + 40)
+    states = []
+    while True:
+        try:
+            event = receive.receive_nowait()
+        except trio.WouldBlock:
+            break
+        states.append(event.data.to)
+    assert states == ["starting", "backoff"] * 5 + ["fatal"]
+    assert notices[-1] == "FATAL: gave up after 5 failed starts within 1000s"
+    assert program.status().last_exit == "process exited with code 127"
