@@ -90,9 +90,9 @@ class ProgramRunner:
         wall_clock: epoch milliseconds, injectable for tests.
         stamper: numbers the events (share one to number several runs and
             programs in one series).
-        observe: called with each event, in order, before it is queued; it
-            must not block (the supervisor keeps its task and question
-            tables with it).
+        observe: called with each batch of events, in order, before they are
+            queued; it must not block (the supervisor keeps its task and
+            question tables with it).
     """
 
     def __init__(
@@ -105,7 +105,7 @@ class ProgramRunner:
         terminal: TerminalSettings = TerminalSettings(),
         wall_clock: Callable[[], int] = _now_ms,
         stamper: EventStamper | None = None,
-        observe: Callable[[Event], None] | None = None,
+        observe: Callable[[list[Event]], None] | None = None,
     ) -> None:
         self.config = config
         self.stats = RunStats()
@@ -316,8 +316,7 @@ class ProgramRunner:
     async def _send_events(self, events: list[Event]) -> None:
         """Queue events without a scheduler round-trip each; wait only when full."""
         if self._observe is not None:
-            for event in events:
-                self._observe(event)
+            self._observe(events)
         if self._events is None:
             return
         for event in events:

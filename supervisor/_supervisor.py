@@ -116,6 +116,12 @@ def _open_log(config: ProgramConfig) -> LineLog | None:
         raise ConfigError(f"{settings.path}", f"cannot open log file: {exc.strerror}") from None
 
 
+# The child's events that the task and question tables care about.
+_ACCOUNTED = frozenset(
+    {"task_start", "task_complete", "task_failed", "question", "approval_request"}
+)
+
+
 class ProgramSupervisor:
     """One program under supervision, across restarts.
 
@@ -481,18 +487,21 @@ class ProgramSupervisor:
             return reason
         return f"restart {self.restarts} after {delay:.2f}s"
 
-    def _observe(self, event: Event) -> None:
-        """Keep the task and question tables (called for every event, in order)."""
-        if event.source != "child":
-            return
-        message = event.message
-        now = trio.current_time()
-        self.tasks.observe(message, now, epoch_ms=event.received_at)
-        if isinstance(message, Question | ApprovalRequest):
-            self.questions.ask(self.name, message, now)
-            self._rearm.set()
-        elif message.event == "task_start" and self.config.task_timeout:
-            self._rearm.set()
+    def _observe(self, events: list[Event]) -> None:
+        """Keep the task and question tables (called for every batch, in order)."""
+        now: float | None = None
+        for event in events:
+            message = event.message
+            if message.event not in _ACCOUNTED or event.source != "child":
+                continue
+            now = trio.current_time() if now is None else now
+            if isinstance(message, Question | ApprovalRequest):
+                self.questions.ask(self.name, message, now)
+                self._rearm.set()
+                continue
+            self.tasks.observe(message, now, epoch_ms=event.received_at)
+            if message.event == "task_start" and self.config.task_timeout:
+                self._rearm.set()
 
     async def _watchdog(self) -> None:
         """Deadlines: question timeouts, task timeouts, stalls. Sleeps until the next."""
