@@ -10,10 +10,17 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from ._child import ChildSpec as ChildSpec
+    from ._config import AnswersConfig as AnswersConfig
+    from ._config import BackoffConfig as BackoffConfig
+    from ._config import GiveUpConfig as GiveUpConfig
+    from ._config import LogConfig as LogConfig
     from ._config import ProgramConfig as ProgramConfig
+    from ._config import SupervisorConfig as SupervisorConfig
+    from ._config import load_config as load_config
     from ._errors import ConfigError as ConfigError
     from ._errors import SinkError as SinkError
     from ._errors import SpawnError as SpawnError
+    from ._errors import StateTransitionError as StateTransitionError
     from ._errors import SupervisorError as SupervisorError
     from ._events import Event as Event
     from ._events import EventStamper as EventStamper
@@ -23,6 +30,7 @@ if _typing.TYPE_CHECKING:
     from ._events import ProcessExitData as ProcessExitData
     from ._events import ProcessStart as ProcessStart
     from ._events import ProcessStartData as ProcessStartData
+    from ._events import ProcessStateChanged as ProcessStateChanged
     from ._frames import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
     from ._frames import Frame as Frame
     from ._frames import FrameDecoder as FrameDecoder
@@ -52,19 +60,37 @@ if _typing.TYPE_CHECKING:
     from ._messages import TaskFailedData as TaskFailedData
     from ._messages import TaskStart as TaskStart
     from ._messages import validate_payload as validate_payload
+    from ._questions import AlreadyAnsweredError as AlreadyAnsweredError
+    from ._questions import AnswerError as AnswerError
+    from ._questions import InvalidResponseError as InvalidResponseError
+    from ._questions import QuestionAnswered as QuestionAnswered
+    from ._questions import QuestionExpiredError as QuestionExpiredError
+    from ._questions import QuestionTimeout as QuestionTimeout
+    from ._questions import UnknownQuestionError as UnknownQuestionError
     from ._runner import ProgramRunner as ProgramRunner
     from ._runner import RunStats as RunStats
     from ._runner import TerminalSettings as TerminalSettings
+    from ._state import ProcessState as ProcessState
+    from ._supervisor import ControlError as ControlError
+    from ._supervisor import ProcessStalled as ProcessStalled
+    from ._supervisor import ProgramStatus as ProgramStatus
+    from ._supervisor import ProgramSupervisor as ProgramSupervisor
+    from ._tasks import TaskTimeout as TaskTimeout
     from .sinks import Sink as Sink
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
+    "AlreadyAnsweredError",
+    "AnswerError",
+    "AnswersConfig",
     "ApprovalRequest",
     "ApprovalRequestData",
+    "BackoffConfig",
     "ChildSpec",
     "ConfigError",
+    "ControlError",
     "Event",
     "EventStamper",
     "Frame",
@@ -72,9 +98,12 @@ __all__ = [
     "FrameInvalid",
     "FrameInvalidData",
     "GenericMessage",
+    "GiveUpConfig",
     "InvalidFrame",
+    "InvalidResponseError",
     "IpcMessage",
     "LineEndRemoved",
+    "LogConfig",
     "LogData",
     "LogMessage",
     "LoopEnd",
@@ -84,20 +113,30 @@ __all__ = [
     "Output",
     "ProcessExit",
     "ProcessExitData",
+    "ProcessStalled",
     "ProcessStart",
     "ProcessStartData",
+    "ProcessState",
+    "ProcessStateChanged",
     "ProgramConfig",
     "ProgramRunner",
+    "ProgramStatus",
+    "ProgramSupervisor",
     "ProgressUpdate",
     "ProgressUpdateData",
     "Question",
+    "QuestionAnswered",
     "QuestionData",
+    "QuestionExpiredError",
     "QuestionOption",
+    "QuestionTimeout",
     "Rejected",
     "RunStats",
     "Sink",
     "SinkError",
     "SpawnError",
+    "StateTransitionError",
+    "SupervisorConfig",
     "SupervisorError",
     "TaskComplete",
     "TaskCompleteData",
@@ -105,7 +144,10 @@ __all__ = [
     "TaskFailed",
     "TaskFailedData",
     "TaskStart",
+    "TaskTimeout",
     "TerminalSettings",
+    "UnknownQuestionError",
+    "load_config",
     "validate_payload",
 ]
 
@@ -158,6 +200,27 @@ _LAZY: dict[str, str] = {
     "RunStats": "._runner",
     "TerminalSettings": "._runner",
     "Sink": ".sinks",
+    "ProgramSupervisor": "._supervisor",
+    "ProgramStatus": "._supervisor",
+    "ControlError": "._supervisor",
+    "ProcessStalled": "._supervisor",
+    "SupervisorConfig": "._config",
+    "load_config": "._config",
+    "BackoffConfig": "._config",
+    "GiveUpConfig": "._config",
+    "AnswersConfig": "._config",
+    "LogConfig": "._config",
+    "ProcessState": "._state",
+    "StateTransitionError": "._errors",
+    "ProcessStateChanged": "._events",
+    "AnswerError": "._questions",
+    "AlreadyAnsweredError": "._questions",
+    "UnknownQuestionError": "._questions",
+    "QuestionExpiredError": "._questions",
+    "InvalidResponseError": "._questions",
+    "QuestionAnswered": "._questions",
+    "QuestionTimeout": "._questions",
+    "TaskTimeout": "._tasks",
 }
 
 
