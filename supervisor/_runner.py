@@ -120,6 +120,7 @@ class ProgramRunner:
         self._nursery: trio.Nursery | None = None
         self._exited = trio.Event()
         self._stopping = False
+        self._pending_stop: int | None = None
         self._last_received = 0.0
         self._writing = False
         self.output_lost = False
@@ -143,7 +144,11 @@ class ProgramRunner:
         A second SIGINT while stopping kills at once, like a second Control-C.
         """
         child = self._child
-        if child is None or self._exited.is_set():
+        if self._exited.is_set():
+            return
+        if child is None:
+            # Not spawned yet: stop it as soon as it is.
+            self._pending_stop = signum
             return
         if self._stopping and signum == signal.SIGINT:
             child.signal(signal.SIGKILL)
@@ -198,6 +203,8 @@ class ProgramRunner:
             output_done = trio.Event()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                if self._pending_stop is not None:
+                    self.request_stop(self._pending_stop)
                 nursery.start_soon(self._pump_output, child, output_done)
                 if self._input is not None:
                     nursery.start_soon(self._pump_input, child, self._input)
