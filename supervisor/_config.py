@@ -254,13 +254,10 @@ class SupervisorConfig(_Settings):
     Attributes:
         instance: this supervise's name for ``supervise ctl`` (default: the
             file's stem).
-        state_dir: where sockets and state live (default:
-            ``$XDG_STATE_HOME/ipc-supervisor``).
         programs: the programs to run, by name.
     """
 
     instance: str | None = None
-    state_dir: Path | None = None
     programs: dict[str, FileProgramConfig] = Field(min_length=1)
 
     @field_validator("programs")
@@ -323,7 +320,7 @@ def _config_error(
 def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     """Apply ``SUPERVISE_PROGRAMS__LOOP__RESTART=always``-style overrides in place.
 
-    Top-level settings are ``SUPERVISE_INSTANCE`` and ``SUPERVISE_STATE_DIR``.
+    The top-level setting is ``SUPERVISE_INSTANCE``.
 
     ``__`` separates levels; names are matched case-insensitively against
     keys already in the file, else lower-cased. A value is read as a TOML
