@@ -480,9 +480,7 @@ async def _run(
     hub = EventHub()
     sinks.append(hub)
     requests = RequestsInFlight()
-    directory = control_dir()
-    prepare_control_dir(directory)
-    socket_path = _socket_path(directory, instance, configs[0].program_name)
+    socket_path = _control_socket(instance, configs[0].program_name)
     programs_by_name = {program.name: program for program in programs}
     become_subreaper()
     reaper_done = trio.Event()
@@ -491,12 +489,13 @@ async def _run(
             nursery.start_soon(_deliver, receive, sinks, quiet)
             nursery.start_soon(_reap_orphans_until, reaper_done)
             async with send, trio.open_nursery() as control_nursery:
-                await control_nursery.start(
-                    partial(serve_control, requests=requests),
-                    socket_path,
-                    programs_by_name,
-                    hub,
-                )
+                if socket_path is not None:
+                    await control_nursery.start(
+                        partial(serve_control, requests=requests),
+                        socket_path,
+                        programs_by_name,
+                        hub,
+                    )
                 with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGWINCH) as signals:
                     async with trio.open_nursery() as signal_nursery:
                         signal_nursery.start_soon(_forward_signals, signals, programs, single)
@@ -548,6 +547,24 @@ def _program_outputs(
     prefixes = program_prefixes(names, colour=terminal.output_is_terminal)
     lock = trio.Lock()
     return {name: PrefixedOutput(output, lock, prefixes[name]) for name in names}
+
+
+def _control_socket(instance: str | None, program: str) -> Path | None:
+    """Where to listen for ``supervise ctl``; None to run without.
+
+    A directory others could write to is refused (they could hijack the
+    answers); one that cannot be created (no writable home, say) only costs
+    the control socket, not the supervision.
+    """
+    directory = control_dir()
+    try:
+        prepare_control_dir(directory)
+    except ConfigError as exc:
+        if directory.is_dir():
+            raise
+        warn(f"{exc}; running without `supervise ctl`")
+        return None
+    return _socket_path(directory, instance, program)
 
 
 def _socket_path(directory: Path, instance: str | None, program: str) -> Path:

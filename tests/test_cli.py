@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, SUPERVISE, child, pid_alive, popen, supervise
+from conftest import ROOT, SUPERVISE, child, clean_env, pid_alive, popen, supervise
 
 
 def read_events(path: Path, states: bool = False) -> list[dict[str, Any]]:
@@ -417,3 +417,24 @@ def test_cwd_and_env_flags(tmp_path: Path) -> None:
     bad = supervise("--env", "NOEQUALS", "--", "true")
     assert bad.returncode == 2
     assert b"--env: expected KEY=VALUE, got 'NOEQUALS'" in bad.stderr
+
+
+def test_control_directory_problems(tmp_path: Path) -> None:
+    """An uncreatable control directory costs only ctl; one others can write to is refused."""
+    env = {**clean_env(), "XDG_RUNTIME_DIR": str(tmp_path / "missing" / "deeper")}
+    (tmp_path / "missing").write_text("a file, so the directory cannot be made")
+    run = subprocess.run(
+        [*SUPERVISE, "--", "echo", "hi"], capture_output=True, env=env, cwd=ROOT, check=False
+    )
+    assert (run.returncode, run.stdout) == (0, b"hi\n")
+    assert b"running without `supervise ctl`" in run.stderr
+    shared = tmp_path / "shared" / "ipc-supervisor"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)
+    env["XDG_RUNTIME_DIR"] = str(tmp_path / "shared")
+    refused = subprocess.run(
+        [*SUPERVISE, "--", "echo", "hi"], capture_output=True, env=env, cwd=ROOT, check=False
+    )
+    assert refused.returncode == 2
+    assert refused.stdout == b""
+    assert refused.stderr.endswith(b"is writable by others; refusing to use it\n")
