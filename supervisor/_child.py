@@ -314,37 +314,53 @@ class PipeChild(Child):
                 await stream.aclose()
 
 
-def _pty_preexec(spec: ChildSpec) -> Any:
+# Signals supervise handles. Between fork and exec the child is a copy of
+# supervise: if one arrived there (the pty's first resize sends SIGWINCH),
+# trio's handler would run in the copy and can deadlock it before exec.
+# They stay blocked across the fork and are reset in the child first.
+_HANDLED_SIGNALS = frozenset(
+    {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH, signal.SIGCHLD}
+)
+
+
+def _pty_preexec(spec: ChildSpec, unblock: set[int | signal.Signals]) -> Any:
     modes: list[Any] = list(spec.terminal_modes or ())
 
     def configure_pty() -> None:
-        # Runs in the child after fork, with the pty slave as fds 0-2.
+        # Runs in the child after fork, with the pty slave as fds 0-2 and the
+        # handled signals still blocked. Default dispositions first (exec
+        # keeps SIG_IGN, and a Python handler must never run here), then
+        # unblock: exec keeps the signal mask too.
+        for signum in (*_HANDLED_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblock)
         attrs: list[Any] = list(modes) if modes else termios.tcgetattr(0)
         if not spec.translate_newlines:
             attrs[1] &= ~termios.ONLCR
         if not spec.echo:
             attrs[3] &= ~(termios.ECHO | termios.ECHONL)
         termios.tcsetattr(0, termios.TCSANOW, attrs)
-        # Undo dispositions supervise set for itself (exec keeps SIG_IGN).
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-            signal.signal(signum, signal.SIG_DFL)
 
     return configure_pty
 
 
 def _spawn_pty(spec: ChildSpec, program: str) -> PtyChild:
     rows, columns = spec.dimensions
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED_SIGNALS)
     try:
         process = pexpect.spawn(
             program,
             list(spec.argv[1:]),
             env=dict(spec.env) if spec.env is not None else None,
             cwd=spec.cwd,
-            preexec_fn=_pty_preexec(spec),
+            preexec_fn=_pty_preexec(spec, mask),
             dimensions=(rows, columns),
         )
     except (OSError, pexpect.ExceptionPexpect) as exc:
         raise _exec_error(spec.argv[0], exc) from exc
+    finally:
+        # Signals that came meanwhile are delivered now, to supervise.
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     # pexpect names argv[0] by its resolved path; keep what the user typed.
     return PtyChild(process, spec.argv)
 

@@ -438,3 +438,12 @@ def test_control_directory_problems(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert refused.stdout == b""
     assert refused.stderr.endswith(b"is writable by others; refusing to use it\n")
+
+
+@pytest.mark.parametrize("use_pty", [True, False])
+def test_child_starts_with_default_signals(use_pty: bool) -> None:
+    """The child gets no blocked and no ignored signals from supervise (or from Python)."""
+    flags = [] if use_pty else ["--no-pty"]
+    result = supervise(*flags, "--", "grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status")
+    lines = result.stdout.decode().split()
+    assert lines == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"]
