@@ -14,7 +14,6 @@ import gc
 import itertools
 import os
 import signal
-import socket
 import sys
 import time
 from argparse import SUPPRESS
@@ -36,6 +35,7 @@ from ._control import (
     control_dir,
     prepare_control_dir,
     serve_control,
+    socket_answers,
 )
 from ._errors import ConfigError, SinkError
 from ._events import Event, FrameInvalidData
@@ -579,19 +579,9 @@ def _socket_path(directory: Path, instance: str | None, program: str) -> Path:
     for number in itertools.count(1):
         name = program if number == 1 else f"{program}-{number}"
         path = directory / f"{name}.sock"
-        if not path.exists() or not _answers(path):
+        if not path.exists() or not socket_answers(path, timeout=1.0):
             return path
     raise AssertionError("unreachable")
-
-
-def _answers(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
 
 
 def _reporter(name: str) -> Callable[[str], None]:

@@ -75,6 +75,7 @@ __all__ = [
     "control_dir",
     "prepare_control_dir",
     "serve_control",
+    "socket_answers",
 ]
 
 DEFAULT_TAIL_BUFFER = 1000
@@ -106,6 +107,21 @@ def control_dir(environ: Mapping[str, str] = os.environ) -> Path:
         home = environ.get("HOME") or str(Path.home())
         state = os.path.join(home, ".local", "state")
     return Path(state) / "ipc-supervisor"
+
+
+def socket_answers(path: Path, timeout: float = 2.0) -> bool:
+    """Whether something accepts connections on the unix socket at ``path``.
+
+    A supervise that was killed leaves its socket file behind; only a live
+    one answers.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(timeout)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def prepare_control_dir(path: Path) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._control import control_dir
+from ._control import control_dir, socket_answers
 from ._terminal import warn
 
 __all__ = ["build_parser", "main"]
@@ -123,7 +123,7 @@ def _find_instance(name: str | None) -> tuple[str, Path]:
     sockets = sorted(directory.glob("*.sock"))
     if len(sockets) > 1:
         # A supervise that was killed leaves its socket behind; don't count it.
-        sockets = [path for path in sockets if _answers(path)] or sockets
+        sockets = [path for path in sockets if socket_answers(path)] or sockets
     if not sockets:
         raise CtlError("no supervise instance is running")
     if len(sockets) > 1:
@@ -133,16 +133,6 @@ def _find_instance(name: str | None) -> tuple[str, Path]:
             USAGE_ERROR,
         )
     return sockets[0].stem, sockets[0]
-
-
-def _answers(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(2)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-        return True
 
 
 class _Connection:

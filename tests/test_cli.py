@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -14,7 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, SUPERVISE, child, clean_env, pid_alive, popen, supervise
+from conftest import (
+    ROOT,
+    SUPERVISE,
+    child,
+    clean_env,
+    finish,
+    pid_alive,
+    popen,
+    read_until,
+    supervise,
+)
 
 
 def read_events(path: Path, states: bool = False) -> list[dict[str, Any]]:
@@ -30,33 +39,6 @@ def start(*args: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-
-
-def read_until(proc: subprocess.Popen[bytes], marker: bytes, timeout: float = 20) -> bytes:
-    """Read the process's stdout until ``marker`` appears (the READY handshake)."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while marker not in seen:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"no {marker!r} in {seen!r}"
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if ready:
-            data = os.read(fd, 65536)
-            assert data, f"EOF before {marker!r}: {seen!r}"
-            seen += data
-    return seen
-
-
-def finish(proc: subprocess.Popen[bytes], timeout: float = 20) -> tuple[int, bytes, bytes]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.returncode, out, err
 
 
 # -- exit status -----------------------------------------------------------

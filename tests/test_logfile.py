@@ -83,8 +83,7 @@ def test_ctl_reopen_logs(tmp_path: Path) -> None:
     """supervise ctl reopen-logs makes a running program write to a fresh file."""
     import subprocess
 
-    from conftest import SUPERVISE, child, popen
-    from test_cli import finish, read_until
+    from conftest import SUPERVISE, child, finish, popen, read_until
 
     log = tmp_path / "p.log"
     proc = popen(
