@@ -76,10 +76,28 @@ class StateTransitionError(SupervisorError):
 class SinkError(SupervisorError):
     """A sink failed to deliver an event.
 
+    The router retries a failed delivery with backoff unless the sink says
+    that retrying cannot help (a webhook's 404, a malformed target): then
+    the event goes straight to the route's dead letters.
+
     Attributes:
         sink: the name of the sink.
+        problem: what went wrong, in one line.
+        retryable: whether the same delivery may succeed later.
+        retry_after: seconds the far end asked us to wait (HTTP
+            ``Retry-After``), used instead of the backoff delay when set.
     """
 
-    def __init__(self, sink: str, problem: str) -> None:
+    def __init__(
+        self,
+        sink: str,
+        problem: str,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(f"sink {sink}: {problem}")
         self.sink = sink
+        self.problem = problem
+        self.retryable = retryable
+        self.retry_after = retry_after
