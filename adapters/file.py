@@ -1,9 +1,11 @@
-"""FileSink: append events to a file as JSON Lines.
+"""FileSink: append events to a file as JSON Lines, with optional rotation.
 
-Each event is one ``write`` of one complete line to a file opened with
+Each batch is one ``write`` of complete lines to a file opened with
 ``O_APPEND``, so a reader (``tail -f``, ``jq``) never sees half a line, lines
 from several writers never interleave, and nothing sits in a user-space
-buffer if supervise is killed.
+buffer if supervise is killed. Rotation (``max_bytes``) happens between
+writes: ``events.jsonl`` becomes ``events.jsonl.1``, and so on up to
+``backups``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import trio
 
 from supervisor import Event, SinkError
+from supervisor._logfile import LineLog
 
 __all__ = ["FileSink"]
 
@@ -31,11 +34,16 @@ class FileSink:
     stalls this sink only, never the event loop.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, max_bytes: int = 0, backups: int = 5
+    ) -> None:
         self.path = Path(path)
         self.name = f"file:{self.path}"
+        self.max_bytes = max_bytes
+        self.backups = backups
         self._fd: int | None = None
         self._stream: trio.lowlevel.FdStream | None = None
+        self._log: LineLog | None = None
 
     def open(self) -> None:
         """Open the file now, so a bad path fails before the child starts.
@@ -43,7 +51,7 @@ class FileSink:
         Raises:
             SinkError: the file cannot be opened for appending.
         """
-        if self._fd is None:
+        if self._fd is None and self._log is None:
             try:
                 self._fd = os.open(
                     self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
@@ -52,6 +60,10 @@ class FileSink:
                 raise SinkError(self.name, f"cannot open for appending: {exc.strerror}") from exc
             if not stat.S_ISREG(os.fstat(self._fd).st_mode):
                 self._stream = trio.lowlevel.FdStream(self._fd)
+            elif self.max_bytes:
+                os.close(self._fd)
+                self._fd = None
+                self._log = LineLog(self.path, max_bytes=self.max_bytes, backups=self.backups)
 
     async def send(self, event: Event) -> None:
         await self.send_batch((event,))
@@ -59,7 +71,6 @@ class FileSink:
     async def send_batch(self, events: Sequence[Event]) -> None:
         """Append the events' lines with one write, so none waits in a buffer."""
         self.open()
-        assert self._fd is not None
         data = b"".join([event.to_json() + b"\n" for event in events])
         if self._stream is not None:
             try:
@@ -68,9 +79,13 @@ class FileSink:
                 raise SinkError(self.name, f"write failed: {exc.__cause__ or exc}") from exc
             return
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            if self._log is not None:
+                self._log.write(data)
+            else:
+                assert self._fd is not None
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._fd, view) :]
         except OSError as exc:
             raise SinkError(self.name, f"write failed: {exc.strerror}") from exc
         await trio.lowlevel.checkpoint()
@@ -78,8 +93,11 @@ class FileSink:
     async def aclose(self) -> None:
         if self._stream is not None:
             await self._stream.aclose()  # closes self._fd too
+        elif self._log is not None:
+            self._log.close()
         elif self._fd is not None:
             os.close(self._fd)
         self._stream = None
+        self._log = None
         self._fd = None
         await trio.lowlevel.checkpoint()

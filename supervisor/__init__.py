@@ -9,10 +9,12 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from ._app import Supervisor as Supervisor
     from ._child import ChildSpec as ChildSpec
     from ._config import AnswersConfig as AnswersConfig
     from ._config import BackoffConfig as BackoffConfig
     from ._config import GiveUpConfig as GiveUpConfig
+    from ._config import JournalConfig as JournalConfig
     from ._config import LogConfig as LogConfig
     from ._config import ProgramConfig as ProgramConfig
     from ._config import SupervisorConfig as SupervisorConfig
@@ -31,6 +33,8 @@ if _typing.TYPE_CHECKING:
     from ._events import ProcessStart as ProcessStart
     from ._events import ProcessStartData as ProcessStartData
     from ._events import ProcessStateChanged as ProcessStateChanged
+    from ._filter import FilterError as FilterError
+    from ._filter import compile_filter as compile_filter
     from ._frames import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
     from ._frames import Frame as Frame
     from ._frames import FrameDecoder as FrameDecoder
@@ -38,6 +42,9 @@ if _typing.TYPE_CHECKING:
     from ._frames import LineEndRemoved as LineEndRemoved
     from ._frames import Output as Output
     from ._frames import Rejected as Rejected
+    from ._journal import AsyncJournal as AsyncJournal
+    from ._journal import DeadLetter as DeadLetter
+    from ._journal import Journal as Journal
     from ._messages import ApprovalRequest as ApprovalRequest
     from ._messages import ApprovalRequestData as ApprovalRequestData
     from ._messages import GenericMessage as GenericMessage
@@ -67,15 +74,29 @@ if _typing.TYPE_CHECKING:
     from ._questions import QuestionExpiredError as QuestionExpiredError
     from ._questions import QuestionTimeout as QuestionTimeout
     from ._questions import UnknownQuestionError as UnknownQuestionError
+    from ._router import DeliveryDead as DeliveryDead
+    from ._router import DeliveryDeadData as DeliveryDeadData
+    from ._router import RouteOverflow as RouteOverflow
+    from ._router import RouteOverflowData as RouteOverflowData
+    from ._router import RouteStats as RouteStats
+    from ._routes import CommandSinkConfig as CommandSinkConfig
+    from ._routes import FileSinkConfig as FileSinkConfig
+    from ._routes import RetryConfig as RetryConfig
+    from ._routes import RouteConfig as RouteConfig
+    from ._routes import TmuxSinkConfig as TmuxSinkConfig
+    from ._routes import WebhookSinkConfig as WebhookSinkConfig
     from ._runner import ProgramRunner as ProgramRunner
     from ._runner import RunStats as RunStats
     from ._runner import TerminalSettings as TerminalSettings
     from ._state import ProcessState as ProcessState
+    from ._summary import summarize as summarize
     from ._supervisor import ControlError as ControlError
     from ._supervisor import ProcessStalled as ProcessStalled
     from ._supervisor import ProgramStatus as ProgramStatus
     from ._supervisor import ProgramSupervisor as ProgramSupervisor
     from ._tasks import TaskTimeout as TaskTimeout
+    from .sinks import CallbackSink as CallbackSink
+    from .sinks import CapturingSink as CapturingSink
     from .sinks import Sink as Sink
 
 __version__ = "0.1.0"
@@ -87,12 +108,21 @@ __all__ = [
     "AnswersConfig",
     "ApprovalRequest",
     "ApprovalRequestData",
+    "AsyncJournal",
     "BackoffConfig",
+    "CallbackSink",
+    "CapturingSink",
     "ChildSpec",
+    "CommandSinkConfig",
     "ConfigError",
     "ControlError",
+    "DeadLetter",
+    "DeliveryDead",
+    "DeliveryDeadData",
     "Event",
     "EventStamper",
+    "FileSinkConfig",
+    "FilterError",
     "Frame",
     "FrameDecoder",
     "FrameInvalid",
@@ -102,6 +132,8 @@ __all__ = [
     "InvalidFrame",
     "InvalidResponseError",
     "IpcMessage",
+    "Journal",
+    "JournalConfig",
     "LineEndRemoved",
     "LogConfig",
     "LogData",
@@ -131,11 +163,17 @@ __all__ = [
     "QuestionOption",
     "QuestionTimeout",
     "Rejected",
+    "RetryConfig",
+    "RouteConfig",
+    "RouteOverflow",
+    "RouteOverflowData",
+    "RouteStats",
     "RunStats",
     "Sink",
     "SinkError",
     "SpawnError",
     "StateTransitionError",
+    "Supervisor",
     "SupervisorConfig",
     "SupervisorError",
     "TaskComplete",
@@ -146,8 +184,12 @@ __all__ = [
     "TaskStart",
     "TaskTimeout",
     "TerminalSettings",
+    "TmuxSinkConfig",
     "UnknownQuestionError",
+    "WebhookSinkConfig",
+    "compile_filter",
     "load_config",
+    "summarize",
     "validate_payload",
 ]
 
@@ -221,6 +263,27 @@ _LAZY: dict[str, str] = {
     "QuestionAnswered": "._questions",
     "QuestionTimeout": "._questions",
     "TaskTimeout": "._tasks",
+    "Supervisor": "._app",
+    "CallbackSink": ".sinks",
+    "CapturingSink": ".sinks",
+    "JournalConfig": "._config",
+    "RouteConfig": "._routes",
+    "RetryConfig": "._routes",
+    "FileSinkConfig": "._routes",
+    "TmuxSinkConfig": "._routes",
+    "CommandSinkConfig": "._routes",
+    "WebhookSinkConfig": "._routes",
+    "RouteStats": "._router",
+    "RouteOverflow": "._router",
+    "RouteOverflowData": "._router",
+    "DeliveryDead": "._router",
+    "DeliveryDeadData": "._router",
+    "DeadLetter": "._journal",
+    "Journal": "._journal",
+    "AsyncJournal": "._journal",
+    "FilterError": "._filter",
+    "compile_filter": "._filter",
+    "summarize": "._summary",
 }
 
 

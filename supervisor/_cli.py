@@ -15,7 +15,6 @@ import itertools
 import os
 import signal
 import sys
-import time
 from argparse import SUPPRESS
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
@@ -23,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import trio
-
-from adapters.file import FileSink
+from pydantic import ValidationError
 
 from . import __version__
+from ._app import Supervisor
 from ._child import shell_status
-from ._config import ProgramConfig, load_config, parse_size
+from ._config import JournalConfig, ProgramConfig, SupervisorConfig, load_config, parse_size
 from ._control import (
-    EventHub,
     RequestsInFlight,
     control_dir,
     prepare_control_dir,
@@ -38,9 +36,9 @@ from ._control import (
     socket_answers,
 )
 from ._errors import ConfigError, SinkError
-from ._events import Event, FrameInvalidData
 from ._prefix import PrefixedOutput, program_prefixes
 from ._reaper import become_subreaper, run_orphan_reaper, stop_orphans
+from ._routes import DEFAULT_NOTIFY_EVENTS, RouteConfig, parse_route_shortcut, parse_sink_spec
 from ._runner import TerminalSettings
 from ._state import ProcessState
 from ._supervisor import ProgramSupervisor
@@ -52,7 +50,6 @@ from ._terminal import (
     warn,
     window_size,
 )
-from .sinks import Sink, send_batch
 
 __all__ = ["build_parser", "main"]
 
@@ -102,6 +99,46 @@ def build_parser() -> argparse.ArgumentParser:
         "or the program's name)",
     )
     parser.add_argument("--events", metavar="PATH", help="append every event to PATH as JSON Lines")
+    routing = parser.add_argument_group("routing (added to a config file's [[routes]])")
+    routing.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="SINK",
+        help="tell SINK (e.g. tmux:SESSION) about task_failed, task_complete, question "
+        "and approval_request (repeatable)",
+    )
+    routing.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="EVENTS=SINK",
+        help="route events matching the comma-separated globs to SINK: tmux:TARGET[:ACTION], "
+        "file:PATH, webhook:URL or exec:COMMAND (repeatable), e.g. 'task_*=tmux:mgr:notify'",
+    )
+    routing.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="POST every event to URL, durably (secret from $SUPERVISE_WEBHOOK_SECRET)",
+    )
+    routing.add_argument(
+        "--exec",
+        action="append",
+        default=[],
+        metavar="COMMAND",
+        help="run COMMAND for each task_failed, task_complete, question and approval_request, "
+        "with the event JSON on stdin (repeatable)",
+    )
+    routing.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="do not keep the event journal (no replay, no delivery after a restart)",
+    )
+    routing.add_argument(
+        "--journal", metavar="PATH", help="the journal database (default: in $XDG_STATE_HOME)"
+    )
     parser.add_argument(
         "--quiet", action="store_true", help="do not report invalid frames on stderr"
     )
@@ -288,11 +325,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NOT_PROGRAM_FLAGS = frozenset(
+    {"config", "instance", "events", "quiet", "command", "notify", "route", "webhook", "exec"}
+    | {"no_journal", "journal"}
+)
+
+
 def _flag_values(args: argparse.Namespace) -> dict[str, Any]:
     """The one-program settings given as flags, nested by dotted destination."""
     values: dict[str, Any] = {}
     for dest, value in vars(args).items():
-        if dest in ("config", "instance", "events", "quiet", "command"):
+        if dest in _NOT_PROGRAM_FLAGS:
             continue
         node = values
         *parents, leaf = dest.split(".")
@@ -339,51 +382,6 @@ def _terminal_settings() -> TerminalSettings:
     )
 
 
-async def _deliver(
-    receive: trio.MemoryReceiveChannel[Event], sinks: list[Sink], quiet: bool
-) -> None:
-    """Hand events to every sink, a batch at a time; a failing sink is reported, not fatal."""
-    failed: set[str] = set()
-    reporter = _InvalidFrameReporter()
-    async with receive:
-        async for first in receive:
-            batch = [first]
-            with contextlib.suppress(trio.WouldBlock):
-                while len(batch) < _BATCH:
-                    batch.append(receive.receive_nowait())
-            if not quiet:
-                for event in batch:
-                    if event.event == "frame_invalid":
-                        reporter.report(event.data)
-            for sink in sinks:
-                try:
-                    await send_batch(sink, batch)
-                except SinkError as exc:
-                    if sink.name not in failed:
-                        failed.add(sink.name)
-                        warn(f"{exc} (further failures of this sink are not reported)")
-
-
-class _InvalidFrameReporter:
-    """One stderr line per invalid frame, at most one a second: a child spewing
-    garbage must not bury its own output under our warnings."""
-
-    def __init__(self, interval: float = 1.0) -> None:
-        self._interval = interval
-        self._last = -interval
-        self._unreported = 0
-
-    def report(self, data: FrameInvalidData) -> None:
-        now = time.monotonic()
-        if now - self._last < self._interval:
-            self._unreported += 1
-            return
-        more = f" ({self._unreported} more not shown)" if self._unreported else ""
-        warn(f"invalid frame at byte {data.offset} ({data.reason}): {data.detail}{more}")
-        self._last = now
-        self._unreported = 0
-
-
 async def _reap_orphans_until(done: trio.Event) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_orphan_reaper)
@@ -417,11 +415,11 @@ async def _forward_signals(
 
 
 async def _run(
-    configs: list[ProgramConfig],
+    sup: Supervisor,
     single: bool,
     terminal: TerminalSettings,
-    events_path: str | None,
-    quiet: bool,
+    output: trio.abc.SendStream,
+    stdin: trio.abc.ReceiveStream | None,
     instance: str | None,
 ) -> int:
     """Run the programs to the end; return supervise's exit status.
@@ -429,81 +427,24 @@ async def _run(
     ``single`` is the one-program form: its output is not prefixed, it gets
     supervise's stdin and keystrokes, and supervise exits with its status.
     """
-    sinks: list[Sink] = []
-    if events_path:
-        file_sink = FileSink(events_path)
-        file_sink.open()
-        sinks.append(file_sink)
-    output = open_output_stream(1)
-    stdin: trio.abc.ReceiveStream | None = None
-    if single:
-        with contextlib.suppress(OSError):  # stdin may be closed
-            stdin = open_input_stream(0)
-    send, receive = trio.open_memory_channel[Event](_EVENT_BUFFER)
-    sequence = itertools.count(1)
-    outputs = _program_outputs(configs, output, terminal, single)
-    all_settled = trio.Event()
-
-    def check_all_settled() -> None:
-        if all(program.settled for program in programs):
-            all_settled.set()
-
-    programs = [
-        ProgramSupervisor(
-            config,
-            events=send,
-            output=outputs[config.program_name],
-            input=stdin,
-            terminal=terminal if single else _DETACHED,
-            sequence=sequence,
-            report=warn if single else _reporter(config.program_name),
-            keep_alive=not single,
-            on_settled=check_all_settled,
-        )
-        for config in configs
-    ]
-    results: dict[str, int | None] = {}
-
-    async def finish_when_all_settled() -> None:
-        # Programs of a file wait for `ctl start` once settled; when every one
-        # has settled, nothing is left to supervise.
-        await all_settled.wait()
-        for program in programs:
-            program.request_stop(final=True)
-
-    async def supervise_one(program: ProgramSupervisor) -> None:
-        results[program.name] = await program.run()
-        out = outputs[program.name]
-        if isinstance(out, PrefixedOutput):
-            await out.flush()
-
-    hub = EventHub()
-    sinks.append(hub)
+    programs = list(sup.programs.values())
+    configs = [program.config for program in programs]
     requests = RequestsInFlight()
     socket_path = _control_socket(instance, configs[0].program_name)
-    programs_by_name = {program.name: program for program in programs}
     become_subreaper()
     reaper_done = trio.Event()
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_deliver, receive, sinks, quiet)
             nursery.start_soon(_reap_orphans_until, reaper_done)
-            async with send, trio.open_nursery() as control_nursery:
+            async with trio.open_nursery() as control_nursery:
                 if socket_path is not None:
                     await control_nursery.start(
-                        partial(serve_control, requests=requests),
-                        socket_path,
-                        programs_by_name,
-                        hub,
+                        partial(serve_control, requests=requests), socket_path, sup
                     )
                 with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGWINCH) as signals:
                     async with trio.open_nursery() as signal_nursery:
                         signal_nursery.start_soon(_forward_signals, signals, programs, single)
-                        async with trio.open_nursery() as program_nursery:
-                            for program in programs:
-                                program_nursery.start_soon(supervise_one, program)
-                            if not single:
-                                program_nursery.start_soon(finish_when_all_settled)
+                        await sup.run()
                         signal_nursery.cancel_scope.cancel()
                 # Helpers the children left behind go when supervise goes.
                 await stop_orphans(max(config.stop_timeout for config in configs))
@@ -515,20 +456,123 @@ async def _run(
             warn("standard output was closed; stopped the child")
     finally:
         with trio.CancelScope(shield=True):
-            for sink in sinks:
-                await sink.aclose()
             await output.aclose()
             if stdin is not None:
                 await stdin.aclose()
+    results = sup.results
     if single:
-        returncode = results[programs[0].name]
+        returncode = results.get(programs[0].name)
         return USAGE_ERROR if returncode is None else shell_status(returncode)
     clean = all(
         program.state is ProcessState.STOPPED
-        or (program.state is ProcessState.EXITED and results[program.name] == 0)
+        or (program.state is ProcessState.EXITED and results.get(program.name) == 0)
         for program in programs
     )
     return 0 if clean else 1
+
+
+def _build(
+    configs: list[ProgramConfig],
+    file_config: SupervisorConfig | None,
+    routes: list[RouteConfig],
+    args: argparse.Namespace,
+    terminal: TerminalSettings,
+    output: trio.abc.SendStream,
+    stdin: trio.abc.ReceiveStream | None,
+) -> Supervisor:
+    """The Supervisor for this command line: programs, outputs, routes, journal."""
+    single = file_config is None
+    outputs = _program_outputs(configs, output, terminal, single)
+    journal: JournalConfig = file_config.journal if file_config is not None else JournalConfig()
+    if args.no_journal:
+        journal = journal.model_copy(update={"enabled": False})
+    elif args.journal:
+        journal = journal.model_copy(update={"path": Path(args.journal).expanduser()})
+    return Supervisor(
+        configs,
+        routes=[*(file_config.routes if file_config is not None else ()), *routes],
+        journal=journal,
+        instance=_journal_instance(args.instance, configs[0].program_name),
+        outputs=outputs,
+        input=stdin,
+        terminal=terminal if single else _DETACHED,
+        keep_alive=not single,
+        drain_timeout=file_config.drain_timeout if file_config is not None else None,
+        report_invalid_frames=not args.quiet,
+        prefix_reports=not single,
+    )
+
+
+def _journal_instance(instance: str | None, program: str) -> str:
+    """The journal's name: the instance's, else the program's.
+
+    Two one-program supervisors of the same command share a control-socket
+    name stem but must not share a journal's numbering: the second one gets
+    ``name-2`` as its socket does.
+    """
+    if instance is not None:
+        return instance
+    directory = control_dir()
+    with contextlib.suppress(OSError):
+        return _socket_path(directory, None, program).stem
+    return program
+
+
+def _cli_routes(args: argparse.Namespace) -> list[RouteConfig]:
+    """The routes of --events, --notify, --route, --webhook and --exec.
+
+    Raises:
+        ConfigError: naming the flag and what is wrong with it.
+    """
+    specs: list[tuple[str, dict[str, Any]]] = []
+    if args.events:
+        # Lossless like the log it replaces: a full queue waits, never drops.
+        specs.append(
+            (
+                "--events",
+                {
+                    "name": "events",
+                    "sink": {"type": "file", "path": args.events},
+                    "overflow": "block",
+                    "queue": 16384,
+                },
+            )
+        )
+    try:
+        for number, spec in enumerate(args.notify, 1):
+            values = {"events": DEFAULT_NOTIFY_EVENTS, "sink": parse_sink_spec(spec)}
+            specs.append(("--notify", {"name": _numbered("notify", number), **values}))
+        for number, text in enumerate(args.route, 1):
+            specs.append(
+                ("--route", {"name": _numbered("route", number), **parse_route_shortcut(text)})
+            )
+    except ValueError as exc:
+        raise ConfigError("--notify/--route", str(exc)) from None
+    for number, url in enumerate(args.webhook, 1):
+        sink = {"type": "webhook", "url": url, "secret_env": "SUPERVISE_WEBHOOK_SECRET"}
+        specs.append(
+            ("--webhook", {"name": _numbered("webhook", number), "sink": sink, "durable": True})
+        )
+    for number, command in enumerate(args.exec, 1):
+        sink = {"type": "command", "command": command}
+        values = {"events": DEFAULT_NOTIFY_EVENTS, "sink": sink}
+        specs.append(("--exec", {"name": _numbered("exec", number), **values}))
+    routes = []
+    for flag, values in specs:
+        try:
+            routes.append(RouteConfig.model_validate(values))
+        except ValidationError as error:
+            first = error.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"] if part not in _SINK_TAGS)
+            raise ConfigError(f"{flag} {values['name']}: {where}", first["msg"]) from None
+    return routes
+
+
+_SINK_TAGS = ("file", "tmux", "command", "webhook")
+
+
+def _numbered(kind: str, number: int) -> str:
+    return kind if number == 1 else f"{kind}-{number}"
 
 
 # Several programs share the terminal: none gets keystrokes or echo.
@@ -591,7 +635,9 @@ def _reporter(name: str) -> Callable[[str], None]:
     return report
 
 
-def _parse(argv: Sequence[str]) -> tuple[list[ProgramConfig], argparse.Namespace]:
+def _parse(
+    argv: Sequence[str],
+) -> tuple[list[ProgramConfig], SupervisorConfig | None, argparse.Namespace]:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = list(args.command)
@@ -604,11 +650,11 @@ def _parse(argv: Sequence[str]) -> tuple[list[ProgramConfig], argparse.Namespace
         config = load_config(args.config)
         if args.instance is None:
             args.instance = config.instance
-        return list(config.programs.values()), args
+        return list(config.programs.values()), config, args
     if not command:
         parser.error("no command given (usage: supervise [options] -- COMMAND [ARGS...])")
     values["command"] = command
-    return [ProgramConfig.checked("", values, _flag_names(parser))], args
+    return [ProgramConfig.checked("", values, _flag_names(parser))], None, args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -621,7 +667,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import _ctl  # only the client: keeps `supervise ctl` quick
 
             return _ctl.main(argv[1:])
-        configs, args = _parse(argv)
+        if argv[:1] == ["events"]:
+            from . import _events_cli
+
+            return _events_cli.main(argv[1:])
+        configs, file_config, args = _parse(argv)
+        routes = _cli_routes(args)
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
     except ConfigError as exc:
@@ -630,14 +681,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Read the terminal's modes before raw mode changes them: the child's pty
     # gets the user's own settings (echo, line editing, newline translation).
     terminal = _terminal_settings()
-    single = not args.config
+    single = file_config is None
     raw = terminal.input_is_terminal and single
+    output = open_output_stream(1)
+    stdin: trio.abc.ReceiveStream | None = None
+    if single:
+        with contextlib.suppress(OSError):  # stdin may be closed
+            stdin = open_input_stream(0)
+    try:
+        sup = _build(configs, file_config, routes, args, terminal, output, stdin)
+    except ConfigError as exc:
+        warn(str(exc))
+        return USAGE_ERROR
     # Everything imported so far lives as long as the process: keep it out of
     # the collector's way, so full collections stay cheap while frames flow.
     gc.freeze()
     try:
         with raw_terminal(0) if raw else contextlib.nullcontext():
-            return trio.run(_run, configs, single, terminal, args.events, args.quiet, args.instance)
+            return trio.run(_run, sup, single, terminal, output, stdin, args.instance)
     except (SinkError, ConfigError, BaseExceptionGroup) as exc:
         error = _find_error(exc)
         if error is None:

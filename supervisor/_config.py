@@ -33,11 +33,13 @@ from pydantic_core import ErrorDetails
 
 from ._errors import ConfigError
 from ._frames import DEFAULT_MAX_FRAME_BYTES
+from ._routes import RouteConfig
 
 __all__ = [
     "AnswersConfig",
     "BackoffConfig",
     "GiveUpConfig",
+    "JournalConfig",
     "LogConfig",
     "ProgramConfig",
     "RestartPolicy",
@@ -248,6 +250,30 @@ class FileProgramConfig(ProgramConfig):
     restart: RestartPolicy = "on-failure"
 
 
+class JournalConfig(_Settings):
+    """The event journal: every event, in a SQLite file, for replay and durable routes.
+
+    Attributes:
+        enabled: off runs without (no replay; durable routes keep their
+            backlog in memory only).
+        path: the database (default: ``$XDG_STATE_HOME/ipc-supervisor/
+            INSTANCE.journal.db``).
+        max_age: seconds an event is kept (events a durable route has not
+            delivered yet are kept regardless).
+        max_bytes: the most event data kept; the oldest go first.
+    """
+
+    enabled: bool = True
+    path: Path | None = None
+    max_age: float = Field(default=7 * 24 * 3600.0, gt=0)
+    max_bytes: Size = Field(default=256 * 1024 * 1024, ge=0, description="0: no limit")
+
+    @field_validator("path")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+
 class SupervisorConfig(_Settings):
     """A whole ``supervise.toml``.
 
@@ -255,10 +281,28 @@ class SupervisorConfig(_Settings):
         instance: this supervise's name for ``supervise ctl`` (default: the
             file's stem).
         programs: the programs to run, by name.
+        routes: where events go (``[[routes]]`` tables), in order.
+        journal: the event journal.
+        drain_timeout: seconds supervise waits at exit for routes to deliver
+            what they still hold (a durable route's rest is delivered by the
+            next run).
     """
 
     instance: str | None = None
     programs: dict[str, FileProgramConfig] = Field(min_length=1)
+    routes: tuple[RouteConfig, ...] = ()
+    journal: JournalConfig = JournalConfig()
+    drain_timeout: float = Field(default=5.0, ge=0)
+
+    @field_validator("routes")
+    @classmethod
+    def _route_names_unique(cls, value: tuple[RouteConfig, ...]) -> tuple[RouteConfig, ...]:
+        seen: set[str] = set()
+        for route in value:
+            if route.name in seen:
+                raise ValueError(f"two routes are named {route.name!r}")
+            seen.add(route.name)
+        return value
 
     @field_validator("programs")
     @classmethod
@@ -309,12 +353,30 @@ def _friendly(error: ErrorDetails) -> str:
 
 
 def _config_error(
-    source: str, error: ValidationError, names: Mapping[str, str] | None = None
+    source: str,
+    error: ValidationError,
+    names: Mapping[str, str] | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> ConfigError:
     first = error.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "<config>"
+    loc = [str(part) for part in first["loc"]]
+    if data is not None and len(loc) >= 2 and loc[0] == "routes" and loc[1].isdigit():
+        loc[1] = _route_label(data, int(loc[1]))
+        # A sink's type picks its settings model: leave its tag out of the path.
+        if len(loc) >= 4 and loc[2] == "sink" and loc[3] in ("file", "tmux", "command", "webhook"):
+            del loc[3]
+    where = ".".join(loc) or "<config>"
     where = (names or {}).get(where, where)
     return ConfigError(f"{source}: {where}" if source else where, _friendly(first))
+
+
+def _route_label(data: Mapping[str, Any], index: int) -> str:
+    """``routes[2]`` as the user knows it: by its name when it has one."""
+    routes = data.get("routes")
+    name = None
+    if isinstance(routes, list) and index < len(routes) and isinstance(routes[index], dict):
+        name = routes[index].get("name")
+    return f"{index + 1} ({name})" if isinstance(name, str) else str(index + 1)
 
 
 def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -374,7 +436,7 @@ def load_config(
     try:
         config = SupervisorConfig.model_validate(data)
     except ValidationError as error:
-        raise _config_error(source, error) from None
+        raise _config_error(source, error, data=data) from None
     if config.instance is None:
         config = config.model_copy(update={"instance": Path(source).stem})
     return config

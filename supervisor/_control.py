@@ -25,10 +25,20 @@ send several requests on one connection. Every reply is
                      waiting, expires_in}, ...]; waiting and expires_in are
            seconds (expires_in is null without a deadline); options are the
            option ids, or ["approve", "deny"] for an approval
-    {"cmd": "tail", "pattern": "task_*"}
-        -> result: {"pattern": ...}, then every matching event as its JSON
-           line (Event.to_json) until either side closes. The connection
-           carries nothing else afterwards.
+    {"cmd": "routes"}
+        -> result: [{name, sink, durable, queued, delivered, failures,
+                     retries, dropped, coalesced, dead, last_error,
+                     delivered_seq}, ...]
+    {"cmd": "dead", "route": "hook"}            (route optional)
+        -> result: [{id, route, seq, event, program, message_id, error,
+                     attempts, failed_at}, ...]
+    {"cmd": "retry", "route": "hook", "ids": [3, 4]}   (both optional)
+        -> result: {"requeued": N}: those dead letters are queued again
+    {"cmd": "tail", "pattern": "task_*", "since": 120}  (both optional)
+        -> result: {"pattern": ..., "since": ...}, then, with since, every
+           journaled matching event with seq > since, then every new
+           matching event as its JSON line (Event.to_json) until either
+           side closes. The connection carries nothing else afterwards.
 
 A tail pattern is an fnmatch glob on the event name (``task_*``), or
 ``PROGRAM:EVENT`` (``loop:task_*``); none matches everything. A tail that
@@ -55,17 +65,20 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import trio
 
 from ._errors import ConfigError
 from ._events import Event, _OwnMessage
 from ._messages import EventData, Question
-from ._questions import AnswerError, UnknownQuestionError
+from ._questions import AnswerError
 from ._state import ProcessState, is_alive
 from ._supervisor import ControlError, ProgramStatus, ProgramSupervisor
 from ._terminal import warn
+
+if TYPE_CHECKING:
+    from ._app import Supervisor
 
 __all__ = [
     "EventHub",
@@ -88,7 +101,19 @@ _MAX_SOCKET_PATH = 107
 # Longest a start/stop/restart reply waits for the program to get there.
 _MAX_WAIT = 30.0
 _POLL = 0.01
-_COMMANDS = ("answer", "pending", "reopen-logs", "restart", "start", "status", "stop", "tail")
+_COMMANDS = (
+    "answer",
+    "dead",
+    "pending",
+    "reopen-logs",
+    "restart",
+    "retry",
+    "routes",
+    "start",
+    "status",
+    "stop",
+    "tail",
+)
 
 
 def control_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -301,8 +326,7 @@ class RequestsInFlight:
 
 async def serve_control(
     path: Path,
-    programs: Mapping[str, ProgramSupervisor],
-    hub: EventHub,
+    sup: Supervisor,
     *,
     requests: RequestsInFlight | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -315,8 +339,7 @@ async def serve_control(
 
     Args:
         path: the socket, ``control_dir() / f"{instance}.sock"``.
-        programs: the supervised programs, by name, in display order.
-        hub: where ``ctl tail`` gets its events (feed it as a sink).
+        sup: the supervisor whose programs, routes and events it serves.
         requests: counts requests being answered (tails excluded).
         task_status: ``started()`` once clients can connect.
 
@@ -332,7 +355,7 @@ async def serve_control(
         in_flight = requests or RequestsInFlight()
 
         async def handler(stream: trio.SocketStream) -> None:
-            await _serve_connection(stream, programs, hub, in_flight)
+            await _serve_connection(stream, sup, in_flight)
 
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, handler, [trio.SocketListener(sock)])
@@ -429,7 +452,7 @@ def _reply(ok: bool, value: Any) -> bytes:
 
 
 async def _serve_connection(
-    stream: trio.SocketStream, programs: _Programs, hub: EventHub, requests: RequestsInFlight
+    stream: trio.SocketStream, sup: Supervisor, requests: RequestsInFlight
 ) -> None:
     lines = _LineReader(stream)
     try:
@@ -450,10 +473,10 @@ async def _serve_connection(
                     await stream.send_all(_reply(False, str(exc)))
                     continue
                 if request.get("cmd") == "tail":
-                    await _tail(stream, lines, request, hub)
+                    await _tail(stream, lines, request, sup)
                     return
                 with requests.track():
-                    await stream.send_all(await _dispatch(request, programs))
+                    await stream.send_all(await _dispatch(request, sup))
     except* (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client went away
 
@@ -468,8 +491,9 @@ def _parse(line: bytes) -> dict[str, Any]:
     return request
 
 
-async def _dispatch(request: dict[str, Any], programs: _Programs) -> bytes:
+async def _dispatch(request: dict[str, Any], sup: Supervisor) -> bytes:
     """Carry out one request; whatever goes wrong becomes an error line."""
+    programs = sup.programs
     try:
         cmd = _text(request, "cmd")
         result: Any
@@ -478,7 +502,13 @@ async def _dispatch(request: dict[str, Any], programs: _Programs) -> bytes:
         elif cmd in ("start", "stop", "restart"):
             result = await _control(cmd, _program(request, programs))
         elif cmd == "answer":
-            result = await _answer(request, programs)
+            result = await _answer(request, sup)
+        elif cmd == "routes":
+            result = [dataclasses.asdict(stats) for stats in sup.route_stats()]
+        elif cmd == "dead":
+            result = await _dead(request, sup)
+        elif cmd == "retry":
+            result = await _retry(request, sup)
         elif cmd == "pending":
             result = _pending(programs)
         elif cmd == "reopen-logs":
@@ -489,8 +519,10 @@ async def _dispatch(request: dict[str, Any], programs: _Programs) -> bytes:
             commands = ", ".join(_COMMANDS)
             raise _RequestError(f"unknown command {json.dumps(cmd)} (commands: {commands})")
         return _reply(True, result)
-    except (_RequestError, ControlError, AnswerError) as exc:
+    except (_RequestError, ControlError, AnswerError, ConfigError) as exc:
         return _reply(False, str(exc))
+    except KeyError as exc:  # no such route
+        return _reply(False, str(exc.args[0]))
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         # answer(): the child exited between being found and being written to.
         return _reply(False, f"question {request['message_id']}: its program is not running")
@@ -556,26 +588,48 @@ async def _wait_for(
     return dataclasses.asdict(program.status())
 
 
-async def _answer(request: dict[str, Any], programs: _Programs) -> Any:
+async def _answer(request: dict[str, Any], sup: Supervisor) -> Any:
     message_id, response = _text(request, "message_id"), _text(request, "response")
     by = _text(request, "by", "ctl")
     raw = request.get("raw", False)
     if not isinstance(raw, bool):
         raise _RequestError("field 'raw' must be true or false")
-    asked = [p for p in programs.values() if message_id in _pending_ids(p)]
-    # Nobody has it pending: ask each, so an answered or expired question is
-    # reported as such rather than as unknown.
-    refused: AnswerError | None = None
-    for program in asked or programs.values():
-        try:
-            answered = await program.answer(message_id, response, by, raw=raw)
-        except UnknownQuestionError:
-            continue
-        except AnswerError as exc:
-            refused = refused or exc
-            continue
-        return answered.data.model_dump(mode="json")
-    raise refused or UnknownQuestionError(message_id)
+    answered = await sup.answer(message_id, response, by=by, raw=raw)
+    return answered.data.model_dump(mode="json")
+
+
+def _optional_text(request: dict[str, Any], name: str) -> str | None:
+    value = request.get(name)
+    if value is not None and not isinstance(value, str):
+        raise _RequestError(f"field {name!r} must be a string")
+    return value
+
+
+async def _dead(request: dict[str, Any], sup: Supervisor) -> Any:
+    letters = await sup.dead_letters(_optional_text(request, "route"))
+    return [
+        {
+            "id": letter.id,
+            "route": letter.route,
+            "seq": letter.seq,
+            "event": letter.event.event,
+            "program": letter.event.program,
+            "message_id": letter.event.message_id,
+            "error": letter.error,
+            "attempts": letter.attempts,
+            "failed_at": letter.failed_at,
+        }
+        for letter in letters
+    ]
+
+
+async def _retry(request: dict[str, Any], sup: Supervisor) -> Any:
+    ids = request.get("ids", [])
+    if not isinstance(ids, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in ids
+    ):
+        raise _RequestError("field 'ids' must be a list of dead-letter ids")
+    return {"requeued": await sup.retry_dead(_optional_text(request, "route"), ids)}
 
 
 def _pending_ids(program: ProgramSupervisor) -> set[str]:
@@ -613,14 +667,22 @@ def _pending(programs: _Programs) -> list[dict[str, Any]]:
 
 
 async def _tail(
-    stream: trio.SocketStream, lines: _LineReader, request: dict[str, Any], hub: EventHub
+    stream: trio.SocketStream, lines: _LineReader, request: dict[str, Any], sup: Supervisor
 ) -> None:
-    pattern = request.get("pattern")
-    if pattern is not None and not isinstance(pattern, str):
-        await stream.send_all(_reply(False, "field 'pattern' must be a string"))
+    try:
+        pattern = _optional_text(request, "pattern")
+        since = request.get("since")
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
+            raise _RequestError("field 'since' must be a seq number")
+        if since is not None and sup.journal is None:
+            raise _RequestError("tail --since needs the event journal, which is off")
+    except _RequestError as exc:
+        await stream.send_all(_reply(False, str(exc)))
         return
-    with hub.subscribe(pattern) as events:
-        await stream.send_all(_reply(True, {"pattern": pattern}))
+    # Listen before replaying, so no event falls between the journal and
+    # the live stream; the overlap is skipped by seq.
+    with sup.hub.subscribe(pattern) as events:
+        await stream.send_all(_reply(True, {"pattern": pattern, "since": since}))
         async with trio.open_nursery() as nursery:
 
             async def until_closed() -> None:
@@ -628,10 +690,24 @@ async def _tail(
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(until_closed)
+            replayed = 0
+            if since is not None:
+                batch: list[bytes] = []
+                async for event in sup.replay(since, pattern):
+                    batch.append(event.to_json() + b"\n")
+                    replayed = event.seq
+                    if len(batch) >= _TAIL_BATCH:
+                        await stream.send_all(b"".join(batch))
+                        batch.clear()
+                if batch:
+                    await stream.send_all(b"".join(batch))
             async for first in events:
-                batch = [first]
+                live = [first]
                 with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
-                    while len(batch) < _TAIL_BATCH:
-                        batch.append(events.receive_nowait())
-                await stream.send_all(b"".join(event.to_json() + b"\n" for event in batch))
+                    while len(live) < _TAIL_BATCH:
+                        live.append(events.receive_nowait())
+                # seq 0 is an events_dropped marker, which is always news.
+                fresh = [event for event in live if event.seq > replayed or event.seq == 0]
+                if fresh:
+                    await stream.send_all(b"".join(event.to_json() + b"\n" for event in fresh))
             nursery.cancel_scope.cancel()

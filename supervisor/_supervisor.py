@@ -294,6 +294,10 @@ class ProgramSupervisor:
         if self._runner is not None:
             self._runner.kill()
 
+    def set_output(self, output: trio.abc.SendStream) -> None:
+        """Where the plain output goes from the next start on (before ``run``)."""
+        self._output = TeeOutput(output, self._log) if self._log is not None else output
+
     def resize(self, rows: int, columns: int) -> None:
         if self._runner is not None:
             self._runner.resize(rows, columns)

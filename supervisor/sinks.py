@@ -3,17 +3,34 @@
 A sink delivers events somewhere (a file, a tmux pane, a chat). It is kept to
 one method that does the work and one that releases resources, like
 prometheus_client's one-method ``Collector``: filtering, retries and rate
-limits belong to whoever feeds the sink, not to each sink.
+limits belong to the router that feeds the sink, not to each sink. A sink
+reports a failed delivery by raising :class:`SinkError`, saying whether a
+retry can help.
+
+A notifier of your own is a class with ``name``, ``send`` and ``aclose``::
+
+    class Beep:
+        name = "beep"
+
+        async def send(self, event: Event) -> None:
+            if event.event == "task_failed":
+                await trio.run_process(["paplay", "/usr/share/sounds/bell.oga"])
+
+        async def aclose(self) -> None:
+            pass
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
+import trio
+
+from ._errors import SinkError
 from ._events import Event
 
-__all__ = ["Sink", "send_batch"]
+__all__ = ["CallbackSink", "CapturingSink", "Sink", "send_batch"]
 
 
 @runtime_checkable
@@ -47,3 +64,68 @@ async def send_batch(sink: Sink, events: Sequence[Event]) -> None:
         return
     for event in events:
         await sink.send(event)
+
+
+class CallbackSink:
+    """A sink that calls an async function per event: what ``@sup.on(...)`` builds.
+
+    An exception from the function is a failed delivery (retried or
+    dead-lettered by the route like any other), never an end of supervise.
+    """
+
+    def __init__(self, callback: Callable[[Event], Awaitable[object]], name: str = "") -> None:
+        self.callback = callback
+        self.name = name or f"callback:{getattr(callback, '__qualname__', 'callback')}"
+
+    async def send(self, event: Event) -> None:
+        await self.callback(event)
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+class CapturingSink:
+    """A sink that keeps what it gets, for tests of notifiers built on the SDK.
+
+    Attributes:
+        events: everything delivered, in order.
+        fail_next: how many of the next deliveries fail (with a retryable
+            SinkError), to test a route's retries.
+    """
+
+    def __init__(self, name: str = "capture") -> None:
+        self.name = name
+        self.events: list[Event] = []
+        self.fail_next = 0
+        self.closed = False
+        self._changed = trio.Event()
+
+    async def send(self, event: Event) -> None:
+        await trio.lowlevel.checkpoint()
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise SinkError(self.name, "failing on purpose (fail_next)")
+        self.events.append(event)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, count: int, within: float = 10.0) -> list[Event]:
+        """Wait until ``count`` events have arrived; return them.
+
+        Raises:
+            TimeoutError: fewer arrived within ``within`` seconds.
+        """
+        with trio.move_on_after(within):
+            while len(self.events) < count:
+                await self._changed.wait()
+            return self.events[:count]
+        raise TimeoutError(f"{self.name}: {len(self.events)} of {count} events in {within}s")
+
+    @property
+    def names(self) -> list[str]:
+        """The event names received, in order."""
+        return [event.event for event in self.events]
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await trio.lowlevel.checkpoint()

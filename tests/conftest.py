@@ -84,6 +84,14 @@ RUNTIME_DIR = tempfile.mkdtemp(prefix="ipcrt")
 atexit.register(shutil.rmtree, RUNTIME_DIR, True)
 
 
+@pytest.fixture(autouse=True)
+def _private_state_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test's journals live in a state directory of its own, never the user's."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
 def clean_env() -> dict[str, str]:
     """The environment for children: no tmux, the project importable, private sockets."""
     env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}

@@ -18,14 +18,14 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trio
 from conftest import child, pid_alive
 
-from supervisor import Event, ProgramConfig, _ctl
+from supervisor import CapturingSink, Event, JournalConfig, ProgramConfig, Supervisor, _ctl
 from supervisor._control import (
     EventHub,
     control_dir,
@@ -54,7 +54,8 @@ class Instance:
     path: Path
     hub: EventHub
     programs: dict[str, ProgramSupervisor]
-    delivered: list[Event] = field(default_factory=list)
+    delivered: list[Event]
+    sup: Supervisor
 
     def program(self) -> ProgramSupervisor:
         (program,) = self.programs.values()
@@ -63,39 +64,34 @@ class Instance:
 
 @asynccontextmanager
 async def running(
-    control: Path, *configs: ProgramConfig, instance: str = "test"
+    control: Path, *configs: ProgramConfig, instance: str = "test", journal: Path | None = None
 ) -> AsyncIterator[Instance]:
-    """A supervise-like run: programs, an event pump into the hub, the control server.
+    """A supervise-like run: a Supervisor with its control server.
 
     At the end every program is stopped and its child waited for.
     """
-    send, receive = trio.open_memory_channel[Event](10_000)
-    hub = EventHub()
-    programs = {
-        config.program_name: ProgramSupervisor(config, events=send, keep_alive=True)
-        for config in configs
-    }
+    capture = CapturingSink()
+    sup = Supervisor(
+        configs,
+        outputs={config.program_name: None for config in configs},
+        journal=JournalConfig(path=journal) if journal is not None else None,
+        keep_alive=True,
+        exit_when_settled=False,
+    )
+    sup.route("capture", capture, queue=100_000)
     path = control / f"{instance}.sock"
     prepare_control_dir(control)
-    state = Instance(path, hub, programs)
-
-    async def pump() -> None:
-        async for event in receive:
-            await hub.send(event)
-            state.delivered.append(event)
+    state = Instance(path, sup.hub, sup.programs, capture.events, sup)
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(pump)
-        for program in programs.values():
-            nursery.start_soon(program.run)
-        await nursery.start(serve_control, path, programs, hub)
+        await nursery.start(sup.run)
+        await nursery.start(serve_control, path, sup)
         try:
             yield state
         finally:
-            for program in programs.values():
-                program.request_stop()
+            sup.stop()
             with trio.move_on_after(15):
-                await until(lambda: all(p.pid is None for p in programs.values()))
+                await until(lambda: all(p.pid is None for p in sup.programs.values()))
             nursery.cancel_scope.cancel()
 
 
@@ -163,8 +159,8 @@ async def test_stop_start_and_restart(
             # A second stop changes nothing (and does not start it again).
             assert await ctl(capfd, "stop", "asker") == (0, "asker: stopped\n", "")
 
-            status, out, _ = await ctl(capfd, "start", "asker")
-            assert status == 0
+            status, out, err = await ctl(capfd, "start", "asker")
+            assert status == 0, err
             second = program.pid
             assert second is not None
             assert second != first
@@ -447,7 +443,7 @@ async def test_live_socket_refuses_a_second_server(
     with trio.fail_after(30):
         async with running(control) as run:
             with pytest.raises(ConfigError, match="another supervise instance is running there"):
-                await serve_control(run.path, {}, EventHub())
+                await serve_control(run.path, run.sup)
             assert await ctl(capfd, "status") == (0, ctl_header(), "")
 
 
@@ -478,8 +474,8 @@ async def test_bad_requests_get_one_line_errors(control: Path) -> None:
     assert errors[0].startswith("request is not JSON: ")
     assert errors[1:6] == [
         "request must be a JSON object",
-        'unknown command "nope" (commands: answer, pending, reopen-logs, restart, start, '
-        "status, stop, tail)",
+        'unknown command "nope" (commands: answer, dead, pending, reopen-logs, restart, '
+        "retry, routes, start, status, stop, tail)",
         "missing field 'program'",
         "no program named 'x' (programs: )",
         "field 'message_id' must be a string",

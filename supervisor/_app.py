@@ -1,0 +1,545 @@
+"""Supervisor: programs, routes and the journal put together; the SDK's entry point.
+
+``supervise`` is a thin command line around this class, and a bot or a
+dashboard can use it directly::
+
+    sup = Supervisor([ProgramConfig(command=["npx", "loopwork"])])
+
+    @sup.on("task_failed")
+    async def page_me(event: Event) -> None:
+        await notify(f"{event.data.taskId} failed: {event.data.error}")
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sup.run)
+            async with sup.subscribe("question") as questions:
+                async for question in questions:
+                    await sup.answer(question.message_id, "yes")
+
+Events flow one way: each program's runner stamps them into one channel; a
+single delivery task reports invalid frames, feeds ``subscribe`` listeners
+and hands each batch to the :class:`~supervisor._router.Router`, which
+journals it and gives every route its own queue and task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from ._config import JournalConfig, ProgramConfig, SupervisorConfig
+from ._control import EventHub
+from ._errors import ConfigError, SinkError
+from ._events import Event, EventStamper, FrameInvalidData
+from ._journal import AsyncJournal, DeadLetter, Journal, journal_path
+from ._messages import IpcMessage
+from ._questions import AnswerError, QuestionAnswered, UnknownQuestionError
+from ._router import Router, RouteStats
+from ._routes import RetryConfig, RouteConfig, build_sink
+from ._runner import TerminalSettings
+from ._supervisor import ProgramStatus, ProgramSupervisor
+from ._terminal import open_output_stream, warn
+from .sinks import CallbackSink, Sink
+
+__all__ = ["Supervisor"]
+
+_Callback = TypeVar("_Callback", bound=Callable[[Event], Awaitable[object]])
+
+# Events wait here for the router; a program's output reader waits only if
+# routing falls this far behind (or a `block` route is full).
+_EVENT_BUFFER = 16384
+_BATCH = 1024
+_PRUNE_INTERVAL = 60.0
+SUPERVISOR_PROGRAM = "supervise"
+"""The ``program`` of the router's own events (``route_overflow`` ...)."""
+
+
+class Supervisor:
+    """Runs programs and routes their events; answers their questions.
+
+    Args:
+        programs: the programs (a :class:`SupervisorConfig` brings its routes
+            and journal settings along).
+        routes: more routes; their sinks are built from their settings.
+        journal: the event journal's settings; None or ``False`` runs
+            without one. A :class:`SupervisorConfig`'s journal is used when
+            this is not given.
+        instance: the journal's default name (``INSTANCE.journal.db``).
+        outputs: where each program's plain output goes, by program name;
+            by default every program writes to standard output, prefixed
+            with its name.
+        input: the one program's standard input (keystrokes), if any.
+        terminal: terminal settings for the programs' ptys.
+        keep_alive: programs that settle wait for :meth:`start` instead of
+            ending their supervision.
+        exit_when_settled: :meth:`run` returns once every program has
+            settled (exited for good, given up or stopped); off, it runs
+            until :meth:`stop` with no name.
+        drain_timeout: seconds :meth:`run` waits at the end for routes to
+            deliver what they still hold.
+        report: where one-line warnings go (invalid frames, failing sinks).
+        report_invalid_frames: whether invalid frames are reported (at most
+            one line a second).
+        prefix_reports: start each program's warnings with its name (off
+            for the one-program command line).
+    """
+
+    def __init__(
+        self,
+        programs: Sequence[ProgramConfig] | SupervisorConfig = (),
+        *,
+        routes: Sequence[RouteConfig] = (),
+        journal: JournalConfig | bool | None = None,
+        instance: str | None = None,
+        outputs: Mapping[str, trio.abc.SendStream | None] | None = None,
+        input: trio.abc.ReceiveStream | None = None,
+        terminal: TerminalSettings | None = None,
+        keep_alive: bool = True,
+        exit_when_settled: bool = True,
+        drain_timeout: float | None = None,
+        report: Callable[[str], None] = warn,
+        report_invalid_frames: bool = True,
+        prefix_reports: bool = True,
+    ) -> None:
+        if isinstance(programs, SupervisorConfig):
+            config = programs
+            program_configs: list[ProgramConfig] = list(config.programs.values())
+            routes = [*config.routes, *routes]
+            journal = config.journal if journal is None else journal
+            instance = instance or config.instance
+            drain_timeout = config.drain_timeout if drain_timeout is None else drain_timeout
+        else:
+            program_configs = list(programs)
+        self.instance = instance or (program_configs[0].program_name if program_configs else "sdk")
+        self.drain_timeout = 5.0 if drain_timeout is None else drain_timeout
+        self._report = report
+        self._report_invalid = report_invalid_frames
+        self._prefix_reports = prefix_reports
+        self._outputs = dict(outputs or {})
+        self._input = input
+        self._terminal = terminal
+        self._keep_alive = keep_alive
+        self._exit_when_settled = exit_when_settled
+        self._journal_config, self.journal = self._open_journal(journal)
+        self._sequence = _Sequence(self._first_seq)
+        self._stamper = EventStamper(SUPERVISOR_PROGRAM, self._sequence)
+        self._send, self._receive = trio.open_memory_channel[Event](_EVENT_BUFFER)
+        self.hub = EventHub()
+        self._routes: list[tuple[RouteConfig, Sink]] = []
+        self.programs: dict[str, ProgramSupervisor] = {}
+        self._program_configs: list[ProgramConfig] = []
+        self._all_settled = trio.Event()
+        self._stopped = trio.Event()
+        self._router: Router | None = None
+        self._nursery: trio.Nursery | None = None
+        self._started = False
+        self.results: dict[str, int | None] = {}
+        for program_config in program_configs:
+            self.add_program(program_config)
+        for route in routes:
+            self.add_route(route)
+
+    # -- building ------------------------------------------------------------
+
+    def _open_journal(
+        self, journal: JournalConfig | bool | None
+    ) -> tuple[JournalConfig | None, AsyncJournal | None]:
+        self._first_seq = 1
+        if journal is None or journal is False:
+            return None, None
+        config = JournalConfig() if journal is True else journal
+        if not config.enabled:
+            return config, None
+        opened = Journal.open(config.path or journal_path(self.instance))
+        # Numbering goes on where the last run stopped, so seq stays a key.
+        self._first_seq = opened.last_seq() + 1
+        return config, AsyncJournal(opened)
+
+    def add_program(self, config: ProgramConfig) -> ProgramSupervisor:
+        """Supervise one more program (before :meth:`run`)."""
+        if self._started:
+            raise RuntimeError("add programs before run()")
+        name = config.program_name
+        if name in self.programs:
+            raise ConfigError(f"programs.{name}", "a program of that name is already supervised")
+        program = ProgramSupervisor(
+            config,
+            events=self._send,
+            output=self._outputs.get(name),
+            input=self._input,
+            terminal=self._terminal,
+            sequence=self._sequence,
+            report=_prefixed(self._report, name) if self._prefix_reports else self._report,
+            keep_alive=self._keep_alive,
+            on_settled=self._check_all_settled,
+        )
+        self.programs[name] = program
+        self._program_configs.append(config)
+        return program
+
+    def add_route(self, config: RouteConfig, sink: Sink | None = None) -> None:
+        """Route events to a sink: ``sink``, or the one ``config.sink`` describes.
+
+        Raises:
+            ConfigError: a route of that name exists, or the sink refused its
+                settings.
+        """
+        if self._started:
+            raise RuntimeError("add routes before run()")
+        if any(existing.name == config.name for existing, _ in self._routes):
+            raise ConfigError(f"routes.{config.name}", "a route of that name already exists")
+        if sink is None:
+            try:
+                sink = build_sink(config.sink)
+            except ConfigError as exc:
+                raise ConfigError(f"routes.{config.name}.sink", exc.problem) from None
+            opener = getattr(sink, "open", None)
+            if callable(opener):
+                try:
+                    opener()  # a file that cannot be opened fails now, not at the first event
+                except SinkError as exc:
+                    raise ConfigError(f"routes.{config.name}.sink", exc.problem) from None
+        self._routes.append((config, sink))
+
+    def route(
+        self,
+        name: str,
+        sink: Sink,
+        *,
+        events: Sequence[str] = ("*",),
+        programs: Sequence[str] = ("*",),
+        filter: str | None = None,
+        **options: Any,
+    ) -> None:
+        """Route events to a sink object of your own (see :class:`Sink`).
+
+        ``options`` are the other :class:`RouteConfig` settings (``durable``,
+        ``queue``, ``overflow``, ``coalesce``, ``retry``, ``ttl``).
+        """
+        config = RouteConfig.model_validate(
+            {
+                "name": name,
+                "events": tuple(events),
+                "programs": tuple(programs),
+                "filter": filter,
+                # The settings model needs a sink description; the object wins.
+                "sink": {"type": "command", "command": ["true"]},
+                **options,
+            }
+        )
+        self.add_route(config, sink)
+
+    def on(
+        self, *events: str, programs: Sequence[str] = ("*",), filter: str | None = None
+    ) -> Callable[[_Callback], _Callback]:
+        """Decorate an async function to be called with each matching event.
+
+        Calls happen in event order, one at a time, on a route of their own
+        (``on:FUNCTION``): a slow callback delays only its own later calls. An
+        exception is logged and the event dead-lettered (no retries).
+        """
+
+        def register(callback: _Callback) -> _Callback:
+            name = f"on:{getattr(callback, '__name__', 'callback')}"
+            base, number = name, itertools.count(2)
+            while any(existing.name == name for existing, _ in self._routes):
+                name = f"{base}-{next(number)}"
+            self.route(
+                name,
+                CallbackSink(callback, name),
+                events=events or ("*",),
+                programs=programs,
+                filter=filter,
+                retry=RetryConfig(max_attempts=1),
+            )
+            return callback
+
+        return register
+
+    # -- using it while it runs ------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, pattern: str | None = None, *, buffer: int = 1000
+    ) -> AsyncIterator[trio.MemoryReceiveChannel[Event]]:
+        """Receive matching events while the block runs.
+
+        ``pattern`` is an event glob (``task_*``) or ``PROGRAM:EVENT``. A
+        reader that falls ``buffer`` events behind loses events (and is sent
+        an ``events_dropped`` event) rather than slowing anything down; use
+        a durable route when every event matters.
+        """
+        with self.hub.subscribe(pattern, buffer=buffer) as events:
+            await trio.lowlevel.checkpoint()
+            yield events
+
+    async def answer(
+        self, message_id: str, response: str, *, by: str = "sdk", raw: bool = False
+    ) -> QuestionAnswered:
+        """Answer a pending ``question`` or ``approval_request`` of any program.
+
+        ``response`` is an option id, or ``approve``/``deny`` for an approval
+        (mapped through the program's answer vocabulary); ``raw`` writes it
+        as is. The first answer from any channel wins.
+
+        Raises:
+            AnswerError: unknown, expired or already answered, or a response
+                the question does not accept.
+        """
+        asked = [
+            program
+            for program in self.programs.values()
+            if any(pending.message_id == message_id for pending in program.pending_questions())
+        ]
+        # Nobody has it pending: ask each, so an answered or expired question
+        # is reported as such rather than as unknown.
+        refused: AnswerError | None = None
+        for program in asked or self.programs.values():
+            try:
+                return await program.answer(message_id, response, by, raw=raw)
+            except UnknownQuestionError:
+                continue
+            except AnswerError as exc:
+                refused = refused or exc
+        raise refused or UnknownQuestionError(message_id)
+
+    def status(self) -> list[ProgramStatus]:
+        """Each program's state, pid, restarts, tasks and questions, in order."""
+        return [program.status() for program in self.programs.values()]
+
+    def start(self, name: str) -> None:
+        self._program(name).request_start()
+
+    def restart(self, name: str) -> None:
+        self._program(name).request_restart("restart requested")
+
+    def stop(self, name: str | None = None) -> None:
+        """Stop one program, or (with no name) everything, which ends :meth:`run`."""
+        if name is not None:
+            self._program(name).request_stop(final=False)
+            return
+        self._stopped.set()
+        for program in self.programs.values():
+            program.request_stop(final=True)
+
+    def _program(self, name: str) -> ProgramSupervisor:
+        try:
+            return self.programs[name]
+        except KeyError:
+            known = ", ".join(self.programs)
+            raise KeyError(f"no program named {name!r} (programs: {known})") from None
+
+    @property
+    def router(self) -> Router:
+        if self._router is None:
+            raise RuntimeError("the router exists once run() has started")
+        return self._router
+
+    def route_stats(self) -> list[RouteStats]:
+        return self._router.stats() if self._router is not None else []
+
+    async def dead_letters(self, route: str | None = None) -> list[DeadLetter]:
+        return await self.router.dead_letters(route)
+
+    async def retry_dead(self, route: str | None = None, ids: Sequence[int] = ()) -> int:
+        return await self.router.retry_dead(route, ids)
+
+    async def replay(self, since: int, pattern: str | None = None) -> AsyncIterator[Event]:
+        """Journaled events with seq > ``since``, oldest first (needs the journal)."""
+        if self.journal is None:
+            raise ConfigError("journal", "replay needs the event journal, which is off")
+        if self._router is not None:
+            await self._router.wait_journaled(self._sequence.last)
+        while True:
+            batch = await self.journal.read(since, limit=1000, pattern=pattern)
+            if not batch:
+                return
+            for event in batch:
+                yield event
+            since = batch[-1].seq
+
+    # -- running -----------------------------------------------------------------------
+
+    def _check_all_settled(self) -> None:
+        if all(program.settled for program in self.programs.values()):
+            self._all_settled.set()
+
+    def _emit(self, message: IpcMessage) -> None:
+        event = self._stamper.stamp(message, time.time_ns() // 1_000_000, "supervisor")
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            if self._nursery is not None:
+                self._nursery.start_soon(self._send_later, event)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the run is ending: nothing is routed any more
+
+    async def _send_later(self, event: Event) -> None:
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            await self._send.send(event)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> dict[str, int | None]:
+        """Run every program to the end and deliver their events; return exit codes.
+
+        Returns once every program has settled (exited for good, given up,
+        or been stopped with :meth:`stop`), and the routes have delivered
+        what they hold (for at most ``drain_timeout`` seconds).
+        """
+        if self._started:
+            raise RuntimeError("a Supervisor runs once")
+        self._started = True
+        self._router = Router(
+            self._routes, journal=self.journal, emit=self._emit, report=self._report
+        )
+        default_output: trio.abc.SendStream | None = None
+        try:
+            if any(name not in self._outputs for name in self.programs):
+                default_output = await self._default_outputs()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self._router.run)
+                delivered = trio.Event()
+                nursery.start_soon(self._deliver, delivered)
+                if self.journal is not None:
+                    nursery.start_soon(self._prune_periodically)
+                async with self._send, trio.open_nursery() as programs:
+                    for program in self.programs.values():
+                        programs.start_soon(self._run_program, program)
+                    if self._exit_when_settled:
+                        self._check_all_settled()
+                        programs.start_soon(self._finish_when_all_settled)
+                    else:
+                        programs.start_soon(self._finish_when_stopped)
+                    task_status.started()
+                await delivered.wait()
+                await self._router.drain(self.drain_timeout)
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.hub.aclose()
+                await self._router.aclose()
+                if self.journal is not None:
+                    await self.journal.aclose()
+                if default_output is not None:
+                    await default_output.aclose()
+        return self.results
+
+    async def _default_outputs(self) -> trio.abc.SendStream:
+        from ._prefix import PrefixedOutput, program_prefixes
+
+        output = open_output_stream(1)
+        names = [name for name in self.programs if name not in self._outputs]
+        prefixes = program_prefixes(names, colour=False)
+        lock = trio.Lock()
+        for name in names:
+            prefixed = PrefixedOutput(output, lock, prefixes[name])
+            self._outputs[name] = prefixed
+            self.programs[name].set_output(prefixed)
+        await trio.lowlevel.checkpoint()
+        return output
+
+    async def _run_program(self, program: ProgramSupervisor) -> None:
+        self.results[program.name] = await program.run()
+        flush = getattr(self._outputs.get(program.name), "flush", None)
+        if flush is not None:
+            await flush()
+
+    async def _finish_when_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def _finish_when_all_settled(self) -> None:
+        # Programs that wait for `start` once settled: when every one has
+        # settled, nothing is left to supervise.
+        await self._all_settled.wait()
+        for program in self.programs.values():
+            program.request_stop(final=True)
+
+    async def _deliver(self, done: trio.Event) -> None:
+        router = self.router
+        reporter = _InvalidFrameReporter(self._report)
+        try:
+            async with self._receive:
+                async for first in self._receive:
+                    batch = [first]
+                    with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                        while len(batch) < _BATCH:
+                            batch.append(self._receive.receive_nowait())
+                    if self._report_invalid:
+                        for event in batch:
+                            if event.event == "frame_invalid":
+                                reporter.report(event.data)
+                    await self.hub.send_batch(batch)
+                    await router.publish(batch)
+        finally:
+            done.set()
+
+    async def _prune_periodically(self) -> None:
+        journal, config = self.journal, self._journal_config
+        assert journal is not None
+        assert config is not None
+        while True:
+            durable = [stats.delivered_seq for stats in self.router.stats() if stats.durable]
+            try:
+                await journal.prune(
+                    max_age=config.max_age,
+                    max_bytes=config.max_bytes or None,
+                    keep_after=min(durable) if durable else None,
+                )
+            except Exception as exc:  # a full disk must not end supervision
+                self._report(f"journal: pruning failed: {exc}")
+            await trio.sleep(_PRUNE_INTERVAL)
+
+
+class _Sequence:
+    """1, 2, 3 ... shared by every program's stamper, and able to say where it is."""
+
+    def __init__(self, first: int = 1) -> None:
+        self.last = first - 1
+
+    def __iter__(self) -> _Sequence:
+        return self
+
+    def __next__(self) -> int:
+        self.last += 1
+        return self.last
+
+
+def _prefixed(report: Callable[[str], None], name: str) -> Callable[[str], None]:
+    def prefixed(message: str) -> None:
+        report(f"{name}: {message}")
+
+    return prefixed
+
+
+class _InvalidFrameReporter:
+    """One line per invalid frame, at most one a second: a child spewing
+    garbage must not bury its own output under our warnings."""
+
+    def __init__(self, report: Callable[[str], None], interval: float = 1.0) -> None:
+        self._report = report
+        self._interval = interval
+        self._last = -interval
+        self._unreported = 0
+
+    def report(self, data: FrameInvalidData) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            self._unreported += 1
+            return
+        more = f" ({self._unreported} more not shown)" if self._unreported else ""
+        self._report(f"invalid frame at byte {data.offset} ({data.reason}): {data.detail}{more}")
+        self._last = now
+        self._unreported = 0
+
+
+def journal_file(instance: str, config: JournalConfig | None) -> Path:
+    """Where ``instance``'s journal is (for ``supervise events``)."""
+    return (config.path if config is not None and config.path else None) or journal_path(instance)

@@ -1,0 +1,605 @@
+"""The router: every event offered to every route, each route delivering on its own.
+
+supervisord's event listeners share one buffer of ten events and drop the
+oldest when it fills; PM2's bus and circus's PUB socket fire and forget. Here
+each route has its own bounded queue and its own task, so a sink that takes
+ten seconds per event (or is down for an hour) costs only that route: the
+child's output, the decoder and every other route carry on at full speed.
+
+Per route:
+
+- **Order** is kept: one delivery at a time, retried until it succeeds or
+  becomes a dead letter, before the next.
+- **Retries** back off exponentially with jitter (:class:`RetryConfig`); a
+  sink that says retrying cannot help (a webhook's 404) dead-letters at once,
+  and one that names a wait (HTTP ``Retry-After``) gets that wait.
+- **Overflow** of a non-durable route drops the oldest queued event (counted,
+  and reported as a ``route_overflow`` event at most once a second), unless
+  the route asked to ``block``.
+- **Coalescing** keeps only the latest queued event per task of the names
+  listed (``progress_update``) when the sink lags.
+- **Durable** routes are backed by the journal: the router journals each
+  batch before any durable route sees it, a durable route's progress (the
+  last seq it delivered) is saved, and after a restart, or after its memory
+  queue overflowed, it reads what it has not delivered from the journal.
+  Delivery is at least once; each event carries its ``messageId`` and ``seq``
+  so receivers can drop repeats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Literal, Protocol
+
+import trio
+
+from ._backoff import BackoffPolicy
+from ._errors import SinkError
+from ._events import Event, _OwnMessage
+from ._journal import AsyncJournal, DeadLetter
+from ._messages import EventData, IpcMessage
+from ._routes import RouteConfig, RouteMatcher
+from .sinks import Sink, send_batch
+
+__all__ = [
+    "DeliveryDead",
+    "DeliveryDeadData",
+    "RouteOverflow",
+    "RouteOverflowData",
+    "RouteStats",
+    "Router",
+]
+
+# Events handed to a sink that can take several at once (a file's one write).
+_BATCH = 256
+# How often durable routes' progress is saved to the journal.
+_MARK_INTERVAL = 0.2
+_OVERFLOW_REPORT_INTERVAL = 1.0
+# Dead letters kept in memory when there is no journal.
+_MEMORY_DEAD_LETTERS = 10_000
+
+
+class RouteOverflowData(EventData):
+    """``route_overflow`` data: a lagging route dropped events."""
+
+    route: str
+    dropped: int
+    total_dropped: int
+
+
+class RouteOverflow(_OwnMessage):
+    event: Literal["route_overflow"] = "route_overflow"
+    data: RouteOverflowData
+
+
+class DeliveryDeadData(EventData):
+    """``delivery_dead`` data: an event a route gave up on (see ``ctl dead``)."""
+
+    route: str
+    seq: int
+    event: str
+    error: str
+    attempts: int
+
+
+class DeliveryDead(_OwnMessage):
+    event: Literal["delivery_dead"] = "delivery_dead"
+    data: DeliveryDeadData
+
+
+@dataclasses.dataclass
+class RouteStats:
+    """What a route has done, for ``ctl routes`` and metrics."""
+
+    name: str
+    sink: str
+    durable: bool
+    queued: int = 0
+    delivered: int = 0
+    failures: int = 0
+    retries: int = 0
+    dropped: int = 0
+    coalesced: int = 0
+    dead: int = 0
+    last_error: str | None = None
+    delivered_seq: int = 0
+
+
+class _Entry:
+    """A queued event; ``event`` becomes None when a newer one coalesced it away."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: Event) -> None:
+        self.event: Event | None = event
+
+
+class _DeadLetterStore(Protocol):
+    async def add_dead(self, route: str, event: Event, error: str, attempts: int) -> object: ...
+    async def dead_letters(self, route: str | None = None) -> list[DeadLetter]: ...
+    async def remove_dead(self, ids: Sequence[int]) -> list[DeadLetter]: ...
+
+
+class _MemoryDeadLetters:
+    """Dead letters without a journal: the newest ten thousand, lost on exit."""
+
+    def __init__(self) -> None:
+        self._letters: deque[DeadLetter] = deque(maxlen=_MEMORY_DEAD_LETTERS)
+        self._next_id = 1
+
+    async def add_dead(self, route: str, event: Event, error: str, attempts: int) -> None:
+        self._letters.append(
+            DeadLetter(
+                id=self._next_id,
+                route=route,
+                seq=event.seq,
+                error=error,
+                failed_at=time.time_ns() // 1_000_000,
+                attempts=attempts,
+                event=event,
+            )
+        )
+        self._next_id += 1
+        await trio.lowlevel.checkpoint()
+
+    async def dead_letters(self, route: str | None = None) -> list[DeadLetter]:
+        await trio.lowlevel.checkpoint()
+        return [letter for letter in self._letters if route is None or letter.route == route]
+
+    async def remove_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
+        await trio.lowlevel.checkpoint()
+        wanted = set(ids)
+        removed = [letter for letter in self._letters if letter.id in wanted]
+        kept = [letter for letter in self._letters if letter.id not in wanted]
+        self._letters.clear()
+        self._letters.extend(kept)
+        return removed
+
+
+class _RouteWorker:
+    """One route's queue and the task that empties it into the sink."""
+
+    def __init__(
+        self,
+        config: RouteConfig,
+        sink: Sink,
+        router: Router,
+    ) -> None:
+        self.config = config
+        self.sink = sink
+        self.matches = RouteMatcher(config)
+        self.stats = RouteStats(config.name, sink.name, config.durable)
+        self._router = router
+        self._queue: deque[_Entry] = deque()
+        self._live = 0
+        self._latest: dict[tuple[str, str, str], _Entry] = {}
+        self._wakeup = trio.Event()
+        self._space = trio.Event()
+        self._parked = False
+        self._failing = False
+        self._policy = BackoffPolicy(
+            initial=config.retry.initial,
+            factor=config.retry.factor,
+            cap=config.retry.cap,
+            jitter=config.retry.jitter,
+        )
+        self._unreported_drops = 0
+        self._last_overflow_report = -_OVERFLOW_REPORT_INTERVAL
+        # Durable routes: everything up to `cursor` is delivered (or dead);
+        # events up to `backlog_until` are read from the journal, not the queue.
+        self.cursor = 0
+        self.marked = 0
+        self.backlog_until = 0
+        self._batches = getattr(sink, "send_batch", None) is not None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def durable(self) -> bool:
+        return self.config.durable and self._router.journal is not None
+
+    # -- the publishing side (never waits, except a `block` route) --------------
+
+    def offer(self, event: Event) -> bool:
+        """Queue ``event``; False if a ``block`` route is full and it must wait."""
+        if self._live >= self.config.queue:
+            if self.durable:
+                # The journal has it: drop the memory copy of everything and
+                # read the backlog from disk instead.
+                self._queue.clear()
+                self._latest.clear()
+                self._live = 0
+                self.backlog_until = event.seq
+                self._wake()
+                return True
+            if self.config.overflow == "block":
+                return False
+            self._drop_oldest()
+        key = self._coalesce_key(event)
+        if key is not None:
+            older = self._latest.get(key)
+            if older is not None and older.event is not None:
+                older.event = None
+                self._live -= 1
+                self.stats.coalesced += 1
+        entry = _Entry(event)
+        if key is not None:
+            self._latest[key] = entry
+        self._queue.append(entry)
+        self._live += 1
+        self._wake()
+        return True
+
+    async def wait_for_space(self) -> None:
+        while self._live >= self.config.queue:
+            self._space = trio.Event()
+            await self._space.wait()
+
+    def requeue(self, events: Sequence[Event]) -> None:
+        """Put dead letters back at the front, oldest first, whatever the limit."""
+        for event in reversed(events):
+            self._queue.appendleft(_Entry(event))
+            self._live += 1
+        self._wake()
+
+    def _coalesce_key(self, event: Event) -> tuple[str, str, str] | None:
+        if event.event not in self.config.coalesce:
+            return None
+        task = getattr(event.data, "taskId", None)
+        return (event.program, event.event, str(task))
+
+    def _drop_oldest(self) -> None:
+        while self._queue:
+            entry = self._queue.popleft()
+            if entry.event is not None:
+                self._live -= 1
+                self.stats.dropped += 1
+                self._unreported_drops += 1
+                break
+        now = trio.current_time()
+        if now - self._last_overflow_report >= _OVERFLOW_REPORT_INTERVAL:
+            self._last_overflow_report = now
+            dropped, self._unreported_drops = self._unreported_drops, 0
+            self._router.emit(
+                RouteOverflow(
+                    data=RouteOverflowData(
+                        route=self.name, dropped=dropped, total_dropped=self.stats.dropped
+                    )
+                )
+            )
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    # -- the delivering side ------------------------------------------------------
+
+    async def run(self) -> None:
+        rng = self._router.rng
+        while True:
+            batch, advance_to = await self._next_batch()
+            await self._deliver(batch, rng)
+            if self.durable:
+                self.cursor = max(self.cursor, advance_to)
+
+    async def _next_batch(self) -> tuple[list[Event], int]:
+        """The next events to deliver, and the seq the cursor reaches after them."""
+        while True:
+            if self.durable and self.backlog_until > self.cursor:
+                backlog = await self._read_backlog()
+                if backlog is not None:
+                    return backlog
+                continue
+            queued = self._pop_queued()
+            if queued:
+                return queued, queued[-1].seq
+            self._wakeup = trio.Event()
+            self._parked = True
+            try:
+                await self._wakeup.wait()
+            finally:
+                self._parked = False
+
+    async def _read_backlog(self) -> tuple[list[Event], int] | None:
+        journal = self._router.journal
+        assert journal is not None
+        rows = await journal.read(self.cursor, limit=_BATCH, until=self.backlog_until)
+        if not rows:
+            # Pruned or never journaled (a failed write): nothing more to read.
+            self.cursor = self.backlog_until
+            return None
+        matching = [event for event in rows if self.matches(event)]
+        if not matching:
+            self.cursor = rows[-1].seq
+            return None
+        return (matching if self._batches else matching[:1]), (
+            rows[-1].seq if self._batches or len(matching) == 1 else matching[0].seq
+        )
+
+    def _pop_queued(self) -> list[Event]:
+        batch: list[Event] = []
+        limit = _BATCH if self._batches else 1
+        while self._queue and len(batch) < limit:
+            entry = self._queue.popleft()
+            event = entry.event
+            if event is None:
+                continue
+            self._live -= 1
+            if self._latest:
+                key = self._coalesce_key(event)
+                if key is not None and self._latest.get(key) is entry:
+                    del self._latest[key]
+            batch.append(event)
+        if batch:
+            self._space.set()
+        return batch
+
+    async def _deliver(self, batch: list[Event], rng: random.Random) -> None:
+        attempt = 0
+        ttl = self.config.ttl
+        while True:
+            attempt += 1
+            if ttl is not None:
+                age = time.time() - batch[0].received_at / 1000
+                if age > ttl:
+                    await self._give_up(batch, f"not delivered within ttl {ttl:g}s", attempt - 1)
+                    return
+            try:
+                await send_batch(self.sink, batch)
+            except SinkError as exc:
+                problem, retryable, wait = exc.problem, exc.retryable, exc.retry_after
+            except Exception as exc:  # a user's sink with a bug must not end supervise
+                problem, retryable, wait = f"{type(exc).__name__}: {exc}", True, None
+            else:
+                if self._failing:
+                    self._failing = False
+                    self._router.report(f"route {self.name}: {self.sink.name}: delivering again")
+                self.stats.delivered += len(batch)
+                self.stats.delivered_seq = batch[-1].seq
+                return
+            self.stats.failures += 1
+            self.stats.last_error = problem
+            limit = self.config.max_attempts
+            if not retryable or (limit and attempt >= limit):
+                await self._give_up(batch, problem, attempt)
+                return
+            self.stats.retries += 1
+            delay = wait if wait is not None else self._policy.delay(attempt, rng)
+            if attempt == 1 and not self._failing:
+                self._router.report(
+                    f"route {self.name}: {self.sink.name}: {problem} (retrying; "
+                    "further failures are not reported until it recovers)"
+                )
+            self._failing = True
+            if ttl is not None:
+                remaining = ttl - (time.time() - batch[0].received_at / 1000)
+                delay = max(0.0, min(delay, remaining + 0.001))
+            await trio.sleep(delay)
+
+    async def _give_up(self, batch: list[Event], problem: str, attempts: int) -> None:
+        self._router.report(
+            f"route {self.name}: {self.sink.name}: gave up on {len(batch)} event(s) after "
+            f"{attempts} attempt(s): {problem} (see `supervise ctl dead`)"
+        )
+        for event in batch:
+            self.stats.dead += 1
+            await self._router.dead.add_dead(self.name, event, problem, attempts)
+            self._router.emit(
+                DeliveryDead(
+                    data=DeliveryDeadData(
+                        route=self.name,
+                        seq=event.seq,
+                        event=event.event,
+                        error=problem,
+                        attempts=attempts,
+                    )
+                )
+            )
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nothing being delivered, no backlog in the journal."""
+        backlog = self.durable and self.backlog_until > self.cursor
+        return self._parked and self._live == 0 and not backlog
+
+    async def wait_idle(self) -> None:
+        # Only shutdown waits for this, so a short poll is simpler than
+        # signalling every transition.
+        while not self.idle:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
+def _about_route(event: Event) -> str | None:
+    """The route a router event is about: a route never gets news of itself,
+    or a dead webhook would feed on its own failure reports."""
+    if isinstance(event.message, RouteOverflow | DeliveryDead):
+        return event.message.data.route
+    return None
+
+
+class Router:
+    """Offers events to routes; each route delivers on its own task.
+
+    Args:
+        routes: the routes with their sinks, in order.
+        journal: the event journal; None runs without (durable routes then
+            keep their events in memory only).
+        emit: how the router reports its own facts (``route_overflow``,
+            ``delivery_dead``): given a message, it should stamp and publish it
+            like any other event.
+        report: where one-line warnings go: a route's first failure after a
+            success, and every dead letter.
+        rng: randomness for retry jitter (seed it in tests).
+    """
+
+    def __init__(
+        self,
+        routes: Sequence[tuple[RouteConfig, Sink]],
+        *,
+        journal: AsyncJournal | None = None,
+        emit: Callable[[IpcMessage], None] = lambda message: None,
+        report: Callable[[str], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        names = [config.name for config, _ in routes]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"route names must be unique: {', '.join(duplicates)}")
+        self.journal = journal
+        self.emit = emit
+        self.report = report or (lambda line: None)
+        self.rng = rng or random.Random()
+        self.dead: _DeadLetterStore = journal if journal is not None else _MemoryDeadLetters()
+        self._workers = [_RouteWorker(config, sink, self) for config, sink in routes]
+        self._by_name = {worker.name: worker for worker in self._workers}
+        self._journaled = 0
+        self._journal_progress = trio.Event()
+        self._journal_failed = False
+
+    @property
+    def routes(self) -> list[str]:
+        return [worker.name for worker in self._workers]
+
+    def stats(self) -> list[RouteStats]:
+        for worker in self._workers:
+            worker.stats.queued = worker._live
+            if worker.durable:
+                worker.stats.delivered_seq = worker.cursor
+        return [worker.stats for worker in self._workers]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver until cancelled (see :meth:`drain` for a clean end)."""
+        if self.journal is not None:
+            await self._resume_durable_routes(self.journal)
+        async with trio.open_nursery() as nursery:
+            for worker in self._workers:
+                nursery.start_soon(worker.run)
+            if self.journal is not None:
+                nursery.start_soon(self._save_progress_periodically)
+            task_status.started()
+
+    async def _resume_durable_routes(self, journal: AsyncJournal) -> None:
+        last = await journal.last_seq()
+        self._journaled = last
+        for worker in self._workers:
+            if not worker.config.durable:
+                continue
+            delivered = await journal.delivered(worker.name)
+            if delivered is None:
+                # A new route starts from now; it does not replay history.
+                await journal.register_route(worker.name, last)
+                delivered = last
+            worker.cursor = worker.marked = delivered
+            worker.backlog_until = last
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        """Offer ``events`` (in seq order) to every route.
+
+        Non-durable routes get them at once; then the batch is journaled;
+        then durable routes get it, so nothing is delivered durably that is
+        not on disk. Waits only for a ``block`` route that is full.
+        """
+        durable = []
+        for worker in self._workers:
+            if worker.durable:
+                durable.append(worker)
+                continue
+            await self._offer(worker, events)
+        if self.journal is not None and events:
+            await self._append(self.journal, events)
+        for worker in durable:
+            await self._offer(worker, events)
+
+    async def _offer(self, worker: _RouteWorker, events: Sequence[Event]) -> None:
+        matches = worker.matches
+        for event in events:
+            if not matches(event) or _about_route(event) == worker.name:
+                continue
+            while not worker.offer(event):
+                await worker.wait_for_space()
+
+    async def _append(self, journal: AsyncJournal, events: Sequence[Event]) -> None:
+        try:
+            await journal.append(events)
+        except Exception as exc:  # disk full, database locked: keep routing
+            if not self._journal_failed:
+                self._journal_failed = True
+                from ._terminal import warn
+
+                warn(f"journal: cannot write events: {exc} (events are still routed)")
+        self._journaled = events[-1].seq
+        self._journal_progress.set()
+        self._journal_progress = trio.Event()
+
+    async def wait_journaled(self, seq: int) -> None:
+        """Return once every event up to ``seq`` has been written (or failed to be)."""
+        while self.journal is not None and self._journaled < seq:
+            await self._journal_progress.wait()
+
+    async def _save_progress_periodically(self) -> None:
+        while True:
+            await trio.sleep(_MARK_INTERVAL)
+            await self.save_progress()
+
+    async def save_progress(self) -> None:
+        """Write each durable route's delivered seq to the journal."""
+        if self.journal is None:
+            return
+        for worker in self._workers:
+            if worker.durable and worker.cursor > worker.marked:
+                cursor = worker.cursor
+                await self.journal.mark_delivered(worker.name, cursor)
+                worker.marked = cursor
+
+    async def drain(self, grace: float) -> bool:
+        """Wait up to ``grace`` seconds for every route to deliver what it holds.
+
+        Returns whether all did; durable routes' progress is saved either way
+        (what they did not deliver is delivered by the next run).
+        """
+        with trio.move_on_after(grace):
+            for worker in self._workers:
+                await worker.wait_idle()
+        with trio.CancelScope(shield=True):
+            await self.save_progress()
+        return all(worker.idle for worker in self._workers)
+
+    # -- dead letters ---------------------------------------------------------------
+
+    async def dead_letters(self, route: str | None = None) -> list[DeadLetter]:
+        self._check_route(route)
+        return await self.dead.dead_letters(route)
+
+    async def retry_dead(self, route: str | None = None, ids: Sequence[int] = ()) -> int:
+        """Queue dead letters again (of ``route``, or only ``ids``); return how many."""
+        self._check_route(route)
+        letters = await self.dead.dead_letters(route)
+        if ids:
+            wanted = set(ids)
+            letters = [letter for letter in letters if letter.id in wanted]
+        letters = [letter for letter in letters if letter.route in self._by_name]
+        removed = await self.dead.remove_dead([letter.id for letter in letters])
+        by_route: dict[str, list[Event]] = {}
+        for letter in sorted(removed, key=lambda letter: letter.seq):
+            by_route.setdefault(letter.route, []).append(letter.event)
+        for name, events in by_route.items():
+            self._by_name[name].requeue(events)
+        return len(removed)
+
+    def _check_route(self, route: str | None) -> None:
+        if route is not None and route not in self._by_name:
+            known = ", ".join(self._by_name) or "none"
+            raise KeyError(f"no route named {route!r} (routes: {known})")
+
+    async def aclose(self) -> None:
+        """Close every sink (after :meth:`drain`, and after cancelling :meth:`run`)."""
+        with trio.CancelScope(shield=True):
+            for worker in self._workers:
+                with contextlib.suppress(Exception):
+                    await worker.sink.aclose()

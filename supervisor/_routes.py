@@ -1,0 +1,357 @@
+"""Routes: which events go to which sink, and how hard to try.
+
+A route is configuration (:class:`RouteConfig`, a ``[[routes]]`` table of
+supervise.toml or an SDK call) plus a compiled :class:`RouteMatcher`. This
+module is sans-IO: it decides *whether* an event belongs to a route and
+*how* its delivery is retried; :mod:`supervisor._router` does the waiting
+and the sending, and :func:`build_sink` turns a sink's settings into the
+adapter that talks to tmux, a program, a URL or a file.
+
+::
+
+    [[routes]]
+    name = "failures-to-mgr"
+    events = ["task_failed", "process_state"]
+    programs = ["loop*"]
+    filter = 'data.namespace == "prod"'
+    sink = { type = "tmux", target = "mgr", action = "notify" }
+    ttl = 600
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shlex
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ._events import Event
+from ._filter import FilterError, compile_filter
+
+if TYPE_CHECKING:
+    from .sinks import Sink
+
+__all__ = [
+    "DEFAULT_NOTIFY_EVENTS",
+    "CommandSinkConfig",
+    "FileSinkConfig",
+    "RetryConfig",
+    "RouteConfig",
+    "RouteMatcher",
+    "SinkConfig",
+    "TmuxSinkConfig",
+    "WebhookSinkConfig",
+    "build_sink",
+    "glob_matcher",
+    "parse_route_shortcut",
+    "parse_sink_spec",
+]
+
+DEFAULT_NOTIFY_EVENTS = ("task_failed", "task_complete", "question", "approval_request")
+"""What ``--notify`` sends: what a person wants to be told about."""
+
+_ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RetryConfig(_Settings):
+    """How a failed delivery is retried before it becomes a dead letter.
+
+    Attributes:
+        max_attempts: deliveries tried per event, the first included; 0
+            tries for ever (the default of durable routes, so a webhook that
+            is down for an hour still gets every event once it is back).
+            None: 0 for durable routes, 5 for the others.
+        initial: seconds before the first retry.
+        factor: growth of the delay per failed attempt.
+        cap: the longest delay between attempts.
+        jitter: as for restarts (``equal``: between half and all the delay).
+    """
+
+    max_attempts: int | None = Field(default=None, ge=0)
+    initial: float = Field(default=0.5, gt=0)
+    factor: float = Field(default=2.0, ge=1)
+    cap: float = Field(default=60.0, gt=0)
+    jitter: Literal["full", "equal", "none"] = "equal"
+
+    @model_validator(mode="after")
+    def _cap_not_below_initial(self) -> RetryConfig:
+        if self.cap < self.initial:
+            raise ValueError(f"cap ({self.cap}) must not be below initial ({self.initial})")
+        return self
+
+
+class FileSinkConfig(_Settings):
+    """Append events as JSON Lines to ``path``, rotated at ``max_bytes`` (0: never)."""
+
+    type: Literal["file"] = "file"
+    path: Path
+    max_bytes: int = Field(default=0, ge=0)
+    backups: int = Field(default=5, ge=0)
+
+    @field_validator("path")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+class TmuxSinkConfig(_Settings):
+    """Tell a tmux session, window or pane (``notify``, ``command`` or ``data``)."""
+
+    type: Literal["tmux"] = "tmux"
+    target: str = Field(min_length=1)
+    action: Literal["notify", "command", "data"] = "notify"
+    command: str | None = None
+    allow_raw_command: bool = False
+    socket_name: str | None = None
+    socket_path: str | None = None
+    data_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _command_needs_template(self) -> TmuxSinkConfig:
+        if self.action == "command" and not self.command:
+            raise ValueError("action 'command' needs a command template")
+        return self
+
+
+class CommandSinkConfig(_Settings):
+    """Run a program per event: the event JSON on stdin, ``IPC_*`` in its environment."""
+
+    type: Literal["command"] = "command"
+    command: Annotated[tuple[str, ...], Field(min_length=1)]
+    shell: bool = False
+    timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        # A string is one shell command line with shell = true, else it is
+        # split like a shell would split it; a list with shell = true is
+        # joined back into one line.
+        if not isinstance(value, dict):
+            return value
+        command = value.get("command")
+        if value.get("shell"):
+            if isinstance(command, list | tuple) and command:
+                command = shlex.join(str(part) for part in command)
+            if isinstance(command, str):
+                value = {**value, "command": (command,)}
+        elif isinstance(command, str):
+            value = {**value, "command": tuple(shlex.split(command))}
+        return value
+
+
+class WebhookSinkConfig(_Settings):
+    """POST each event's JSON to ``url``, signed with a shared secret.
+
+    The secret is better kept out of the file: ``secret_env`` names the
+    environment variable that holds it.
+    """
+
+    type: Literal["webhook"] = "webhook"
+    url: str = Field(min_length=1)
+    secret: str | None = Field(default=None, repr=False)
+    secret_env: str | None = None
+    timeout: float = Field(default=10.0, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    def resolved_secret(self) -> str | None:
+        if self.secret is not None:
+            return self.secret
+        if self.secret_env is not None:
+            return os.environ.get(self.secret_env)
+        return None
+
+
+SinkConfig: TypeAlias = Annotated[
+    FileSinkConfig | TmuxSinkConfig | CommandSinkConfig | WebhookSinkConfig,
+    Field(discriminator="type"),
+]
+
+
+class RouteConfig(_Settings):
+    """One route: which events, from which programs, to which sink, how reliably.
+
+    Attributes:
+        name: names the route in errors, ``ctl dead`` and the journal (a
+            durable route's progress is kept under this name).
+        events: event-name globs (``task_*``); the default takes every event.
+        programs: program-name globs.
+        filter: an expression over the event's fields (see
+            :mod:`supervisor._filter`), e.g. ``data.namespace == "prod"``.
+        sink: where the events go.
+        durable: journal-backed: nothing is ever dropped, and events not yet
+            delivered when supervise dies are delivered after it restarts.
+        queue: events held for a lagging sink (memory only; a durable route
+            falls back to reading the journal when it overflows).
+        overflow: what a full queue of a non-durable route does:
+            ``drop-oldest`` (counted and reported) or ``block``, which holds
+            up the child's events (never its output) until the sink catches
+            up.
+        coalesce: event names of which only the latest per task (and
+            program) is kept while the sink lags, e.g. ``progress_update``.
+        retry: how failed deliveries are retried.
+        ttl: seconds after receipt an event may still be delivered; older
+            ones become dead letters (a tmux session that never appears).
+    """
+
+    name: str
+    events: tuple[str, ...] = ("*",)
+    programs: tuple[str, ...] = ("*",)
+    filter: str | None = None
+    sink: SinkConfig
+    durable: bool = False
+    queue: int = Field(default=1000, ge=1)
+    overflow: Literal["drop-oldest", "block"] = "drop-oldest"
+    coalesce: tuple[str, ...] = ()
+    retry: RetryConfig = RetryConfig()
+    ttl: float | None = Field(default=None, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name_usable(cls, value: str) -> str:
+        if not _ROUTE_NAME.match(value):
+            raise ValueError(
+                f"route name {value!r} must start with a letter or digit and use only "
+                "letters, digits, '_', '.', ':' and '-'"
+            )
+        return value
+
+    @field_validator("events", "programs", "coalesce", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("filter")
+    @classmethod
+    def _filter_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compile_filter(value)
+            except FilterError as exc:
+                raise ValueError(f"filter {value!r}: {exc}") from None
+        return value
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts per event; 0 is unlimited."""
+        if self.retry.max_attempts is not None:
+            return self.retry.max_attempts
+        return 0 if self.durable else 5
+
+
+def glob_matcher(globs: Sequence[str]) -> Callable[[str], bool] | None:
+    """A matcher for any of ``globs``; None when everything matches, so the
+    common case costs nothing."""
+    if "*" in globs:
+        return None
+    pattern = re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in globs))
+    return lambda text: pattern.match(text) is not None
+
+
+class RouteMatcher:
+    """Whether an event belongs to a route: event globs, program globs, filter."""
+
+    def __init__(self, config: RouteConfig) -> None:
+        self._events = glob_matcher(config.events)
+        self._programs = glob_matcher(config.programs)
+        self._filter = compile_filter(config.filter) if config.filter else None
+
+    def __call__(self, event: Event) -> bool:
+        if self._events is not None and not self._events(event.event):
+            return False
+        if self._programs is not None and not self._programs(event.program):
+            return False
+        return self._filter is None or self._filter(event)
+
+
+# -- the command line's short forms ------------------------------------------------
+
+
+def parse_sink_spec(spec: str) -> dict[str, Any]:
+    """A sink's settings from ``tmux:TARGET[:ACTION]``, ``file:PATH``,
+    ``webhook:URL`` or ``exec:COMMAND``.
+
+    Raises:
+        ValueError: an unknown kind or an empty target; the message says
+            which forms exist.
+    """
+    kind, colon, rest = spec.partition(":")
+    if not colon or not rest:
+        raise ValueError(
+            f"bad sink {spec!r} (expected tmux:SESSION[:ACTION], file:PATH, webhook:URL "
+            "or exec:COMMAND)"
+        )
+    if kind == "tmux":
+        target, _, action = rest.rpartition(":")
+        if action in ("notify", "command", "data") and target:
+            return {"type": "tmux", "target": target, "action": action}
+        return {"type": "tmux", "target": rest}
+    if kind == "file":
+        return {"type": "file", "path": rest}
+    if kind == "webhook":
+        return {"type": "webhook", "url": rest}
+    if kind == "exec":
+        return {"type": "command", "command": rest}
+    raise ValueError(f"unknown sink kind {kind!r} in {spec!r} (kinds: tmux, file, webhook, exec)")
+
+
+def parse_route_shortcut(text: str) -> dict[str, Any]:
+    """``--route 'task_*,question=tmux:mgr:notify'``: event globs, then a sink."""
+    events, equals, spec = text.partition("=")
+    if not equals or not events:
+        raise ValueError(f"bad route {text!r} (expected EVENTS=SINK, e.g. 'task_*=tmux:mgr')")
+    return {
+        "events": tuple(glob.strip() for glob in events.split(",") if glob.strip()),
+        "sink": parse_sink_spec(spec),
+    }
+
+
+# -- building the adapters ----------------------------------------------------------
+
+
+def build_sink(
+    config: FileSinkConfig | TmuxSinkConfig | CommandSinkConfig | WebhookSinkConfig,
+) -> Sink:
+    """The adapter for ``config``, imported on first use.
+
+    Raises:
+        ConfigError: the adapter refused the settings (a command that is not
+            found, a tmux target that cannot be one, a bad URL).
+    """
+    if isinstance(config, FileSinkConfig):
+        from adapters.file import FileSink
+
+        return FileSink(config.path, max_bytes=config.max_bytes, backups=config.backups)
+    if isinstance(config, TmuxSinkConfig):
+        from adapters.tmux import TmuxSink
+
+        return TmuxSink(
+            config.target,
+            config.action,
+            socket_name=config.socket_name,
+            socket_path=config.socket_path,
+            command=config.command,
+            allow_raw_command=config.allow_raw_command,
+            data_dir=config.data_dir,
+        )
+    if isinstance(config, CommandSinkConfig):
+        from adapters.command import CommandSink
+
+        return CommandSink(config.command, shell=config.shell, timeout=config.timeout)
+    from adapters.webhook import WebhookSink
+
+    return WebhookSink(
+        config.url,
+        secret=config.resolved_secret(),
+        timeout=config.timeout,
+        headers=config.headers,
+    )
