@@ -65,6 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument(
         "pattern", nargs="?", metavar="PATTERN", help="event glob (task_*) or PROGRAM:EVENT glob"
     )
+    tail.add_argument(
+        "--since",
+        type=int,
+        metavar="SEQ",
+        help="first replay the journaled events after SEQ (0: from the start)",
+    )
+    commands.add_parser("routes", help="show each route's deliveries, failures and queue")
+    dead = commands.add_parser("dead", help="list the events routes gave up on")
+    dead.add_argument("route", nargs="?", metavar="ROUTE", help="only this route's")
+    retry = commands.add_parser("retry", help="deliver dead letters again")
+    retry.add_argument("route", nargs="?", metavar="ROUTE", help="only this route's")
+    retry.add_argument(
+        "--id", dest="ids", type=int, action="append", default=[], help="only this dead letter"
+    )
     return parser
 
 
@@ -89,7 +103,14 @@ def main(argv: Sequence[str]) -> int:
 
 def _run(connection: _Connection, args: argparse.Namespace) -> None:
     if args.command == "tail":
-        _tail(connection, args.pattern)
+        _tail(connection, args.pattern, args.since)
+    elif args.command == "routes":
+        _print_routes(connection.request({"cmd": "routes"}))
+    elif args.command == "dead":
+        _print_dead(connection.request({"cmd": "dead", "route": args.route}))
+    elif args.command == "retry":
+        result = connection.request({"cmd": "retry", "route": args.route, "ids": args.ids})
+        print(f"queued {result['requeued']} dead letter(s) again")
     elif args.command == "status":
         _print_status(connection.request({"cmd": "status"}))
     elif args.command == "pending":
@@ -196,9 +217,9 @@ class _Connection:
             raise CtlError(str(reply.get("error", "request refused")))
         return reply.get("result")
 
-    def events(self, pattern: str | None) -> Iterator[bytes]:
+    def events(self, pattern: str | None, since: int | None = None) -> Iterator[bytes]:
         """Subscribe, then yield event lines until supervise closes the connection."""
-        self._send({"cmd": "tail", "pattern": pattern})
+        self._send({"cmd": "tail", "pattern": pattern, "since": since})
         self._result(self._readline())
         yield from self._reader  # until EOF
 
@@ -210,10 +231,10 @@ class _Connection:
         self._socket.close()
 
 
-def _tail(connection: _Connection, pattern: str | None) -> None:
+def _tail(connection: _Connection, pattern: str | None, since: int | None) -> None:
     """Print event lines as they come; Control-C is the normal way out."""
     try:
-        for line in connection.events(pattern):
+        for line in connection.events(pattern, since):
             if line.startswith(b'{"seq":0,') and b'"event":"events_dropped"' in line:
                 data = json.loads(line)["data"]
                 warn(
@@ -232,6 +253,49 @@ def _tail(connection: _Connection, pattern: str | None) -> None:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)
+
+
+def _table(rows: list[Sequence[str]]) -> None:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+
+
+def _print_routes(routes: list[dict[str, Any]]) -> None:
+    if not routes:
+        print("no routes")
+        return
+    rows: list[Sequence[str]] = [
+        ("ROUTE", "SINK", "QUEUED", "DELIVERED", "RETRIES", "DROPPED", "DEAD", "LAST ERROR")
+    ]
+    for route in routes:
+        name = route["name"] + (" (durable)" if route["durable"] else "")
+        counts = ("queued", "delivered", "retries", "dropped", "dead")
+        rows.append(
+            (name, route["sink"], *(str(route[key]) for key in counts), route["last_error"] or "-")
+        )
+    _table(rows)
+
+
+def _print_dead(letters: list[dict[str, Any]]) -> None:
+    if not letters:
+        print("no dead letters")
+        return
+    rows: list[Sequence[str]] = [("ID", "ROUTE", "SEQ", "EVENT", "PROGRAM", "ATTEMPTS", "ERROR")]
+    for letter in letters:
+        rows.append(
+            (
+                str(letter["id"]),
+                letter["route"],
+                str(letter["seq"]),
+                letter["event"],
+                letter["program"],
+                str(letter["attempts"]),
+                letter["error"],
+            )
+        )
+    _table(rows)
 
 
 def _print_status(programs: list[dict[str, Any]]) -> None:

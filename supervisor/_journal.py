@@ -1,0 +1,743 @@
+"""The event journal: every event of a run, on disk, before a durable route sends it.
+
+A supervise run appends each batch of events to an SQLite database
+(``state_dir() / f"{instance}.journal.db"``) before handing them to durable
+routes, and records per route the last seq it delivered. After a crash,
+even ``kill -9``, the undelivered rest is still there to send again: at least
+once. Late subscribers (``supervise events --since SEQ``) replay from it, and
+failed deliveries are kept as dead letters.
+
+Why SQLite in WAL mode with ``synchronous=NORMAL``: a committed transaction
+is in the WAL file as soon as ``COMMIT`` returns, so it survives the death of
+the process (the kernel owns the written pages); only an OS crash or power
+loss can lose the last few commits, never the database's consistency. Full
+``fsync`` per batch would cost a disk flush per commit for protection the
+supervisor does not promise. Readers in other processes (``supervise events
+--follow``) see each commit without blocking the writer.
+
+Tables::
+
+    events(seq INTEGER PRIMARY KEY, program, event, received_at, message_id, line)
+    routes(name TEXT PRIMARY KEY, delivered_seq)
+    dead_letters(id INTEGER PRIMARY KEY, route, seq, error, failed_at, attempts, line)
+    meta(id = 1, last_seq, bytes)
+
+``line`` is the exact bytes of :meth:`Event.to_json`. ``meta`` keeps the
+highest seq ever appended (pruning every event must not restart numbering
+below a route's delivered mark) and the total size of ``line``, so retention
+by size never has to scan the table. ``PRAGMA user_version`` is the schema
+version and ``PRAGMA application_id`` marks the file as ours.
+
+:class:`Journal` is synchronous and owns one connection; callers serialize.
+:class:`AsyncJournal` runs it in a worker thread for trio code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import functools
+import itertools
+import os
+import re
+import sqlite3
+import time
+import urllib.parse
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+
+import trio
+
+from ._errors import ConfigError
+from ._events import Event
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AsyncJournal",
+    "DeadLetter",
+    "Journal",
+    "JournalLine",
+    "instance_of",
+    "journal_path",
+    "state_dir",
+]
+
+SCHEMA_VERSION = 1
+"""The schema this version writes; a journal with a higher one is refused."""
+
+# "IPCJ": tells our databases apart from any other SQLite file at that path.
+_APPLICATION_ID = 0x4950434A
+_BUSY_TIMEOUT_MS = 5000
+_SUFFIX = ".journal.db"
+# Rows fetched per query while filtering by pattern in Python.
+_SCAN_CHUNK = 1000
+# Ids per statement in remove_dead (SQLite limits bound parameters).
+_ID_CHUNK = 500
+_NO_LIMIT = 2**63 - 1
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY,
+        program TEXT NOT NULL,
+        event TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        message_id TEXT,
+        line BLOB NOT NULL
+    )""",
+    # Retention by age deletes a range of received_at without a table scan.
+    "CREATE INDEX IF NOT EXISTS events_received_at ON events (received_at)",
+    """CREATE TABLE IF NOT EXISTS routes (
+        name TEXT PRIMARY KEY,
+        delivered_seq INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS dead_letters (
+        id INTEGER PRIMARY KEY,
+        route TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        failed_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        line BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS dead_letters_route ON dead_letters (route, id)",
+    """CREATE TABLE IF NOT EXISTS meta (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_seq INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+    )""",
+    "INSERT OR IGNORE INTO meta (id, last_seq, bytes) VALUES (1, 0, 0)",
+    f"PRAGMA application_id = {_APPLICATION_ID}",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+def state_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where journals live: ``$XDG_STATE_HOME/ipc-supervisor``.
+
+    By default ``~/.local/state/ipc-supervisor``. A relative
+    ``XDG_STATE_HOME`` is ignored, as the XDG specification asks.
+    """
+    state = environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(state):
+        home = environ.get("HOME") or str(Path.home())
+        state = os.path.join(home, ".local", "state")
+    return Path(state) / "ipc-supervisor"
+
+
+def journal_path(instance: str, directory: Path | None = None) -> Path:
+    """The journal of supervise instance ``instance``.
+
+    Args:
+        instance: the instance name (as for ``--instance``).
+        directory: where journals live; :func:`state_dir` by default.
+
+    Raises:
+        ConfigError: ``instance`` is empty, contains ``/`` or starts with ``.``.
+    """
+    if not instance or "/" in instance or instance.startswith("."):
+        raise ConfigError("instance", f"{instance!r} is not an instance name")
+    return (directory if directory is not None else state_dir()) / f"{instance}{_SUFFIX}"
+
+
+def instance_of(path: Path) -> str:
+    """The instance name a journal file belongs to (``NAME.journal.db``)."""
+    return path.name.removesuffix(_SUFFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalLine:
+    """One journaled event as stored: its seq and its exact JSON line."""
+
+    seq: int
+    line: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a route gave up on, and why.
+
+    Attributes:
+        id: the dead letter's own number (for :meth:`Journal.remove_dead`).
+        route: the route that failed to deliver it.
+        seq: the event's seq.
+        error: the last delivery error, one line.
+        failed_at: epoch milliseconds of the last failure.
+        attempts: delivery attempts made before giving up.
+        event: the event itself.
+    """
+
+    id: int
+    route: str
+    seq: int
+    error: str
+    failed_at: int
+    attempts: int
+    event: Event
+
+
+def _matcher(pattern: str | None) -> Callable[[str, str], bool] | None:
+    """``EVENT_GLOB`` or ``PROGRAM_GLOB:EVENT_GLOB`` as a test on (program, event).
+
+    The same patterns as ``supervise ctl tail``; None for no filter.
+    """
+    if not pattern:
+        return None
+    program_glob, _, event_glob = pattern.rpartition(":")
+    match_event = re.compile(fnmatch.translate(event_glob or "*")).match
+    if not program_glob:
+        return lambda program, event: match_event(event) is not None
+    match_program = re.compile(fnmatch.translate(program_glob)).match
+    return lambda program, event: (
+        match_program(program) is not None and match_event(event) is not None
+    )
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Journal:
+    """The journal database of one supervise instance, over one connection.
+
+    Not thread-safe by itself: the connection may be used from any thread,
+    but only from one at a time (:class:`AsyncJournal` sees to that).
+    Use :meth:`open`, not the constructor.
+
+    Attributes:
+        path: the database file.
+        readonly: opened for reading only (by another process than the writer).
+    """
+
+    def __init__(self, connection: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
+        self._db = connection
+        self.path = path
+        self.readonly = readonly
+
+    # -- opening and closing ---------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> Journal:
+        """Open the journal at ``path``, creating it (and its 0700 directory) if needed.
+
+        Args:
+            path: the database file, usually :func:`journal_path`.
+            readonly: open an existing journal for reading only, without
+                creating or changing anything (``supervise events``).
+
+        Raises:
+            ConfigError: the file cannot be opened or created, is not a
+                journal (another file or database), or was written by a
+                newer version (a higher schema version); read-only, also
+                when it does not exist.
+        """
+        path = Path(path)
+        where = str(path)
+        connection = _connect_readonly(path) if readonly else _connect(path)
+        try:
+            version = _check_identity(connection, where)
+            if readonly:
+                if version == 0:
+                    raise ConfigError(where, "is an empty database, not a journal")
+            else:
+                _set_up(connection, where, version)
+        except sqlite3.Error as exc:
+            connection.close()
+            raise ConfigError(where, f"cannot use as a journal: {exc}") from None
+        except BaseException:
+            connection.close()
+            raise
+        return cls(connection, path, readonly=readonly)
+
+    def close(self) -> None:
+        """Close the connection; the last one to close folds the WAL back in."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception.
+
+        IMMEDIATE takes the write lock up front, so a read-then-write
+        transaction never fails half-way on a lock upgrade.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- events ----------------------------------------------------------------
+
+    def last_seq(self) -> int:
+        """The highest seq ever appended (0 for a new journal).
+
+        Pruning does not lower it: a restarted supervise numbers on from here.
+        """
+        row = self._db.execute("SELECT last_seq FROM meta WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def append(self, events: Sequence[Event]) -> None:
+        """Store ``events`` in one transaction: all of them or, on error, none.
+
+        Batch the calls: each commit costs a WAL write, each row a few µs.
+
+        Raises:
+            ValueError: the seqs are not increasing, or not above
+                :meth:`last_seq` (a seq can be journaled only once, even
+                after its row was pruned).
+        """
+        if not events:
+            return
+        rows = [
+            (e.seq, e.program, e.message.event, e.received_at, e.message.messageId, e.to_json())
+            for e in events
+        ]
+        seqs = [row[0] for row in rows]
+        if any(later <= earlier for earlier, later in itertools.pairwise(seqs)):
+            raise ValueError(f"seqs of a batch must increase: {seqs[:10]}...")
+        size = sum(len(row[5]) for row in rows)
+        with self._transaction() as db:
+            last = self.last_seq()
+            if seqs[0] <= last:
+                raise ValueError(f"seq {seqs[0]} is not above the journal's last seq {last}")
+            try:
+                db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
+            except sqlite3.IntegrityError as exc:
+                raise ValueError(f"seq already journaled: {exc}") from None
+            db.execute(
+                "UPDATE meta SET last_seq = ?, bytes = bytes + ? WHERE id = 1", (seqs[-1], size)
+            )
+
+    def read_lines(
+        self,
+        since: int,
+        limit: int = 1000,
+        *,
+        pattern: str | None = None,
+        until: int | None = None,
+    ) -> list[JournalLine]:
+        """Stored events with ``since < seq <= until``, in seq order, as their JSON lines.
+
+        For passing events on without parsing them (``supervise events``,
+        ``ctl tail --since``).
+
+        Args:
+            since: return only events after this seq (0: from the start).
+            limit: at most this many.
+            pattern: ``EVENT_GLOB`` or ``PROGRAM_GLOB:EVENT_GLOB``; None for all.
+            until: the last seq to consider; None for everything there is.
+                A poller passes a :meth:`last_seq` it read first, then goes
+                on from there even when the pattern matched nothing.
+        """
+        matches = _matcher(pattern)
+        upper = _NO_LIMIT if until is None else until
+        if matches is None:
+            rows = self._db.execute(
+                "SELECT seq, line FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (since, upper, limit),
+            )
+            return [JournalLine(seq, line) for seq, line in rows]
+        found: list[JournalLine] = []
+        while len(found) < limit:
+            chunk = self._db.execute(
+                "SELECT seq, program, event, line FROM events"
+                " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (since, upper, _SCAN_CHUNK),
+            ).fetchall()
+            for seq, program, event, line in chunk:
+                if matches(program, event):
+                    found.append(JournalLine(seq, line))
+                    if len(found) == limit:
+                        break
+            if len(chunk) < _SCAN_CHUNK:
+                break
+            since = chunk[-1][0]
+        return found
+
+    def read(
+        self,
+        since: int,
+        limit: int = 1000,
+        *,
+        pattern: str | None = None,
+        until: int | None = None,
+    ) -> list[Event]:
+        """Stored events after seq ``since``, in seq order (see :meth:`read_lines`).
+
+        Raises:
+            ValueError: a stored line no longer parses as an event.
+        """
+        lines = self.read_lines(since, limit, pattern=pattern, until=until)
+        return [Event.from_json(item.line) for item in lines]
+
+    # -- routes ----------------------------------------------------------------
+
+    def delivered(self, route: str) -> int | None:
+        """The last seq ``route`` delivered; None if the journal never saw the route."""
+        row = self._db.execute(
+            "SELECT delivered_seq FROM routes WHERE name = ?", (route,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def register_route(self, route: str, start_seq: int | None = None) -> int:
+        """Make ``route`` durable; return the seq it has delivered up to.
+
+        A route the journal already knows keeps its mark, so a restarted
+        supervise resumes where it stopped. A new route starts at
+        ``start_seq``: by default :meth:`last_seq`, so it does not replay
+        history; 0 replays everything still journaled.
+        """
+        with self._transaction() as db:
+            start = self.last_seq() if start_seq is None else start_seq
+            db.execute(
+                "INSERT OR IGNORE INTO routes (name, delivered_seq) VALUES (?, ?)", (route, start)
+            )
+            delivered = self.delivered(route)
+        assert delivered is not None
+        return delivered
+
+    def mark_delivered(self, route: str, seq: int) -> None:
+        """Record that ``route`` delivered every event up to ``seq``.
+
+        Never moves a mark backwards: a late acknowledgement of an older
+        batch must not cause a second replay.
+        """
+        self._db.execute(
+            "INSERT INTO routes (name, delivered_seq) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE"
+            " SET delivered_seq = max(delivered_seq, excluded.delivered_seq)",
+            (route, seq),
+        )
+
+    def routes(self) -> dict[str, int]:
+        """Every durable route the journal knows, with its delivered seq."""
+        rows = self._db.execute("SELECT name, delivered_seq FROM routes ORDER BY name")
+        return {name: int(seq) for name, seq in rows}
+
+    def forget_route(self, route: str) -> None:
+        """Drop a route that is no longer configured, so it stops holding events back."""
+        self._db.execute("DELETE FROM routes WHERE name = ?", (route,))
+
+    # -- dead letters ------------------------------------------------------------
+
+    def add_dead(
+        self,
+        route: str,
+        event: Event,
+        error: str,
+        attempts: int,
+        *,
+        failed_at: int | None = None,
+    ) -> int:
+        """Keep ``event`` as a dead letter of ``route``; return its id.
+
+        Args:
+            route: the route that gave up.
+            event: the event it could not deliver.
+            error: the last error, one line.
+            attempts: how many deliveries were tried.
+            failed_at: epoch milliseconds; now by default.
+        """
+        cursor = self._db.execute(
+            "INSERT INTO dead_letters (route, seq, error, failed_at, attempts, line)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                route,
+                event.seq,
+                error,
+                _now_ms() if failed_at is None else failed_at,
+                attempts,
+                event.to_json(),
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def dead_letters(self, route: str | None = None) -> list[DeadLetter]:
+        """The dead letters of ``route`` (of every route if None), oldest first."""
+        columns = "id, route, seq, error, failed_at, attempts, line"
+        if route is None:
+            rows = self._db.execute(f"SELECT {columns} FROM dead_letters ORDER BY id")
+        else:
+            rows = self._db.execute(
+                f"SELECT {columns} FROM dead_letters WHERE route = ? ORDER BY id", (route,)
+            )
+        return [_dead_letter(row) for row in rows]
+
+    def remove_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
+        """Delete the dead letters ``ids``; return those that existed, by id.
+
+        The caller re-queues what it gets back, so an id removed twice (or
+        unknown) is simply not returned.
+        """
+        removed: list[DeadLetter] = []
+        with self._transaction() as db:
+            for start in range(0, len(ids), _ID_CHUNK):
+                chunk = list(ids[start : start + _ID_CHUNK])
+                marks = ", ".join(["?"] * len(chunk))
+                rows = db.execute(
+                    "DELETE FROM dead_letters WHERE id IN (" + marks + ")"
+                    " RETURNING id, route, seq, error, failed_at, attempts, line",
+                    chunk,
+                ).fetchall()
+                removed.extend(_dead_letter(row) for row in rows)
+        return sorted(removed, key=lambda dead: dead.id)
+
+    # -- retention -----------------------------------------------------------------
+
+    def size(self) -> int:
+        """Total bytes of the stored event lines (what ``max_bytes`` limits)."""
+        row = self._db.execute("SELECT bytes FROM meta WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def prune(
+        self,
+        *,
+        max_age: float | None,
+        max_bytes: int | None,
+        keep_after: int | None,
+        now: float | None = None,
+    ) -> int:
+        """Delete old events; return how many.
+
+        Deletes events received more than ``max_age`` seconds ago, then the
+        oldest events while the stored lines total more than ``max_bytes``,
+        but never an event with seq above ``keep_after``: pass the lowest
+        delivered seq among durable routes, so undelivered events stay
+        (even beyond ``max_bytes``). The cost is proportional to the rows
+        deleted, not to the journal's size. Freed pages are reused by later
+        appends; the file does not shrink.
+
+        Args:
+            max_age: seconds; None for no age limit.
+            max_bytes: total size of the stored lines; None for no size limit.
+            keep_after: the highest seq that may go; None if no durable route
+                holds events back.
+            now: epoch seconds to measure age from; the current time by default.
+        """
+        protected = _NO_LIMIT if keep_after is None else keep_after
+        with self._transaction() as db:
+            deleted, freed = 0, 0
+            first = db.execute("SELECT min(seq) FROM events").fetchone()[0]
+            if first is None or first > protected:
+                # Nothing may go: typically a route is stuck and everything
+                # delivered is already gone. Don't scan the old rows it holds.
+                return 0
+            if max_age is not None:
+                cutoff = int(((time.time() if now is None else now) - max_age) * 1000)
+                # `+seq` keeps the planner on the received_at index instead
+                # of a rowid range that may span the whole table.
+                sizes = db.execute(
+                    "DELETE FROM events WHERE received_at < ? AND +seq <= ? RETURNING length(line)",
+                    (cutoff, protected),
+                ).fetchall()
+                deleted, freed = len(sizes), sum(size for (size,) in sizes)
+            if max_bytes is not None:
+                count, size = self._prune_oldest(self.size() - freed - max_bytes, protected)
+                deleted, freed = deleted + count, freed + size
+            if freed:
+                db.execute("UPDATE meta SET bytes = bytes - ? WHERE id = 1", (freed,))
+        return deleted
+
+    def _prune_oldest(self, excess: int, protected: int) -> tuple[int, int]:
+        """Delete the oldest events (seq <= ``protected``) that hold ``excess`` bytes.
+
+        Reads only the rows it deletes (and one more). Returns (rows, bytes).
+        """
+        if excess <= 0:
+            return 0, 0
+        count, freed, cutoff = 0, 0, 0
+        rows = self._db.execute(
+            "SELECT seq, length(line) FROM events WHERE seq <= ? ORDER BY seq", (protected,)
+        )
+        for seq, size in rows:
+            count, freed, cutoff = count + 1, freed + size, seq
+            if freed >= excess:
+                break
+        rows.close()
+        if count:
+            self._db.execute("DELETE FROM events WHERE seq <= ?", (cutoff,))
+        return count, freed
+
+
+def _dead_letter(row: tuple[int, str, int, str, int, int, bytes]) -> DeadLetter:
+    id_, route, seq, error, failed_at, attempts, line = row
+    return DeadLetter(id_, route, seq, error, failed_at, attempts, Event.from_json(line))
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open ``path`` for writing, creating the directory (0700) and file (0600).
+
+    Events may carry anything a child prints, so only the user may read them.
+    SQLite gives its -wal and -shm files the database file's permissions.
+    """
+    where = str(path)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        raise ConfigError(where, f"cannot create: {exc.strerror or exc}") from None
+    try:
+        # isolation_level=None: no implicit transactions; _transaction() is explicit.
+        return sqlite3.connect(
+            path,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    except sqlite3.Error as exc:
+        raise ConfigError(where, f"cannot open: {exc}") from None
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open an existing journal without creating or changing anything."""
+    where = str(path)
+    if not path.exists():
+        raise ConfigError(where, "no such journal")
+    uri = "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
+    try:
+        return sqlite3.connect(
+            uri,
+            uri=True,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    except sqlite3.Error as exc:
+        raise ConfigError(where, f"cannot open: {exc}") from None
+
+
+def _check_identity(connection: sqlite3.Connection, where: str) -> int:
+    """The schema version of a journal, 0 for a new empty database.
+
+    Raises:
+        ConfigError: another program's database, or a newer schema.
+        sqlite3.DatabaseError: not a database at all.
+    """
+    connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    if application_id == _APPLICATION_ID:
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                where,
+                f"journal schema version {version} is newer than this supervise"
+                f" supports ({SCHEMA_VERSION}); upgrade ipc-supervisor",
+            )
+        return version
+    has_tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if application_id != 0 or version != 0 or has_tables:
+        raise ConfigError(where, "is another program's SQLite database, not a journal")
+    return 0
+
+
+def _set_up(connection: sqlite3.Connection, where: str, version: int) -> None:
+    """WAL mode, durability level and (for a new journal) the schema."""
+    mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise ConfigError(where, f"cannot use write-ahead logging (journal mode {mode})")
+    connection.execute("PRAGMA synchronous = NORMAL")
+    if version == SCHEMA_VERSION:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have created it since we looked.
+        if _check_identity(connection, where) == 0:
+            for statement in _SCHEMA:
+                connection.execute(statement)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def _in_thread(
+    method: Callable[Concatenate[Journal, _P], _T],
+) -> Callable[Concatenate[AsyncJournal, _P], Coroutine[Any, Any, _T]]:
+    """``method`` of :class:`Journal` as an async method of :class:`AsyncJournal`.
+
+    Same signature and docstring, so the two classes cannot drift apart.
+    """
+
+    @functools.wraps(method)
+    async def call(self: AsyncJournal, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await self._run(functools.partial(method, self.journal, *args, **kwargs))
+
+    call.__qualname__ = f"AsyncJournal.{method.__name__}"
+    return call
+
+
+class AsyncJournal:
+    """A :class:`Journal` for trio code: each call runs in a worker thread.
+
+    Disk writes and fsync-free commits still take milliseconds now and then
+    (a WAL checkpoint), which must not stall the event loop. Calls are
+    serialized through a ``CapacityLimiter(1)``, so the one connection is
+    never used by two threads at once; a cancelled call finishes its
+    transaction before the cancellation takes effect.
+
+    Attributes:
+        journal: the synchronous journal underneath.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self._limiter = trio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> AsyncJournal:
+        """Open (or create) the journal at ``path``; see :meth:`Journal.open`."""
+        opener = functools.partial(Journal.open, path, readonly=readonly)
+        return cls(await trio.to_thread.run_sync(opener))
+
+    async def _run(self, call: Callable[[], _T]) -> _T:
+        return await trio.to_thread.run_sync(call, limiter=self._limiter)
+
+    async def aclose(self) -> None:
+        """Close the journal, even when the calling task is being cancelled."""
+        with trio.CancelScope(shield=True):
+            await self._run(self.journal.close)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    last_seq = _in_thread(Journal.last_seq)
+    append = _in_thread(Journal.append)
+    read_lines = _in_thread(Journal.read_lines)
+    read = _in_thread(Journal.read)
+    delivered = _in_thread(Journal.delivered)
+    register_route = _in_thread(Journal.register_route)
+    mark_delivered = _in_thread(Journal.mark_delivered)
+    routes = _in_thread(Journal.routes)
+    forget_route = _in_thread(Journal.forget_route)
+    add_dead = _in_thread(Journal.add_dead)
+    dead_letters = _in_thread(Journal.dead_letters)
+    remove_dead = _in_thread(Journal.remove_dead)
+    size = _in_thread(Journal.size)
+    prune = _in_thread(Journal.prune)
