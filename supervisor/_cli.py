@@ -549,7 +549,9 @@ def _cli_routes(args: argparse.Namespace) -> list[RouteConfig]:
     except ValueError as exc:
         raise ConfigError("--notify/--route", str(exc)) from None
     for number, url in enumerate(args.webhook, 1):
-        sink = {"type": "webhook", "url": url, "secret_env": "SUPERVISE_WEBHOOK_SECRET"}
+        sink = {"type": "webhook", "url": url}
+        if os.environ.get("SUPERVISE_WEBHOOK_SECRET"):
+            sink["secret_env"] = "SUPERVISE_WEBHOOK_SECRET"
         specs.append(
             ("--webhook", {"name": _numbered("webhook", number), "sink": sink, "durable": True})
         )

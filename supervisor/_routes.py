@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ._errors import ConfigError
 from ._events import Event
 from ._filter import FilterError, compile_filter
 
@@ -164,10 +165,19 @@ class WebhookSinkConfig(_Settings):
     headers: dict[str, str] = Field(default_factory=dict)
 
     def resolved_secret(self) -> str | None:
+        """The secret, from the file or the environment.
+
+        Raises:
+            ConfigError: ``secret_env`` names a variable that is not set (an
+                unsigned request would be accepted by nobody, silently).
+        """
         if self.secret is not None:
             return self.secret
         if self.secret_env is not None:
-            return os.environ.get(self.secret_env)
+            value = os.environ.get(self.secret_env)
+            if not value:
+                raise ConfigError("secret_env", f"${self.secret_env} is not set")
+            return value
         return None
 
 
