@@ -1,0 +1,37 @@
+"""A notifier of your own in thirty lines: supervise loopwork, tell the desktop.
+
+    python examples/notifier.py -- npx loopwork
+
+Failures and finished tasks go to ``notify-send`` (or stdout without it);
+approvals are granted only for low and medium severity, the rest denied.
+"""
+
+import shutil
+import sys
+
+import trio
+
+from supervisor import Event, ProgramConfig, Supervisor, summarize
+
+sup = Supervisor([ProgramConfig(command=sys.argv[sys.argv.index("--") + 1 :])])
+
+
+@sup.on("task_failed", "task_complete", "process_state")
+async def tell(event: Event) -> None:
+    text = summarize(event)
+    if shutil.which("notify-send"):
+        await trio.run_process(["notify-send", "loopwork", text])
+    else:
+        print(f"[notifier] {text}", flush=True)
+
+
+async def main() -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sup.run)
+        async with sup.subscribe("approval_request") as requests:
+            async for request in requests:
+                safe = request.data.severity in ("low", "medium")
+                await sup.answer(request.message_id, "approve" if safe else "deny")
+
+
+trio.run(main)
