@@ -126,7 +126,9 @@ def reference(op: str, left: Any, right: Any) -> bool:
         )
     if not same_kind(left, right):
         return False
-    return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+    return bool(
+        {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+    )
 
 
 @settings(max_examples=400)

@@ -14,7 +14,11 @@ def main() -> None:
     namespace = sys.argv[3] if len(sys.argv) > 3 else "test"
     out = sys.stdout.buffer
     for index in range(count):
-        data = {"taskId": f"T-{index}", "namespace": namespace, "title": f"task {index}"}
+        data: dict[str, object] = {
+            "taskId": f"T-{index}",
+            "namespace": namespace,
+            "title": f"task {index}",
+        }
         if event == "progress_update":
             data = {"taskId": "T-0", "progress": index / count, "message": f"step {index}"}
         frame = json.dumps({"type": "ipc", "event": event, "data": data}).encode()
