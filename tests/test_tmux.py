@@ -561,3 +561,70 @@ def test_a_real_shell_sees_exactly_the_values(words: list[str], values: dict[str
     line = CommandTemplate.parse("printf '%s\\0' " + " ".join(words)).render(values)
     result = subprocess.run(["sh", "-c", line], capture_output=True, check=True, timeout=30)
     assert result.stdout.decode().split("\0")[:-1] == _expected(words, values)
+
+
+# -- through supervise ---------------------------------------------------------------
+
+
+@needs_tmux
+async def test_supervise_notifies_a_session_that_appears_later(
+    server: TmuxServer, tmp_path: Path
+) -> None:
+    """A route to a session that does not exist yet is retried until it appears;
+    the session that exists is told at once."""
+    from conftest import ROOT, SUPERVISE, clean_env
+    from conftest import child as child_command
+
+    await server.new_session("mgr")
+    config = tmp_path / "s.toml"
+    routes = "".join(
+        f"""
+[[routes]]
+name = "{session}"
+events = ["task_failed"]
+ttl = 60
+retry = {{ initial = 0.05, cap = 0.2 }}
+sink = {{ type = "tmux", target = "{session}", socket_name = "{server.socket_name}" }}
+"""
+        for session in ("mgr", "late")
+    )
+    config.write_text(
+        f"""
+drain_timeout = 30
+[journal]
+enabled = false
+[programs.loop]
+command = {json.dumps(child_command("frames", "2", "task_failed"))}
+pty = false
+restart = "no"
+{routes}"""
+    )
+    async with trio.open_nursery() as nursery:
+        run = trio.run_process(
+            [*SUPERVISE, "--config", str(config)],
+            cwd=ROOT,
+            env=clean_env(),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        results: list[subprocess.CompletedProcess[bytes]] = []
+
+        async def supervise_it() -> None:
+            results.append(await run)
+
+        nursery.start_soon(supervise_it)
+        expected = "❌ T-1 task 1"
+        assert await eventually(lambda: _option_is(server, "mgr", expected)) == expected
+        assert await server.option("late", "@ipc_last") is None  # no such session yet
+        await trio.sleep(0.3)
+        await server.new_session("late")
+        assert await eventually(lambda: _option_is(server, "late", expected)) == expected
+    (result,) = results
+    assert result.returncode == 0, result.stderr
+    assert b"route late: tmux:late:notify: can't find session" in result.stderr
+
+
+async def _option_is(server: TmuxServer, session: str, value: str) -> str | None:
+    found = await server.option(session, "@ipc_last")
+    return found if found == value else None
