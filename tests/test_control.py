@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -538,3 +539,108 @@ def test_no_fds_leak_in_the_client(control: Path) -> None:
     before = set(os.listdir("/proc/self/fd"))
     assert _ctl.main(["status"]) == 1
     assert set(os.listdir("/proc/self/fd")) == before
+
+
+# -- routes, dead letters, replay ------------------------------------------------------
+
+
+def frames_program(count: int, name: str = "gen") -> ProgramConfig:
+    return ProgramConfig(command=tuple(child("frames", str(count))), name=name, pty=False)
+
+
+async def test_tail_since_replays_the_journal_then_goes_live(
+    control: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """tail --since SEQ: journaled events after SEQ, then live ones, none twice or missing."""
+    with trio.fail_after(30):
+        async with running(control, frames_program(6), journal=tmp_path / "j.db") as run:
+            await until(lambda: sum(e.event == "process_exit" for e in run.delivered) == 1)
+            past = [e.seq for e in run.delivered]
+            lines: list[bytes] = []
+
+            def tail() -> None:
+                with _ctl._Connection("test", run.path, timeout=None) as connection:
+                    for line in connection.events("gen:*", since=2):
+                        lines.append(line)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(partial(trio.to_thread.run_sync, tail, abandon_on_cancel=True))
+                await until(lambda: run.hub.subscribers == 1)
+                await until(lambda: len(lines) == len(past) - 2)
+                run.sup.start("gen")  # a second run: its events arrive live
+                await until(lambda: sum(e.event == "process_exit" for e in run.delivered) == 2)
+                await until(lambda: len(lines) == len(run.delivered) - 2)
+                await run.hub.aclose()
+    seqs = [json.loads(line)["seq"] for line in lines]
+    assert seqs == [e.seq for e in run.delivered][2:]
+    assert seqs[: len(past) - 2] == past[2:]
+
+
+async def test_routes_dead_and_retry(
+    control: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """ctl routes shows the counters; ctl dead lists what a route gave up on; ctl retry
+    delivers it once the sink works again."""
+    sink = CapturingSink("flaky")
+    sink.fail_next = 10**6
+    capture = CapturingSink()
+    sup = Supervisor(
+        [frames_program(2)],
+        outputs={"gen": None},
+        journal=JournalConfig(path=tmp_path / "j2.db"),
+        exit_when_settled=False,
+        report=lambda line: None,
+    )
+    sup.route("flaky", sink, events=["task_*"], retry={"max_attempts": 2, "initial": 0.01})
+    sup.route("capture", capture)
+    path = control / "dead.sock"
+    prepare_control_dir(control)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            await nursery.start(serve_control, path, sup)
+            await until(lambda: capture.names.count("delivery_dead") == 2)
+
+            status, out, err = await ctl(capfd, "--instance", "dead", "routes")
+            assert (status, err) == (0, "")
+            header, flaky, captured = out.splitlines()
+            assert header.split()[:3] == ["ROUTE", "SINK", "QUEUED"]
+            assert flaky.split() == [
+                *("flaky", "flaky", "0", "0", "2", "0", "2"),
+                *["failing", "on", "purpose", "(fail_next)"],
+            ]
+            assert captured.split()[0] == "capture"
+
+            status, out, err = await ctl(capfd, "--instance", "dead", "dead")
+            rows = out.splitlines()
+            assert rows[0].split() == [
+                "ID",
+                "ROUTE",
+                "SEQ",
+                "EVENT",
+                "PROGRAM",
+                "ATTEMPTS",
+                "ERROR",
+            ]
+            assert [row.split()[1:5] for row in rows[1:]] == [
+                ["flaky", str(e.seq), "task_complete", "gen"]
+                for e in capture.events
+                if e.event == "task_complete"
+            ]
+            assert all(
+                row.endswith("  2         failing on purpose (fail_next)") for row in rows[1:]
+            )
+
+            sink.fail_next = 0
+            status, out, err = await ctl(capfd, "--instance", "dead", "retry", "flaky")
+            assert (status, out, err) == (0, "queued 2 dead letter(s) again\n", "")
+            await until(lambda: len(sink.events) == 2)
+            status, out, err = await ctl(capfd, "--instance", "dead", "dead")
+            assert out == "no dead letters\n"
+            status, out, err = await ctl(capfd, "--instance", "dead", "dead", "nope")
+            assert (status, err) == (
+                1,
+                "supervise: no route named 'nope' (routes: flaky, capture)\n",
+            )
+            nursery.cancel_scope.cancel()
+    assert [e.event for e in sink.events] == ["task_complete", "task_complete"]
