@@ -56,6 +56,7 @@ _Callback = TypeVar("_Callback", bound=Callable[[Event], Awaitable[object]])
 _EVENT_BUFFER = 16384
 _BATCH = 1024
 _PRUNE_INTERVAL = 60.0
+_CHECKPOINT_INTERVAL = 1.0
 SUPERVISOR_PROGRAM = "supervise"
 """The ``program`` of the router's own events (``route_overflow`` ...)."""
 
@@ -410,6 +411,7 @@ class Supervisor:
                 nursery.start_soon(self._deliver, delivered)
                 if self.journal is not None:
                     nursery.start_soon(self._prune_periodically)
+                    nursery.start_soon(self._checkpoint_periodically)
                 async with self._send, trio.open_nursery() as programs:
                     for program in self.programs.values():
                         programs.start_soon(self._run_program, program)
@@ -480,6 +482,16 @@ class Supervisor:
                     await router.publish(batch)
         finally:
             done.set()
+
+    async def _checkpoint_periodically(self) -> None:
+        journal = self.journal
+        assert journal is not None
+        while True:
+            await trio.sleep(_CHECKPOINT_INTERVAL)
+            try:
+                await journal.checkpoint()
+            except Exception as exc:  # the next one may work; the WAL just grows
+                self._report(f"journal: checkpoint failed: {exc}")
 
     async def _prune_periodically(self) -> None:
         journal, config = self.journal, self._journal_config

@@ -218,6 +218,7 @@ class Journal:
         self._db = connection
         self.path = path
         self.readonly = readonly
+        self._checkpointer: sqlite3.Connection | None = None
 
     # -- opening and closing ---------------------------------------------------
 
@@ -256,7 +257,27 @@ class Journal:
 
     def close(self) -> None:
         """Close the connection; the last one to close folds the WAL back in."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         self._db.close()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database (and fsync it).
+
+        Safe to call from another thread while appends go on: it uses a
+        connection of its own, and a PASSIVE checkpoint never waits for
+        (or blocks) the writer. Call it every second or so, or the WAL file
+        grows without bound.
+        """
+        if self.readonly:
+            return
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(
+                self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def __enter__(self) -> Self:
         return self
@@ -655,6 +676,11 @@ def _set_up(connection: sqlite3.Connection, where: str, version: int) -> None:
     if str(mode).lower() != "wal":
         raise ConfigError(where, f"cannot use write-ahead logging (journal mode {mode})")
     connection.execute("PRAGMA synchronous = NORMAL")
+    # The writer never checkpoints: a checkpoint fsyncs the database, which
+    # would stall the append that happened to trigger it (and every durable
+    # delivery behind it) for milliseconds. Journal.checkpoint() does it on
+    # a connection of its own, off the append path.
+    connection.execute("PRAGMA wal_autocheckpoint = 0")
     if version == SCHEMA_VERSION:
         return
     connection.execute("BEGIN IMMEDIATE")
@@ -701,6 +727,11 @@ class AsyncJournal:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self._limiter = trio.CapacityLimiter(1)
+        self._checkpoint_limiter = trio.CapacityLimiter(1)
+
+    async def checkpoint(self) -> None:
+        """:meth:`Journal.checkpoint` in a thread of its own, beside the appends."""
+        await trio.to_thread.run_sync(self.journal.checkpoint, limiter=self._checkpoint_limiter)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> AsyncJournal:
@@ -714,7 +745,8 @@ class AsyncJournal:
     async def aclose(self) -> None:
         """Close the journal, even when the calling task is being cancelled."""
         with trio.CancelScope(shield=True):
-            await self._run(self.journal.close)
+            async with self._checkpoint_limiter:
+                await self._run(self.journal.close)
 
     async def __aenter__(self) -> Self:
         return self
