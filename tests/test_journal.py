@@ -462,3 +462,27 @@ def test_kill_9_leaves_a_consistent_prefix(tmp_path: Path) -> None:
             assert Event.from_json(item.line).data.message == "x" * item.seq
         # And it goes on from there.
         journal.append(events([count + 1]))
+
+
+async def test_checkpoints_run_beside_appends(tmp_path: Path) -> None:
+    """Checkpoints use their own connection and thread: appends go on meanwhile,
+    and everything is in the database file once the WAL has been folded in."""
+    path = tmp_path / "c.journal.db"
+    async with await AsyncJournal.open(path) as journal:
+        async with trio.open_nursery() as nursery:
+
+            async def checkpoints() -> None:
+                while True:
+                    await journal.checkpoint()
+                    await trio.sleep(0)
+
+            nursery.start_soon(checkpoints)
+            for start in range(1, 2001, 100):
+                await journal.append(events(range(start, start + 100)))
+            nursery.cancel_scope.cancel()
+        await journal.checkpoint()
+        wal = path.with_name(path.name + "-wal")
+        assert wal.exists()
+    assert not wal.exists() or wal.stat().st_size == 0  # folded in at close
+    with Journal.open(path, readonly=True) as reader:
+        assert all_seqs(reader) == list(range(1, 2001))
