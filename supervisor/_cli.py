@@ -38,7 +38,13 @@ from ._control import (
 from ._errors import ConfigError, SinkError
 from ._prefix import PrefixedOutput, program_prefixes
 from ._reaper import become_subreaper, run_orphan_reaper, stop_orphans
-from ._routes import DEFAULT_NOTIFY_EVENTS, RouteConfig, parse_route_shortcut, parse_sink_spec
+from ._routes import (
+    DEFAULT_NOTIFY_EVENTS,
+    RouteConfig,
+    build_sink,
+    parse_route_shortcut,
+    parse_sink_spec,
+)
 from ._runner import TerminalSettings
 from ._state import ProcessState
 from ._supervisor import ProgramSupervisor
@@ -362,12 +368,23 @@ def _check_config(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.file)
+        for route in config.routes:
+            # What the sinks check when built: commands and tmux on PATH, URLs.
+            try:
+                build_sink(route.sink)
+            except ConfigError as exc:
+                raise ConfigError(f"{args.file}: routes.{route.name}.sink", exc.problem) from None
     except ConfigError as exc:
         warn(str(exc))
         return USAGE_ERROR
     names = ", ".join(config.programs)
     count = len(config.programs)
-    print(f"{args.file}: ok ({count} program{'s' if count != 1 else ''}: {names})")
+    summary = f"{count} program{'s' if count != 1 else ''}: {names}"
+    if config.routes:
+        routes = len(config.routes)
+        route_names = ", ".join(route.name for route in config.routes)
+        summary += f"; {routes} route{'s' if routes != 1 else ''}: {route_names}"
+    print(f"{args.file}: ok ({summary})")
     return 0
 
 

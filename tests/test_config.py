@@ -295,3 +295,25 @@ def test_env_override_policy_through_cli(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr == b"supervise: loop: FATAL: gave up after 2 failed starts within 300s\n"
     assert counter.read_text() == "2"
+
+
+@pytest.mark.parametrize("name", ["supervise.toml", "tmux-notify.toml"])
+def test_example_configs_are_valid(name: str) -> None:
+    """The configs in examples/ pass check-config, sinks included."""
+    result = supervise("check-config", f"examples/{name}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"examples/{name}: ok (".encode())
+
+
+def test_check_config_builds_the_sinks(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[programs.a]\ncommand = "true"\n[[routes]]\nname = "x"\n'
+        'sink = { type = "command", command = "no-such-command-xyz --flag" }\n'
+    )
+    result = supervise("check-config", str(path))
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert err.startswith(f"supervise: {path}: routes.x.sink: ")
+    assert "no-such-command-xyz" in err
+    assert err.count("\n") == 1
