@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -143,6 +143,9 @@ class Event:
     received_at: int
     source: Source
     message: IpcMessage
+    # to_json()'s result, kept: the journal, a file route and a webhook all
+    # want the same bytes of the same event.
+    _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def event(self) -> str:
@@ -162,6 +165,12 @@ class Event:
         ``data`` holds exactly the fields the child sent (declared fields it
         left out are not written as ``null``), so the line stays faithful.
         """
+        if self._json is None:
+            object.__setattr__(self, "_json", self._serialize())
+        assert self._json is not None
+        return self._json
+
+    def _serialize(self) -> bytes:
         message = self.message
         data = message.data
         data_json = (
