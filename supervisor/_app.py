@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
+from prometheus_client import CollectorRegistry
 
 from ._config import JournalConfig, ProgramConfig, SupervisorConfig
 from ._control import EventHub
@@ -39,6 +40,7 @@ from ._errors import ConfigError, SinkError
 from ._events import Event, EventStamper, FrameInvalidData
 from ._journal import AsyncJournal, DeadLetter, Journal, journal_path
 from ._messages import IpcMessage
+from ._metrics import MetricsState, SupervisorCollector
 from ._questions import AnswerError, QuestionAnswered, UnknownQuestionError
 from ._router import Router, RouteStats
 from ._routes import RetryConfig, RouteConfig, build_sink
@@ -89,6 +91,10 @@ class Supervisor:
             one line a second).
         prefix_reports: start each program's warnings with its name (off
             for the one-program command line).
+        registry: where to register the ``supervise_*`` Prometheus metrics
+            (None: no metrics are kept). Serve it with
+            :func:`supervisor.serve_metrics`, or read it in tests.
+        namespace_label: break task metrics down by namespace.
     """
 
     def __init__(
@@ -107,6 +113,8 @@ class Supervisor:
         report: Callable[[str], None] = warn,
         report_invalid_frames: bool = True,
         prefix_reports: bool = True,
+        registry: CollectorRegistry | None = None,
+        namespace_label: bool = True,
     ) -> None:
         if isinstance(programs, SupervisorConfig):
             config = programs
@@ -141,6 +149,11 @@ class Supervisor:
         self._nursery: trio.Nursery | None = None
         self._started = False
         self.results: dict[str, int | None] = {}
+        self.registry = registry
+        self.metrics: MetricsState | None = None
+        if registry is not None:
+            self.metrics = MetricsState(namespace_label=namespace_label)
+            registry.register(SupervisorCollector(self, self.metrics))
         for program_config in program_configs:
             self.add_program(program_config)
         for route in routes:
@@ -342,6 +355,13 @@ class Supervisor:
             raise RuntimeError("the router exists once run() has started")
         return self._router
 
+    @property
+    def journaled_seq(self) -> int | None:
+        """The last seq written to the journal; None without a journal."""
+        if self.journal is None or self._router is None:
+            return None
+        return self._router.journaled_seq
+
     def route_stats(self) -> list[RouteStats]:
         return self._router.stats() if self._router is not None else []
 
@@ -398,7 +418,11 @@ class Supervisor:
             raise RuntimeError("a Supervisor runs once")
         self._started = True
         self._router = Router(
-            self._routes, journal=self.journal, emit=self._emit, report=self._report
+            self._routes,
+            journal=self.journal,
+            emit=self._emit,
+            report=self._report,
+            on_delivered=self.metrics.observe_delivery if self.metrics is not None else None,
         )
         default_output: trio.abc.SendStream | None = None
         try:
@@ -466,6 +490,7 @@ class Supervisor:
 
     async def _deliver(self, done: trio.Event) -> None:
         router = self.router
+        metrics = self.metrics
         reporter = _InvalidFrameReporter(self._report)
         try:
             async with self._receive:
@@ -478,6 +503,8 @@ class Supervisor:
                         for event in batch:
                             if event.event == "frame_invalid":
                                 reporter.report(event.data)
+                    if metrics is not None:
+                        metrics.observe(batch)
                     await self.hub.send_batch(batch)
                     await router.publish(batch)
         finally:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import itertools
 import os
 import signal
+import socket
 import sys
 from argparse import SUPPRESS
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -22,12 +24,20 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from prometheus_client import CollectorRegistry, push_to_gateway
 from pydantic import ValidationError
 
 from . import __version__
 from ._app import Supervisor
 from ._child import shell_status
-from ._config import JournalConfig, ProgramConfig, SupervisorConfig, load_config, parse_size
+from ._config import (
+    JournalConfig,
+    MetricsConfig,
+    ProgramConfig,
+    SupervisorConfig,
+    load_config,
+    parse_size,
+)
 from ._control import (
     RequestsInFlight,
     control_dir,
@@ -36,6 +46,7 @@ from ._control import (
     socket_answers,
 )
 from ._errors import ConfigError, SinkError
+from ._metrics_server import bind_metrics_socket, serve_metrics
 from ._prefix import PrefixedOutput, program_prefixes
 from ._reaper import become_subreaper, run_orphan_reaper, stop_orphans
 from ._routes import (
@@ -144,6 +155,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     routing.add_argument(
         "--journal", metavar="PATH", help="the journal database (default: in $XDG_STATE_HOME)"
+    )
+    metrics = parser.add_argument_group("Prometheus metrics (a config file's [metrics])")
+    metrics.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics and /healthz on PORT (0: any free port, printed on stderr)",
+    )
+    metrics.add_argument(
+        "--metrics-host", metavar="HOST", help="address to listen on (default 127.0.0.1)"
+    )
+    metrics.add_argument("--metrics-path", metavar="PATH", help="default /metrics")
+    metrics.add_argument(
+        "--no-namespace-label",
+        action="store_true",
+        help="do not break task metrics down by namespace",
+    )
+    metrics.add_argument(
+        "--pushgateway",
+        metavar="URL",
+        help="push the final metrics to this Prometheus Pushgateway when supervise ends",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="do not report invalid frames on stderr"
@@ -333,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _NOT_PROGRAM_FLAGS = frozenset(
     {"config", "instance", "events", "quiet", "command", "notify", "route", "webhook", "exec"}
-    | {"no_journal", "journal"}
+    | {"no_journal", "journal", "metrics_port", "metrics_host", "metrics_path"}
+    | {"no_namespace_label", "pushgateway"}
 )
 
 
@@ -438,6 +471,7 @@ async def _run(
     output: trio.abc.SendStream,
     stdin: trio.abc.ReceiveStream | None,
     instance: str | None,
+    metrics: _MetricsServing | None,
 ) -> int:
     """Run the programs to the end; return supervise's exit status.
 
@@ -457,6 +491,10 @@ async def _run(
                 if socket_path is not None:
                     await control_nursery.start(
                         partial(serve_control, requests=requests), socket_path, sup
+                    )
+                if metrics is not None:
+                    await control_nursery.start(
+                        _serve_metrics_and_push, sup, metrics, instance or sup.instance
                     )
                 with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGWINCH) as signals:
                     async with trio.open_nursery() as signal_nursery:
@@ -496,8 +534,13 @@ def _build(
     terminal: TerminalSettings,
     output: trio.abc.SendStream,
     stdin: trio.abc.ReceiveStream | None,
-) -> Supervisor:
-    """The Supervisor for this command line: programs, outputs, routes, journal."""
+) -> tuple[Supervisor, _MetricsServing | None]:
+    """The Supervisor for this command line, and where its metrics go (if anywhere).
+
+    Raises:
+        ConfigError: a route's sink refused its settings, the journal cannot
+            be opened, or the metrics port cannot be bound.
+    """
     single = file_config is None
     outputs = _program_outputs(configs, output, terminal, single)
     journal: JournalConfig = file_config.journal if file_config is not None else JournalConfig()
@@ -505,7 +548,10 @@ def _build(
         journal = journal.model_copy(update={"enabled": False})
     elif args.journal:
         journal = journal.model_copy(update={"path": Path(args.journal).expanduser()})
-    return Supervisor(
+    metrics = _metrics_config(file_config, args)
+    wanted = metrics.port is not None or metrics.pushgateway is not None
+    registry = CollectorRegistry(auto_describe=False) if wanted else None
+    sup = Supervisor(
         configs,
         routes=[*(file_config.routes if file_config is not None else ()), *routes],
         journal=journal,
@@ -517,7 +563,87 @@ def _build(
         drain_timeout=file_config.drain_timeout if file_config is not None else None,
         report_invalid_frames=not args.quiet,
         prefix_reports=not single,
+        registry=registry,
+        namespace_label=metrics.namespace_label,
     )
+    if registry is None:
+        return sup, None
+    sock = bind_metrics_socket(metrics.host, metrics.port) if metrics.port is not None else None
+    return sup, _MetricsServing(metrics, registry, sock)
+
+
+@dataclasses.dataclass
+class _MetricsServing:
+    config: MetricsConfig
+    registry: CollectorRegistry
+    sock: socket.socket | None
+
+
+def _metrics_config(
+    file_config: SupervisorConfig | None, args: argparse.Namespace
+) -> MetricsConfig:
+    """The file's [metrics], with the command line's flags on top."""
+    config = file_config.metrics if file_config is not None else MetricsConfig()
+    flags = {
+        "port": args.metrics_port,
+        "host": args.metrics_host,
+        "path": args.metrics_path,
+        "pushgateway": args.pushgateway,
+        "namespace_label": False if args.no_namespace_label else None,
+    }
+    given = {key: value for key, value in flags.items() if value is not None}
+    if not given:
+        return config
+    try:
+        return MetricsConfig.model_validate({**config.model_dump(), **given})
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        flag = "--" + {"port": "metrics-port", "host": "metrics-host", "path": "metrics-path"}.get(
+            str(first["loc"][0]), str(first["loc"][0])
+        )
+        raise ConfigError(flag, first["msg"][:1].lower() + first["msg"][1:]) from None
+
+
+async def _serve_metrics_and_push(
+    sup: Supervisor,
+    metrics: _MetricsServing,
+    instance: str,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the metrics while supervise runs; push them once at the end if asked."""
+    config = metrics.config
+    try:
+        async with trio.open_nursery() as nursery:
+            if metrics.sock is not None:
+
+                def health() -> dict[str, str]:
+                    return {name: program.state.value for name, program in sup.programs.items()}
+
+                address = await nursery.start(
+                    partial(serve_metrics, path=config.path), metrics.sock, metrics.registry, health
+                )
+                if config.port == 0:
+                    warn(f"metrics at {address.url}")
+            task_status.started()
+    finally:
+        if config.pushgateway is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await _push(config.pushgateway, metrics.registry, instance)
+
+
+async def _push(url: str, registry: CollectorRegistry, instance: str) -> None:
+    push = partial(
+        push_to_gateway,
+        url,
+        job="supervise",
+        registry=registry,
+        grouping_key={"instance": instance},
+    )
+    try:
+        await trio.to_thread.run_sync(push)
+    except Exception as exc:  # the run is over either way: say so, exit as the child did
+        warn(f"pushgateway {url}: push failed: {exc}")
 
 
 def _journal_instance(instance: str | None, program: str) -> str:
@@ -708,7 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):  # stdin may be closed
             stdin = open_input_stream(0)
     try:
-        sup = _build(configs, file_config, routes, args, terminal, output, stdin)
+        sup, metrics = _build(configs, file_config, routes, args, terminal, output, stdin)
     except ConfigError as exc:
         warn(str(exc))
         return USAGE_ERROR
@@ -717,7 +843,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.freeze()
     try:
         with raw_terminal(0) if raw else contextlib.nullcontext():
-            return trio.run(_run, sup, single, terminal, output, stdin, args.instance)
+            return trio.run(_run, sup, single, terminal, output, stdin, args.instance, metrics)
     except (SinkError, ConfigError, BaseExceptionGroup) as exc:
         error = _find_error(exc)
         if error is None:

@@ -41,6 +41,7 @@ __all__ = [
     "GiveUpConfig",
     "JournalConfig",
     "LogConfig",
+    "MetricsConfig",
     "ProgramConfig",
     "RestartPolicy",
     "SupervisorConfig",
@@ -274,6 +275,26 @@ class JournalConfig(_Settings):
         return value.expanduser() if value is not None else None
 
 
+class MetricsConfig(_Settings):
+    """Prometheus metrics: where to serve them, and what to label.
+
+    Attributes:
+        port: serve ``/metrics`` and ``/healthz`` on this port (None: do not
+            serve; 0: any free port, printed on stderr).
+        host: the address to listen on; only this machine by default.
+        path: where the metrics are.
+        namespace_label: break task metrics down by the task's namespace.
+        pushgateway: push the final metrics to this Pushgateway URL when
+            supervise ends (for short runs Prometheus might never scrape).
+    """
+
+    port: int | None = Field(default=None, ge=0, le=65535)
+    host: str = "127.0.0.1"
+    path: str = Field(default="/metrics", pattern=r"^/[^?#]*$")
+    namespace_label: bool = True
+    pushgateway: str | None = Field(default=None, pattern=r"^https?://")
+
+
 class SupervisorConfig(_Settings):
     """A whole ``supervise.toml``.
 
@@ -283,6 +304,7 @@ class SupervisorConfig(_Settings):
         programs: the programs to run, by name.
         routes: where events go (``[[routes]]`` tables), in order.
         journal: the event journal.
+        metrics: Prometheus metrics.
         drain_timeout: seconds supervise waits at exit for routes to deliver
             what they still hold (a durable route's rest is delivered by the
             next run).
@@ -292,6 +314,7 @@ class SupervisorConfig(_Settings):
     programs: dict[str, FileProgramConfig] = Field(min_length=1)
     routes: tuple[RouteConfig, ...] = ()
     journal: JournalConfig = JournalConfig()
+    metrics: MetricsConfig = MetricsConfig()
     drain_timeout: float = Field(default=5.0, ge=0)
 
     @field_validator("routes")

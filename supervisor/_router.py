@@ -362,6 +362,8 @@ class _RouteWorker:
                     self._router.report(f"route {self.name}: {self.sink.name}: delivering again")
                 self.stats.delivered += len(batch)
                 self.stats.delivered_seq = batch[-1].seq
+                if self._router.on_delivered is not None:
+                    self._router.on_delivered(self.name, batch)
                 return
             self.stats.failures += 1
             self.stats.last_error = problem
@@ -435,6 +437,7 @@ class Router:
             like any other event.
         report: where one-line warnings go: a route's first failure after a
             success, and every dead letter.
+        on_delivered: told of each delivered batch, by route (for metrics).
         rng: randomness for retry jitter (seed it in tests).
     """
 
@@ -445,6 +448,7 @@ class Router:
         journal: AsyncJournal | None = None,
         emit: Callable[[IpcMessage], None] = lambda message: None,
         report: Callable[[str], None] | None = None,
+        on_delivered: Callable[[str, Sequence[Event]], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         names = [config.name for config, _ in routes]
@@ -454,6 +458,7 @@ class Router:
         self.journal = journal
         self.emit = emit
         self.report = report or (lambda line: None)
+        self.on_delivered = on_delivered
         self.rng = rng or random.Random()
         self.dead: _DeadLetterStore = journal if journal is not None else _MemoryDeadLetters()
         self._workers = [_RouteWorker(config, sink, self) for config, sink in routes]
@@ -536,6 +541,11 @@ class Router:
         self._journaled = events[-1].seq
         self._journal_progress.set()
         self._journal_progress = trio.Event()
+
+    @property
+    def journaled_seq(self) -> int:
+        """The last seq handed to the journal (0 before any)."""
+        return self._journaled
 
     async def wait_journaled(self, seq: int) -> None:
         """Return once every event up to ``seq`` has been written (or failed to be)."""

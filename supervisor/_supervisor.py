@@ -163,6 +163,10 @@ class ProgramSupervisor:
         self.restarts = 0
         self.last_returncode: int | None = None
         self.output_lost = False
+        # Output bytes of the runs that have ended; see output_bytes.
+        self._output_bytes_before = 0
+        self.started_at: float | None = None
+        """Epoch seconds the current (or last) child started, for metrics."""
         self.tasks = TaskTable()
         answers = config.answers
         self.questions = QuestionBook(
@@ -211,6 +215,12 @@ class ProgramSupervisor:
     @property
     def pid(self) -> int | None:
         return self._runner.pid if self._runner is not None else None
+
+    @property
+    def output_bytes(self) -> int:
+        """Plain output bytes of every run so far, the current one included."""
+        runner = self._runner
+        return self._output_bytes_before + (runner.stats.output_bytes if runner else 0)
 
     def status(self) -> ProgramStatus:
         """What ``supervise ctl status`` shows for this program."""
@@ -404,6 +414,7 @@ class ProgramSupervisor:
         )
         self._runner = runner
         self._stall_reported = False
+        self.started_at = time.time()
         started = self._run_started = trio.current_time()
         spawn_errors: list[SpawnError] = []
         returncode = 0
@@ -415,6 +426,7 @@ class ProgramSupervisor:
         except* SpawnError as group:
             spawn_errors = [e for e in group.exceptions if isinstance(e, SpawnError)]
         finally:
+            self._output_bytes_before += runner.stats.output_bytes
             self._runner = None
             self._run_started = None
         if spawn_errors:

@@ -1,0 +1,139 @@
+"""Serving the metrics: ``/metrics`` for Prometheus and ``/healthz``, under trio.
+
+prometheus_client's ASGI app runs under hypercorn's trio worker, in the same
+trio run as everything else (no thread, no second event loop). The listening
+socket is bound here first, so a taken port is one line and exit status 2
+rather than a traceback from inside the server.
+
+``/healthz`` answers ``{"status": "ok" | "fatal", "programs": {NAME: STATE}}``:
+200 unless a program has given up (FATAL), then 503, so a load balancer or
+a Kubernetes probe can tell a supervisor whose programs cannot run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from prometheus_client import CollectorRegistry, make_asgi_app
+
+from ._errors import ConfigError
+
+__all__ = ["MetricsAddress", "bind_metrics_socket", "serve_metrics"]
+
+_Scope = dict[str, Any]
+_Receive = Callable[[], Awaitable[dict[str, Any]]]
+_Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class MetricsAddress:
+    """Where the metrics are served (the port is the real one when 0 was asked)."""
+
+    host: str
+    port: int
+    path: str
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.path}"
+
+
+def bind_metrics_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for the metrics server.
+
+    Raises:
+        ConfigError: the address cannot be used (taken, not ours, unknown host).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        problem = "port is already in use" if exc.errno == 98 else (exc.strerror or str(exc))
+        raise ConfigError(f"--metrics-port {port} on {host}", problem) from None
+    return sock
+
+
+def _app(
+    registry: CollectorRegistry,
+    path: str,
+    health: Callable[[], Mapping[str, str]],
+) -> Callable[[_Scope, _Receive, _Send], Awaitable[None]]:
+    metrics = make_asgi_app(registry)
+
+    async def app(scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = message["type"].replace("lifespan.", "")
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        if scope["type"] != "http":
+            return
+        if scope["path"] == path:
+            await metrics(scope, receive, send)
+        elif scope["path"] == "/healthz":
+            states = dict(health())
+            fatal = any(state == "fatal" for state in states.values())
+            body = {"status": "fatal" if fatal else "ok", "programs": states}
+            await _respond(
+                send, 503 if fatal else 200, json.dumps(body).encode(), "application/json"
+            )
+        else:
+            await _respond(send, 404, f"try {path} or /healthz\n".encode(), "text/plain")
+
+    return app
+
+
+async def _respond(send: _Send, status: int, body: bytes, content_type: str) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def serve_metrics(
+    sock: socket.socket,
+    registry: CollectorRegistry,
+    health: Callable[[], Mapping[str, str]],
+    *,
+    path: str = "/metrics",
+    task_status: trio.TaskStatus[MetricsAddress] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``registry`` at ``path`` and ``health()`` at ``/healthz`` until cancelled.
+
+    Args:
+        sock: from :func:`bind_metrics_socket`; the server takes it over.
+        registry: the metrics to expose.
+        health: each program's state by name.
+        path: where the metrics are.
+        task_status: started with the address once connections are accepted.
+    """
+    host, port = sock.getsockname()[:2]
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("supervisor.metrics")
+    config.graceful_timeout = 0.5
+    config.keep_alive_timeout = 30
+    config.include_server_header = False
+    # hypercorn's ASGI typing is stricter than the dict-based scope used here.
+    app: Any = _app(registry, path, health)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(functools.partial(serve, app, config, mode="asgi"))
+        task_status.started(MetricsAddress(host, port, path))
