@@ -626,6 +626,7 @@ async def _serve_metrics_and_push(
                 if config.port == 0:
                     warn(f"metrics at {address.url}")
             task_status.started()
+            await trio.sleep_forever()  # until supervise ends and cancels this
     finally:
         if config.pushgateway is not None:
             with trio.CancelScope(shield=True), trio.move_on_after(10):
