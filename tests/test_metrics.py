@@ -5,6 +5,7 @@ parsed with prometheus_client's own parser, and the HTTP endpoints of a real
 from __future__ import annotations
 
 import base64
+import json
 import re
 import subprocess
 import sys
@@ -268,3 +269,41 @@ def test_served_by_the_real_command(tmp_path: Path) -> None:
     proc.terminate()
     status, _, _ = finish(proc)
     assert status == 143
+
+
+DASHBOARD = ROOT / "examples" / "grafana" / "dashboard.json"
+
+
+def dashboard_expressions() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+
+
+async def test_every_metric_in_the_dashboard_exists() -> None:
+    """Each supervise_* name in the dashboard's PromQL is a live family of the right kind."""
+    registry = CollectorRegistry()
+    program = ProgramConfig(command=(*FAKE, "--tasks", "1", "--delay", "0"), name="loop")
+    sup = Supervisor([program], outputs={"loop": None}, registry=registry)
+    with trio.fail_after(30):
+        await sup.run()
+    kinds = {
+        family.name: family.type
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+    }
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    exposed = {name + suffix for name, kind in kinds.items() for suffix in suffixes[kind]}
+    used = {
+        name
+        for expression in dashboard_expressions()
+        for name in re.findall(r"\bsupervise_[a-z_]+", expression)
+    }
+    assert len(used) >= 20
+    assert used <= exposed, sorted(used - exposed)
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert all(
+        panel["datasource"]["uid"] == "${datasource}"
+        for panel in dashboard["panels"]
+        if panel["type"] != "row"
+    )

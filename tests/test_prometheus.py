@@ -137,6 +137,20 @@ def test_prometheus_scrapes_what_the_child_did(tmp_path: Path) -> None:
         frames = query(base, 'supervise_frames_total{program="sh",event="task_start"}')
         assert frames[0]["value"][1] == "6"
         assert query(base, "supervise_program_resident_memory_bytes > 0")
+        # Every query of the Grafana dashboard is valid PromQL for this server.
+        dashboard = json.loads((ROOT / "examples" / "grafana" / "dashboard.json").read_text())
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                expression = target["expr"].replace("$program", ".*")
+                url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+                status, body = get(url)
+                assert status == 200, (panel["title"], expression, body)
+        (finished,) = query(
+            base,
+            'sum(supervise_tasks_completed_total{program=~".*"}) '
+            '+ sum(supervise_tasks_failed_total{program=~".*"})',
+        )
+        assert finished["value"][1] == "6"
     finally:
         for proc in (prometheus, supervise):
             proc.terminate()
