@@ -16,6 +16,7 @@ if _typing.TYPE_CHECKING:
     from ._config import GiveUpConfig as GiveUpConfig
     from ._config import JournalConfig as JournalConfig
     from ._config import LogConfig as LogConfig
+    from ._config import MetricsConfig as MetricsConfig
     from ._config import ProgramConfig as ProgramConfig
     from ._config import SupervisorConfig as SupervisorConfig
     from ._config import load_config as load_config
@@ -67,6 +68,11 @@ if _typing.TYPE_CHECKING:
     from ._messages import TaskFailedData as TaskFailedData
     from ._messages import TaskStart as TaskStart
     from ._messages import validate_payload as validate_payload
+    from ._metrics import MetricsState as MetricsState
+    from ._metrics import SupervisorCollector as SupervisorCollector
+    from ._metrics_server import MetricsAddress as MetricsAddress
+    from ._metrics_server import bind_metrics_socket as bind_metrics_socket
+    from ._metrics_server import serve_metrics as serve_metrics
     from ._questions import AlreadyAnsweredError as AlreadyAnsweredError
     from ._questions import AnswerError as AnswerError
     from ._questions import InvalidResponseError as InvalidResponseError
@@ -142,6 +148,9 @@ __all__ = [
     "LoopStart",
     "LoopStartData",
     "LoopStats",
+    "MetricsAddress",
+    "MetricsConfig",
+    "MetricsState",
     "Output",
     "ProcessExit",
     "ProcessExitData",
@@ -174,6 +183,7 @@ __all__ = [
     "SpawnError",
     "StateTransitionError",
     "Supervisor",
+    "SupervisorCollector",
     "SupervisorConfig",
     "SupervisorError",
     "TaskComplete",
@@ -187,8 +197,10 @@ __all__ = [
     "TmuxSinkConfig",
     "UnknownQuestionError",
     "WebhookSinkConfig",
+    "bind_metrics_socket",
     "compile_filter",
     "load_config",
+    "serve_metrics",
     "summarize",
     "validate_payload",
 ]
@@ -284,6 +296,12 @@ _LAZY: dict[str, str] = {
     "FilterError": "._filter",
     "compile_filter": "._filter",
     "summarize": "._summary",
+    "serve_metrics": "._metrics_server",
+    "bind_metrics_socket": "._metrics_server",
+    "MetricsAddress": "._metrics_server",
+    "MetricsConfig": "._config",
+    "MetricsState": "._metrics",
+    "SupervisorCollector": "._metrics",
 }
 
 
