@@ -19,6 +19,7 @@ if _typing.TYPE_CHECKING:
     from ._config import MetricsConfig as MetricsConfig
     from ._config import ProgramConfig as ProgramConfig
     from ._config import SupervisorConfig as SupervisorConfig
+    from ._config import TelegramConfig as TelegramConfig
     from ._config import load_config as load_config
     from ._errors import ConfigError as ConfigError
     from ._errors import SinkError as SinkError
@@ -193,6 +194,7 @@ __all__ = [
     "TaskFailedData",
     "TaskStart",
     "TaskTimeout",
+    "TelegramConfig",
     "TerminalSettings",
     "TmuxSinkConfig",
     "UnknownQuestionError",
@@ -296,6 +298,7 @@ _LAZY: dict[str, str] = {
     "FilterError": "._filter",
     "compile_filter": "._filter",
     "summarize": "._summary",
+    "TelegramConfig": "._config",
     "serve_metrics": "._metrics_server",
     "bind_metrics_socket": "._metrics_server",
     "MetricsAddress": "._metrics_server",

@@ -141,6 +141,7 @@ class Supervisor:
         self._send, self._receive = trio.open_memory_channel[Event](_EVENT_BUFFER)
         self.hub = EventHub()
         self._routes: list[tuple[RouteConfig, Sink]] = []
+        self._services: list[Callable[..., Awaitable[object]]] = []
         self.programs: dict[str, ProgramSupervisor] = {}
         self._program_configs: list[ProgramConfig] = []
         self._all_settled = trio.Event()
@@ -220,6 +221,16 @@ class Supervisor:
                 except SinkError as exc:
                     raise ConfigError(f"routes.{config.name}.sink", exc.problem) from None
         self._routes.append((config, sink))
+
+    def add_service(self, service: Callable[..., Awaitable[object]]) -> None:
+        """Run ``service(task_status=...)`` beside the programs (a chat bot's poller).
+
+        It is started (``nursery.start``) once the router runs, and cancelled
+        when :meth:`run` ends.
+        """
+        if self._started:
+            raise RuntimeError("add services before run()")
+        self._services.append(service)
 
     def route(
         self,
@@ -431,6 +442,8 @@ class Supervisor:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self._router.run)
+                for service in self._services:
+                    await nursery.start(service)
                 delivered = trio.Event()
                 nursery.start_soon(self._deliver, delivered)
                 if self.journal is not None:

@@ -35,6 +35,7 @@ from ._config import (
     MetricsConfig,
     ProgramConfig,
     SupervisorConfig,
+    TelegramConfig,
     load_config,
     parse_size,
 )
@@ -155,6 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     routing.add_argument(
         "--journal", metavar="PATH", help="the journal database (default: in $XDG_STATE_HOME)"
+    )
+    telegram = parser.add_argument_group("Telegram (a config file's [telegram])")
+    telegram.add_argument(
+        "--telegram",
+        action="store_true",
+        help="report to a Telegram chat and answer questions from it: token in "
+        "$TELEGRAM_BOT_TOKEN, chat in $TELEGRAM_CHAT_ID, who may answer in "
+        "$TELEGRAM_ALLOWED_USERS (ids or @names, comma-separated)",
+    )
+    telegram.add_argument(
+        "--telegram-api-url",
+        metavar="URL",
+        help="the Bot API's base URL (default https://api.telegram.org)",
     )
     metrics = parser.add_argument_group("Prometheus metrics (a config file's [metrics])")
     metrics.add_argument(
@@ -366,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 _NOT_PROGRAM_FLAGS = frozenset(
     {"config", "instance", "events", "quiet", "command", "notify", "route", "webhook", "exec"}
     | {"no_journal", "journal", "metrics_port", "metrics_host", "metrics_path"}
-    | {"no_namespace_label", "pushgateway"}
+    | {"no_namespace_label", "pushgateway", "telegram", "telegram_api_url"}
 )
 
 
@@ -566,10 +580,28 @@ def _build(
         registry=registry,
         namespace_label=metrics.namespace_label,
     )
+    _add_telegram(sup, file_config, args)
     if registry is None:
         return sup, None
     sock = bind_metrics_socket(metrics.host, metrics.port) if metrics.port is not None else None
     return sup, _MetricsServing(metrics, registry, sock)
+
+
+def _add_telegram(
+    sup: Supervisor, file_config: SupervisorConfig | None, args: argparse.Namespace
+) -> None:
+    """With --telegram or a [telegram] table: the bot's route and its poller."""
+    config = file_config.telegram if file_config is not None else None
+    if config is None and not (args.telegram or args.telegram_api_url):
+        return
+    config = config or TelegramConfig()
+    if args.telegram_api_url:
+        config = config.model_copy(update={"api_url": args.telegram_api_url})
+    from adapters.telegram import TelegramBot  # only when asked: httpx is not free to import
+
+    bot = TelegramBot(sup, config.resolved(), report=warn)
+    sup.add_route(bot.route_config(), bot.sink)
+    sup.add_service(bot.run)
 
 
 @dataclasses.dataclass

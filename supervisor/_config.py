@@ -45,6 +45,7 @@ __all__ = [
     "ProgramConfig",
     "RestartPolicy",
     "SupervisorConfig",
+    "TelegramConfig",
     "load_config",
     "parse_size",
 ]
@@ -295,6 +296,104 @@ class MetricsConfig(_Settings):
     pushgateway: str | None = Field(default=None, pattern=r"^https?://")
 
 
+TELEGRAM_EVENTS = (
+    "task_start",
+    "task_complete",
+    "task_failed",
+    "loop_start",
+    "loop_end",
+    "question",
+    "approval_request",
+    "question_answered",
+    "question_timeout",
+    "progress_update",
+    "process_state",
+    "process_stalled",
+    "task_timeout",
+)
+"""What the Telegram chat hears about by default."""
+
+
+class TelegramConfig(_Settings):
+    """The Telegram bot: task news in a chat, questions answered with a tap.
+
+    The token is better kept out of the file: by default it is read from
+    ``$TELEGRAM_BOT_TOKEN`` (``token_env``), the chat from
+    ``$TELEGRAM_CHAT_ID`` and the allow-list from ``$TELEGRAM_ALLOWED_USERS``
+    (comma-separated ids or @usernames) when the file does not set them.
+
+    Attributes:
+        token: the bot token from @BotFather (prefer ``token_env``).
+        token_env: the environment variable holding the token.
+        chat_id: the chat to talk in (a user id, or a group's negative id).
+        allowed_users: who may answer and use /restart and /stop: user ids or
+            ``@usernames``. Empty: only the user of a private chat.
+        events: which events go to the chat.
+        api_url: the Bot API's base URL (a local Bot API server, or tests).
+        poll_timeout: seconds a getUpdates long poll waits.
+        per_chat_interval: seconds between two messages to the chat.
+        global_rate: messages per second overall.
+    """
+
+    token: str | None = Field(default=None, repr=False)
+    token_env: str = "TELEGRAM_BOT_TOKEN"
+    chat_id: int | None = None
+    allowed_users: tuple[int | str, ...] = ()
+    events: tuple[str, ...] = TELEGRAM_EVENTS
+    api_url: str = Field(default="https://api.telegram.org", pattern=r"^https?://[^/]+")
+    poll_timeout: float = Field(default=25.0, ge=0, le=50)
+    per_chat_interval: float = Field(default=1.0, ge=0)
+    global_rate: float = Field(default=30.0, gt=0)
+
+    @field_validator("allowed_users", mode="before")
+    @classmethod
+    def _split_users(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("allowed_users")
+    @classmethod
+    def _users_well_formed(cls, value: tuple[int | str, ...]) -> tuple[int | str, ...]:
+        users: list[int | str] = []
+        for user in value:
+            if isinstance(user, str) and user.lstrip("-").isdigit():
+                user = int(user)
+            if isinstance(user, str) and not re.fullmatch(r"@[A-Za-z0-9_]{3,32}", user):
+                raise ValueError(f"{user!r} is neither a user id nor an @username")
+            users.append(user)
+        return tuple(users)
+
+    def resolved(self, environ: Mapping[str, str] | None = None) -> TelegramConfig:
+        """These settings with the token, chat and allow-list from the environment.
+
+        Raises:
+            ConfigError: no token, or no chat id, anywhere.
+        """
+        env = os.environ if environ is None else environ
+        token = self.token or env.get(self.token_env)
+        if not token:
+            raise ConfigError("telegram.token", f"not set (put the bot token in ${self.token_env})")
+        chat = self.chat_id
+        if chat is None:
+            raw = env.get("TELEGRAM_CHAT_ID", "").strip()
+            if not raw.lstrip("-").isdigit():
+                raise ConfigError(
+                    "telegram.chat_id",
+                    "not set (set chat_id, or $TELEGRAM_CHAT_ID to the chat's id)",
+                )
+            chat = int(raw)
+        users: Any = self.allowed_users or env.get("TELEGRAM_ALLOWED_USERS", "")
+        try:
+            return self.model_validate(
+                {**self.model_dump(), "token": token, "chat_id": chat, "allowed_users": users}
+            )
+        except ValidationError as error:
+            first = error.errors(include_url=False)[0]
+            where = "telegram." + ".".join(str(part) for part in first["loc"][:1])
+            raise ConfigError(where, _friendly(first)) from None
+
+
 class SupervisorConfig(_Settings):
     """A whole ``supervise.toml``.
 
@@ -305,6 +404,7 @@ class SupervisorConfig(_Settings):
         routes: where events go (``[[routes]]`` tables), in order.
         journal: the event journal.
         metrics: Prometheus metrics.
+        telegram: the Telegram bot (a ``[telegram]`` table turns it on).
         drain_timeout: seconds supervise waits at exit for routes to deliver
             what they still hold (a durable route's rest is delivered by the
             next run).
@@ -315,6 +415,7 @@ class SupervisorConfig(_Settings):
     routes: tuple[RouteConfig, ...] = ()
     journal: JournalConfig = JournalConfig()
     metrics: MetricsConfig = MetricsConfig()
+    telegram: TelegramConfig | None = None
     drain_timeout: float = Field(default=5.0, ge=0)
 
     @field_validator("routes")

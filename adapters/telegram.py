@@ -1,0 +1,566 @@
+"""Telegram: task news in a chat, and questions and approvals answered with a tap.
+
+:class:`TelegramBot` joins a :class:`~supervisor.Supervisor` in two ways:
+
+- **As a route** (``bot.route_config()`` with ``bot.sink``): events become
+  chat messages (HTML parse mode). A ``progress_update`` edits one message
+  per task instead of sending a new one. A ``question`` or
+  ``approval_request`` gets inline buttons. When an answer arrives from any
+  channel (a tap, ``supervise ctl answer``, the SDK) or the request times
+  out, the question's message is edited to say so, and its buttons go.
+- **As a poller** (:meth:`TelegramBot.run`): getUpdates long polling
+  receives taps and commands. A tap from an allowed user becomes
+  ``Supervisor.answer(messageId, response)`` through the program's answer
+  vocabulary (approve → ``y`` for loopwork, never the word ``deny``). A tap
+  from anyone else is refused with an alert and reported, and nothing
+  reaches the child. ``/status``, ``/pending``, ``/restart NAME`` and
+  ``/stop NAME`` work from the chat (the last two for allowed users only).
+
+Towards Telegram it behaves:
+
+- At most one message a second to the chat and 30 a second overall.
+- HTTP 429 waits ``parameters.retry_after``; 5xx and network errors are
+  retried with backoff (by the route, like any sink).
+- Other 4xx errors dead-letter with Telegram's description.
+- Texts are cut to 4096 characters at a safe place.
+- ``callback_data`` is a short random token (``a:Xy3_9kQp``) that maps to
+  the messageId and the option, well under the 64-byte limit.
+- The bot token appears in no log line, error, event or metric label.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import trio
+
+from supervisor import (
+    AlreadyAnsweredError,
+    AnswerError,
+    ControlError,
+    Event,
+    QuestionExpiredError,
+    RouteConfig,
+    SinkError,
+    TelegramConfig,
+    UnknownQuestionError,
+)
+from supervisor._summary import format_duration
+
+from .telegram_format import cut_html, escape, render_event, render_progress, render_question
+
+if TYPE_CHECKING:
+    from supervisor import Supervisor
+
+__all__ = ["BotApi", "BotApiError", "RateLimiter", "TelegramBot"]
+
+_NOT_MODIFIED = "message is not modified"
+_ROUTE = "telegram"
+
+
+class BotApiError(Exception):
+    """A Bot API call failed; the message never holds the token.
+
+    Attributes:
+        method: the API method.
+        status: the HTTP status, or None for a network error.
+        description: Telegram's ``description`` (or the network problem).
+        retry_after: seconds Telegram asked us to wait (429).
+        retryable: whether the same call may succeed later.
+    """
+
+    def __init__(
+        self, method: str, status: int | None, description: str, retry_after: float | None = None
+    ) -> None:
+        where = f"HTTP {status}" if status is not None else "network error"
+        super().__init__(f"telegram {method}: {where}: {description}")
+        self.method = method
+        self.status = status
+        self.description = description
+        self.retry_after = retry_after
+        self.retryable = status is None or status == 429 or status >= 500
+
+
+class BotApi:
+    """One Bot API call at a time per caller, over one httpx client."""
+
+    def __init__(
+        self, token: str, api_url: str, *, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self._token = token
+        self._base = f"{api_url.rstrip('/')}/bot{token}/"
+        self._client = client or httpx.AsyncClient()
+        self._own_client = client is None
+
+    def redact(self, text: str) -> str:
+        return text.replace(self._token, "<token>")
+
+    async def call(self, method: str, params: Mapping[str, Any], *, wait: float = 30.0) -> Any:
+        """``method`` with ``params`` (as JSON; None values left out).
+
+        Returns its ``result``, or raises :class:`BotApiError`. ``wait`` is
+        the HTTP timeout (a long poll needs more than its own ``timeout``).
+        """
+        body = {key: value for key, value in params.items() if value is not None}
+        try:
+            with trio.fail_after(wait + 5):
+                response = await self._client.post(self._base + method, json=body, timeout=wait)
+        except (httpx.HTTPError, trio.TooSlowError) as exc:
+            problem = self.redact(str(exc) or type(exc).__name__)
+            raise BotApiError(method, None, problem) from None
+        try:
+            reply = response.json()
+        except ValueError:
+            reply = {}
+        if response.status_code == 200 and reply.get("ok"):
+            return reply.get("result")
+        description = self.redact(str(reply.get("description") or response.reason_phrase))
+        retry_after = (reply.get("parameters") or {}).get("retry_after")
+        if retry_after is None and response.status_code == 429:
+            retry_after = _header_seconds(response.headers.get("retry-after"))
+        raise BotApiError(
+            method,
+            response.status_code,
+            description,
+            float(retry_after) if isinstance(retry_after, int | float) else None,
+        )
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+
+def _header_seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class RateLimiter:
+    """Spacing for messages: ``per_chat`` seconds apart per chat, ``rate`` a second overall.
+
+    Sans-IO: :meth:`reserve` takes the monotonic time and says how long to
+    wait; the slot is taken at once, so concurrent senders queue up. A
+    message that waits for its chat does not hold up other chats: the
+    overall spacing only keeps any two sends ``1 / rate`` apart.
+    """
+
+    def __init__(self, per_chat: float = 1.0, rate: float = 30.0) -> None:
+        self.per_chat = per_chat
+        self.interval = 1.0 / rate
+        self._next_chat: dict[int, float] = {}
+        self._taken: list[float] = []  # send times reserved, sorted
+
+    def reserve(self, chat: int, now: float) -> float:
+        self._taken = [slot for slot in self._taken if slot > now - self.interval]
+        at = max(now, self._next_chat.get(chat, -math.inf))
+        for slot in self._taken:
+            if slot + self.interval <= at:
+                continue
+            if at + self.interval <= slot:
+                break  # a gap before this slot
+            at = slot + self.interval
+        bisect.insort(self._taken, at)
+        self._next_chat[chat] = at + self.per_chat
+        return at - now
+
+
+@dataclass
+class _Asked:
+    """A question or approval shown in the chat."""
+
+    message_id: str
+    tg_message_id: int
+    html: str
+    tokens: list[str] = field(default_factory=list)
+    closed: bool = False
+
+
+class TelegramSink:
+    """The route's sink: hands events to the bot."""
+
+    def __init__(self, bot: TelegramBot) -> None:
+        self._bot = bot
+        self.name = "telegram"
+
+    async def send(self, event: Event) -> None:
+        try:
+            await self._bot.deliver(event)
+        except BotApiError as exc:
+            raise SinkError(
+                self.name, str(exc), retryable=exc.retryable, retry_after=exc.retry_after
+            ) from None
+
+    async def aclose(self) -> None:
+        await self._bot.aclose()
+
+
+class TelegramBot:
+    """A Telegram chat for one :class:`Supervisor`.
+
+    Args:
+        sup: the supervisor whose events it reports and whose questions it answers.
+        config: settings with the token and chat filled in
+            (:meth:`TelegramConfig.resolved`).
+        report: where one-line warnings go (refused taps, polling errors).
+        client: an httpx client to use (tests); by default its own.
+    """
+
+    def __init__(
+        self,
+        sup: Supervisor,
+        config: TelegramConfig,
+        *,
+        report: Any = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if config.token is None or config.chat_id is None:
+            raise ValueError("TelegramBot needs config.resolved(): no token or chat id")
+        self._sup = sup
+        self.config = config
+        self.chat_id = config.chat_id
+        self.api = BotApi(config.token, config.api_url, client=client)
+        self._report = report or (lambda line: None)
+        self._limiter = RateLimiter(config.per_chat_interval, config.global_rate)
+        self._asked: dict[str, _Asked] = {}
+        self._tokens: dict[str, tuple[str, str]] = {}
+        self._progress: dict[tuple[str, str], tuple[int, str]] = {}
+        self._task_starts: dict[tuple[str, str], float] = {}
+        self._users = {user for user in config.allowed_users if isinstance(user, int)}
+        self._names = {user[1:].lower() for user in config.allowed_users if isinstance(user, str)}
+        if not config.allowed_users and self.chat_id > 0:
+            self._users.add(self.chat_id)  # a private chat: its user
+        self.sink = TelegramSink(self)
+        self._closed = False
+
+    # -- the route side ---------------------------------------------------------------
+
+    def route_config(self) -> RouteConfig:
+        """The route that feeds :attr:`sink`: retried for an hour, progress coalesced."""
+        return RouteConfig.model_validate(
+            {
+                "name": _ROUTE,
+                "events": self.config.events,
+                "sink": {"type": "command", "command": ["true"]},  # the sink object is used
+                "coalesce": ["progress_update"],
+                "retry": {"max_attempts": 0, "initial": 1.0, "cap": 60.0},
+                "ttl": 3600,
+            }
+        )
+
+    async def deliver(self, event: Event) -> None:
+        """Say ``event`` in the chat (or edit what was said about it)."""
+        name = event.event
+        if name in ("question", "approval_request") and event.source == "child":
+            await self._ask(event)
+        elif name == "question_answered":
+            await self._answered_elsewhere(event)
+        elif name == "question_timeout":
+            data = event.data
+            default = f": {escape(data.default)} applied" if data.default else ""
+            await self._close(
+                data.messageId, f"⌛ <b>Timed out</b> after {format_duration(data.waited)}{default}"
+            )
+        elif name == "progress_update":
+            await self._progress_update(event)
+        else:
+            await self._send(
+                render_event(event, duration=self._duration(event), program=self._several)
+            )
+
+    @property
+    def _several(self) -> bool:
+        return len(self._sup.programs) > 1
+
+    def _duration(self, event: Event) -> float | None:
+        """Task durations measured here, from receipt times (and what lost tasks carry)."""
+        data = event.data
+        task = getattr(data, "taskId", None)
+        if task is None or event.event not in ("task_start", "task_complete", "task_failed"):
+            return None
+        key = (event.program, str(task))
+        if event.event == "task_start":
+            self._task_starts[key] = event.received_at / 1000
+            return None
+        self._progress.pop(key, None)
+        started = self._task_starts.pop(key, None)
+        if started is not None:
+            return max(0.0, event.received_at / 1000 - started)
+        measured = getattr(data, "duration", None)
+        return (
+            float(measured)
+            if event.source == "supervisor" and isinstance(measured, int | float)
+            else None
+        )
+
+    async def _send(self, html: str, buttons: Sequence[tuple[str, str]] = ()) -> int:
+        await self._pace()
+        markup = _keyboard(buttons)
+        result = await self.api.call(
+            "sendMessage",
+            {
+                "chat_id": self.chat_id,
+                "text": cut_html(html),
+                "parse_mode": "HTML",
+                "reply_markup": markup,
+                "disable_web_page_preview": True,
+            },
+        )
+        return int(result["message_id"])
+
+    async def _edit(
+        self, tg_message_id: int, html: str, buttons: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        await self._pace()
+        try:
+            await self.api.call(
+                "editMessageText",
+                {
+                    "chat_id": self.chat_id,
+                    "message_id": tg_message_id,
+                    "text": cut_html(html),
+                    "parse_mode": "HTML",
+                    "reply_markup": _keyboard(buttons),
+                    "disable_web_page_preview": True,
+                },
+            )
+        except BotApiError as exc:
+            if exc.status == 400 and _NOT_MODIFIED in exc.description:
+                return  # it already says this
+            raise
+
+    async def _pace(self) -> None:
+        wait = self._limiter.reserve(self.chat_id, trio.current_time())
+        if wait > 0:
+            await trio.sleep(wait)
+
+    async def _ask(self, event: Event) -> None:
+        html, choices = render_question(event)
+        asked = self._asked.get(event.message_id)
+        if asked is not None:
+            return  # a retry after the message went out
+        tokens = [self._token_for(event.message_id, response) for _, response in choices]
+        buttons = [(label, f"a:{token}") for (label, _), token in zip(choices, tokens, strict=True)]
+        tg_message_id = await self._send(html, buttons)
+        self._asked[event.message_id] = _Asked(event.message_id, tg_message_id, html, tokens)
+
+    def _token_for(self, message_id: str, response: str) -> str:
+        token = secrets.token_urlsafe(6)
+        while token in self._tokens:
+            token = secrets.token_urlsafe(6)
+        self._tokens[token] = (message_id, response)
+        return token
+
+    async def _answered_elsewhere(self, event: Event) -> None:
+        data = event.data
+        decision = data.decision or data.response
+        icon = {"approve": "✅", "deny": "❌"}.get(str(data.decision), "💬")
+        who = escape(data.by)
+        at = time.strftime("%H:%M:%S", time.localtime(event.received_at / 1000))
+        await self._close(data.messageId, f"{icon} <b>{escape(decision)}</b> by {who} at {at}")
+
+    async def _close(self, message_id: str, verdict: str) -> None:
+        """Show the outcome under the question and take its buttons away, once."""
+        asked = self._asked.get(message_id)
+        if asked is None or asked.closed:
+            return
+        # Its tokens stay: a late tap still reaches answer(), which says who
+        # answered first.
+        asked.closed = True
+        try:
+            await self._edit(asked.tg_message_id, f"{asked.html}\n\n{verdict}")
+        except BotApiError:
+            asked.closed = False  # let the route's retry do it again
+            raise
+
+    async def _progress_update(self, event: Event) -> None:
+        task = str(getattr(event.data, "taskId", None) or "")
+        key = (event.program, task)
+        text = render_progress(event)
+        known = self._progress.get(key)
+        if known is None:
+            self._progress[key] = (await self._send(text), text)
+        elif known[1] != text:
+            await self._edit(known[0], text)
+            self._progress[key] = (known[0], text)
+
+    # -- the polling side -------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Receive taps and commands until cancelled; errors back off, never end it."""
+        offset: int | None = None
+        failures = 0
+        started = False
+        while True:
+            try:
+                if not started:
+                    # getUpdates is refused while a webhook is set.
+                    await self.api.call("deleteWebhook", {}, wait=10)
+                    task_status.started()
+                    started = True
+                timeout = self.config.poll_timeout
+                updates = await self.api.call(
+                    "getUpdates",
+                    {
+                        "offset": offset,
+                        "timeout": int(timeout),
+                        "allowed_updates": ["message", "callback_query"],
+                    },
+                    wait=timeout + 10,
+                )
+                failures = 0
+            except BotApiError as exc:
+                failures += 1
+                if failures == 1 or failures % 10 == 0:
+                    self._report(f"{exc} (polling again with backoff)")
+                if not started:
+                    task_status.started()
+                    started = True
+                await trio.sleep(exc.retry_after or min(30.0, 0.5 * 2 ** min(failures, 6)))
+                continue
+            for update in updates or ():
+                offset = int(update["update_id"]) + 1
+                try:
+                    await self._handle(update)
+                except BotApiError as exc:
+                    self._report(f"{exc} (while handling an update)")
+
+    async def _handle(self, update: Mapping[str, Any]) -> None:
+        if "callback_query" in update:
+            await self._tap(update["callback_query"])
+        elif "message" in update:
+            await self._command(update["message"])
+
+    def _allowed(self, user: Mapping[str, Any]) -> bool:
+        username = str(user.get("username") or "").lower()
+        return user.get("id") in self._users or (bool(username) and username in self._names)
+
+    async def _tap(self, query: Mapping[str, Any]) -> None:
+        user = query.get("from") or {}
+        chat = ((query.get("message") or {}).get("chat") or {}).get("id")
+        if chat != self.chat_id or not self._allowed(user):
+            self._report(f"telegram: refused a tap from {_who(user)} (not on the allow-list)")
+            await self._answer_query(query, "You are not allowed to answer here.", alert=True)
+            return
+        data = str(query.get("data") or "")
+        entry = self._tokens.get(data.removeprefix("a:"))
+        if entry is None:
+            await self._answer_query(query, "This request is no longer open.")
+            return
+        message_id, response = entry
+        try:
+            answered = await self._sup.answer(message_id, response, by=f"telegram:{_who(user)}")
+        except AlreadyAnsweredError as exc:
+            await self._answer_query(query, f"Already answered by {exc.by} ({exc.response}).")
+            return
+        except (QuestionExpiredError, UnknownQuestionError) as exc:
+            await self._answer_query(query, f"Too late: {exc}")
+            await self._close(message_id, "⌛ <b>No longer open</b>")
+            return
+        except AnswerError as exc:
+            await self._answer_query(query, str(exc), alert=True)
+            return
+        shown = {"approve": "Approved ✅", "deny": "Denied ❌"}.get(
+            str(answered.data.decision), "Sent"
+        )
+        await self._answer_query(query, shown)
+        # The question_answered event edits the message too; whichever comes
+        # first does it, once.
+        decision = answered.data.decision or answered.data.response
+        icon = {"approve": "✅", "deny": "❌"}.get(str(answered.data.decision), "💬")
+        at = time.strftime("%H:%M:%S")
+        await self._close(
+            message_id, f"{icon} <b>{escape(decision)}</b> by {escape(_who(user))} at {at}"
+        )
+
+    async def _answer_query(
+        self, query: Mapping[str, Any], text: str, *, alert: bool = False
+    ) -> None:
+        await self.api.call(
+            "answerCallbackQuery",
+            {"callback_query_id": query.get("id"), "text": text[:200], "show_alert": alert or None},
+        )
+
+    async def _command(self, message: Mapping[str, Any]) -> None:
+        text = str(message.get("text") or "").strip()
+        chat = (message.get("chat") or {}).get("id")
+        if not text.startswith("/") or chat != self.chat_id:
+            return
+        command, _, argument = text.partition(" ")
+        command = command.split("@", 1)[0].lower()
+        user = message.get("from") or {}
+        if command == "/status":
+            await self._send(self._status_html())
+        elif command == "/pending":
+            await self._send(self._pending_html())
+        elif command in ("/restart", "/stop"):
+            if not self._allowed(user):
+                self._report(
+                    f"telegram: refused {command} from {_who(user)} (not on the allow-list)"
+                )
+                await self._send(f"🚫 {escape(_who(user))} may not use {command}.")
+                return
+            await self._send(self._control(command, argument.strip()))
+
+    def _status_html(self) -> str:
+        lines = ["<b>Programs</b>"]
+        for status in self._sup.status():
+            pid = f" pid {status.pid}" if status.pid else ""
+            lines.append(
+                f"• <b>{escape(status.name)}</b> {escape(status.state)}{pid} · "
+                f"{status.tasks_in_flight} task(s) · {status.pending_questions} pending · "
+                f"{status.restarts} restart(s)"
+            )
+        return "\n".join(lines)
+
+    def _pending_html(self) -> str:
+        pending = [
+            p for program in self._sup.programs.values() for p in program.pending_questions()
+        ]
+        if not pending:
+            return "Nothing is waiting for an answer."
+        lines = ["<b>Waiting for an answer</b>"]
+        for question in pending:
+            data = question.message.data
+            text = getattr(data, "question", None) or getattr(data, "description", None) or ""
+            lines.append(f"• {escape(question.program)}: {escape(str(text)[:200])}")
+        return "\n".join(lines)
+
+    def _control(self, command: str, name: str) -> str:
+        if not name:
+            return f"Usage: {command} NAME (programs: {escape(', '.join(self._sup.programs))})"
+        try:
+            if command == "/restart":
+                self._sup.restart(name)
+            else:
+                self._sup.stop(name)
+        except (KeyError, ControlError) as exc:
+            return f"⚠️ {escape(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))}"
+        verb = "Restarting" if command == "/restart" else "Stopping"
+        return f"{verb} <b>{escape(name)}</b>."
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.api.aclose()
+
+
+def _keyboard(buttons: Sequence[tuple[str, str]]) -> dict[str, Any] | None:
+    if not buttons:
+        return None
+    return {
+        "inline_keyboard": [[{"text": label, "callback_data": data}] for label, data in buttons]
+    }
+
+
+def _who(user: Mapping[str, Any]) -> str:
+    username = user.get("username")
+    return f"@{username}" if username else str(user.get("id", "someone"))
