@@ -49,7 +49,7 @@ def visible(text: str) -> str:
 def event(name: str, source: Source = "child", **data: Any) -> Event:
     return Event(
         1, "loop", 1_000, source, parse_message({"type": "ipc", "event": name, "data": data})
-    )  # type: ignore[arg-type]
+    )
 
 
 texts = st.text(alphabet=st.sampled_from("ab <>&é😀\n\"'"), max_size=300)
