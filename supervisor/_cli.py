@@ -421,12 +421,19 @@ def _check_config(argv: Sequence[str]) -> int:
                 build_sink(route.sink)
             except ConfigError as exc:
                 raise ConfigError(f"{args.file}: routes.{route.name}.sink", exc.problem) from None
+        if config.telegram is not None:
+            try:
+                config.telegram.resolved()
+            except ConfigError as exc:
+                raise ConfigError(f"{args.file}: {exc.where}", exc.problem) from None
     except ConfigError as exc:
         warn(str(exc))
         return USAGE_ERROR
     names = ", ".join(config.programs)
     count = len(config.programs)
     summary = f"{count} program{'s' if count != 1 else ''}: {names}"
+    if config.telegram is not None:
+        summary += "; telegram"
     if config.routes:
         routes = len(config.routes)
         route_names = ", ".join(route.name for route in config.routes)

@@ -297,9 +297,11 @@ def test_env_override_policy_through_cli(tmp_path: Path) -> None:
     assert counter.read_text() == "2"
 
 
-@pytest.mark.parametrize("name", ["supervise.toml", "tmux-notify.toml"])
-def test_example_configs_are_valid(name: str) -> None:
-    """The configs in examples/ pass check-config, sinks included."""
+@pytest.mark.parametrize("name", ["supervise.toml", "tmux-notify.toml", "telegram/supervise.toml"])
+def test_example_configs_are_valid(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The configs in examples/ pass check-config, sinks and Telegram settings included."""
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:TEST")
+    monkeypatch.setenv("TELEGRAM_CHAT_ID", "987654321")
     result = supervise("check-config", f"examples/{name}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"examples/{name}: ok (".encode())
@@ -317,3 +319,23 @@ def test_check_config_builds_the_sinks(tmp_path: Path) -> None:
     assert err.startswith(f"supervise: {path}: routes.x.sink: ")
     assert "no-such-command-xyz" in err
     assert err.count("\n") == 1
+
+
+def test_telegram_needs_a_token_and_a_chat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    monkeypatch.delenv("TELEGRAM_CHAT_ID", raising=False)
+    path = tmp_path / "s.toml"
+    path.write_text('[programs.a]\ncommand = "true"\n[telegram]\nallowed_users = ["@alice"]\n')
+    result = supervise("check-config", str(path))
+    assert result.stderr.decode() == (
+        f"supervise: {path}: telegram.token: not set (put the bot token in $TELEGRAM_BOT_TOKEN)\n"
+    )
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:SECRET")
+    result = supervise("check-config", str(path))
+    assert "telegram.chat_id: not set" in result.stderr.decode()
+    monkeypatch.setenv("TELEGRAM_CHAT_ID", "42")
+    path.write_text('[programs.a]\ncommand = "true"\n[telegram]\nallowed_users = ["alice"]\n')
+    result = supervise("check-config", str(path))
+    assert result.returncode == 2
+    assert "'alice' is neither a user id nor an @username" in result.stderr.decode()
+    assert b"SECRET" not in result.stderr
