@@ -271,6 +271,8 @@ class TelegramBot:
             )
         elif name == "progress_update":
             await self._progress_update(event)
+        elif name == "process_state" and not _newsworthy(event):
+            return
         else:
             await self._send(
                 render_event(event, duration=self._duration(event), program=self._several)
@@ -363,7 +365,7 @@ class TelegramBot:
         data = event.data
         decision = data.decision or data.response
         icon = {"approve": "✅", "deny": "❌"}.get(str(data.decision), "💬")
-        who = escape(data.by)
+        who = escape(_display_by(data.by))
         at = time.strftime("%H:%M:%S", time.localtime(event.received_at / 1000))
         await self._close(data.messageId, f"{icon} <b>{escape(decision)}</b> by {who} at {at}")
 
@@ -553,12 +555,27 @@ class TelegramBot:
             await self.api.aclose()
 
 
+def _newsworthy(event: Event) -> bool:
+    """State changes a person wants on their phone: crashes, restarts, giving up."""
+    data = event.data
+    if data.to in ("backoff", "fatal"):
+        return True
+    if data.to == "exited":
+        return "code 0" not in data.reason
+    return data.to == "stopping" and "restart" in data.reason
+
+
 def _keyboard(buttons: Sequence[tuple[str, str]]) -> dict[str, Any] | None:
     if not buttons:
         return None
     return {
         "inline_keyboard": [[{"text": label, "callback_data": data}] for label, data in buttons]
     }
+
+
+def _display_by(by: str) -> str:
+    """Who answered, for the chat: ``telegram:@alice`` is just ``@alice`` there."""
+    return by.removeprefix("telegram:")
 
 
 def _who(user: Mapping[str, Any]) -> str:
