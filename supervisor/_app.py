@@ -29,10 +29,9 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
-from prometheus_client import CollectorRegistry
 
 from ._config import JournalConfig, ProgramConfig, SupervisorConfig
 from ._control import EventHub
@@ -40,7 +39,6 @@ from ._errors import ConfigError, SinkError
 from ._events import Event, EventStamper, FrameInvalidData
 from ._journal import AsyncJournal, DeadLetter, Journal, journal_path
 from ._messages import IpcMessage
-from ._metrics import MetricsState, SupervisorCollector
 from ._questions import AnswerError, QuestionAnswered, UnknownQuestionError
 from ._router import Router, RouteStats
 from ._routes import RetryConfig, RouteConfig, build_sink
@@ -48,6 +46,11 @@ from ._runner import TerminalSettings
 from ._supervisor import ProgramStatus, ProgramSupervisor
 from ._terminal import open_output_stream, warn
 from .sinks import CallbackSink, Sink
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from ._metrics import MetricsState
 
 __all__ = ["Supervisor"]
 
@@ -153,6 +156,9 @@ class Supervisor:
         self.registry = registry
         self.metrics: MetricsState | None = None
         if registry is not None:
+            # Imported only when asked for: prometheus_client is not free to load.
+            from ._metrics import MetricsState, SupervisorCollector
+
             self.metrics = MetricsState(namespace_label=namespace_label)
             registry.register(SupervisorCollector(self, self.metrics))
         for program_config in program_configs:

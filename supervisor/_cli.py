@@ -21,14 +21,16 @@ from argparse import SUPPRESS
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
-from prometheus_client import CollectorRegistry, push_to_gateway
 from pydantic import ValidationError
 
 from . import __version__
 from ._app import Supervisor
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 from ._child import shell_status
 from ._config import (
     JournalConfig,
@@ -47,7 +49,6 @@ from ._control import (
     socket_answers,
 )
 from ._errors import ConfigError, SinkError
-from ._metrics_server import bind_metrics_socket, serve_metrics
 from ._prefix import PrefixedOutput, program_prefixes
 from ._reaper import become_subreaper, run_orphan_reaper, stop_orphans
 from ._routes import (
@@ -570,8 +571,11 @@ def _build(
     elif args.journal:
         journal = journal.model_copy(update={"path": Path(args.journal).expanduser()})
     metrics = _metrics_config(file_config, args)
-    wanted = metrics.port is not None or metrics.pushgateway is not None
-    registry = CollectorRegistry(auto_describe=False) if wanted else None
+    registry = None
+    if metrics.port is not None or metrics.pushgateway is not None:
+        from prometheus_client import CollectorRegistry  # only when asked: slow to import
+
+        registry = CollectorRegistry(auto_describe=False)
     sup = Supervisor(
         configs,
         routes=[*(file_config.routes if file_config is not None else ()), *routes],
@@ -590,6 +594,8 @@ def _build(
     _add_telegram(sup, file_config, args)
     if registry is None:
         return sup, None
+    from ._metrics_server import bind_metrics_socket
+
     sock = bind_metrics_socket(metrics.host, metrics.port) if metrics.port is not None else None
     return sup, _MetricsServing(metrics, registry, sock)
 
@@ -651,6 +657,8 @@ async def _serve_metrics_and_push(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the metrics while supervise runs; push them once at the end if asked."""
+    from ._metrics_server import serve_metrics
+
     config = metrics.config
     try:
         async with trio.open_nursery() as nursery:
@@ -673,6 +681,8 @@ async def _serve_metrics_and_push(
 
 
 async def _push(url: str, registry: CollectorRegistry, instance: str) -> None:
+    from prometheus_client import push_to_gateway
+
     push = partial(
         push_to_gateway,
         url,
