@@ -539,7 +539,8 @@ class Journal:
     ) -> int:
         """Delete old events; return how many.
 
-        Deletes events received more than ``max_age`` seconds ago, then the
+        Deletes events received more than ``max_age`` seconds ago (and dead
+        letters that failed that long ago), then the
         oldest events while the stored lines total more than ``max_bytes``,
         but never an event with seq above ``keep_after``: pass the lowest
         delivered seq among durable routes, so undelivered events stay
@@ -557,6 +558,10 @@ class Journal:
         protected = _NO_LIMIT if keep_after is None else keep_after
         with self._transaction() as db:
             deleted, freed = 0, 0
+            if max_age is not None:
+                # Dead letters age out too: nobody retried them in time.
+                cutoff = int(((time.time() if now is None else now) - max_age) * 1000)
+                db.execute("DELETE FROM dead_letters WHERE failed_at < ?", (cutoff,))
             first = db.execute("SELECT min(seq) FROM events").fetchone()[0]
             if first is None or first > protected:
                 # Nothing may go: typically a route is stuck and everything

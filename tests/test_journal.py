@@ -486,3 +486,12 @@ async def test_checkpoints_run_beside_appends(tmp_path: Path) -> None:
     assert not wal.exists() or wal.stat().st_size == 0  # folded in at close
     with Journal.open(path, readonly=True) as reader:
         assert all_seqs(reader) == list(range(1, 2001))
+
+
+def test_prune_ages_out_dead_letters(journal: Journal) -> None:
+    old, recent = make_event(1), make_event(2)
+    journal.append([old, recent])
+    journal.add_dead("hook", old, "HTTP 503", 5, failed_at=T0)
+    journal.add_dead("hook", recent, "HTTP 503", 5, failed_at=T0 + 3_600_000)
+    journal.prune(max_age=1800, max_bytes=None, keep_after=0, now=T0 / 1000 + 3600)
+    assert [letter.seq for letter in journal.dead_letters()] == [2]
