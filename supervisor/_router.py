@@ -182,6 +182,8 @@ class _RouteWorker:
         self._space = trio.Event()
         self._parked = False
         self._failing = False
+        # seq -> dead-letter id of events queued again by `ctl retry`.
+        self._redelivering: dict[int, int] = {}
         self._policy = BackoffPolicy(
             initial=config.retry.initial,
             factor=config.retry.factor,
@@ -242,12 +244,27 @@ class _RouteWorker:
             self._space = trio.Event()
             await self._space.wait()
 
-    def requeue(self, events: Sequence[Event]) -> None:
-        """Put dead letters back at the front, oldest first, whatever the limit."""
-        for event in reversed(events):
-            self._queue.appendleft(_Entry(event))
+    def requeue(self, letters: Sequence[DeadLetter]) -> int:
+        """Put dead letters back at the front, oldest first, whatever the limit.
+
+        They stay in the dead-letter store until delivered (so a crash
+        before then loses nothing); one already queued again is skipped.
+        Returns how many were queued.
+        """
+        fresh = [letter for letter in letters if letter.id not in self._redelivering.values()]
+        for letter in reversed(fresh):
+            self._queue.appendleft(_Entry(letter.event))
             self._live += 1
+            self._redelivering[letter.event.seq] = letter.id
         self._wake()
+        return len(fresh)
+
+    async def _forget_redelivered(self, batch: Sequence[Event]) -> None:
+        """Dead letters in ``batch`` were delivered, or are dead again: drop the old records."""
+        if self._redelivering:
+            ids = [self._redelivering.pop(e.seq) for e in batch if e.seq in self._redelivering]
+            if ids:
+                await self._router.dead.remove_dead(ids)
 
     def _coalesce_key(self, event: Event) -> tuple[str, str, str] | None:
         if event.event not in self.config.coalesce:
@@ -362,6 +379,7 @@ class _RouteWorker:
                     self._router.report(f"route {self.name}: {self.sink.name}: delivering again")
                 self.stats.delivered += len(batch)
                 self.stats.delivered_seq = batch[-1].seq
+                await self._forget_redelivered(batch)
                 if self._router.on_delivered is not None:
                     self._router.on_delivered(self.name, batch)
                 return
@@ -389,6 +407,7 @@ class _RouteWorker:
             f"route {self.name}: {self.sink.name}: gave up on {len(batch)} event(s) after "
             f"{attempts} attempt(s): {problem} (see `supervise ctl dead`)"
         )
+        await self._forget_redelivered(batch)
         for event in batch:
             self.stats.dead += 1
             await self._router.dead.add_dead(self.name, event, problem, attempts)
@@ -587,20 +606,21 @@ class Router:
         return await self.dead.dead_letters(route)
 
     async def retry_dead(self, route: str | None = None, ids: Sequence[int] = ()) -> int:
-        """Queue dead letters again (of ``route``, or only ``ids``); return how many."""
+        """Queue dead letters again (of ``route``, or only ``ids``); return how many.
+
+        Each stays listed until it is delivered; failing again, it is listed
+        anew with its new error.
+        """
         self._check_route(route)
         letters = await self.dead.dead_letters(route)
         if ids:
             wanted = set(ids)
             letters = [letter for letter in letters if letter.id in wanted]
-        letters = [letter for letter in letters if letter.route in self._by_name]
-        removed = await self.dead.remove_dead([letter.id for letter in letters])
-        by_route: dict[str, list[Event]] = {}
-        for letter in sorted(removed, key=lambda letter: letter.seq):
-            by_route.setdefault(letter.route, []).append(letter.event)
-        for name, events in by_route.items():
-            self._by_name[name].requeue(events)
-        return len(removed)
+        by_route: dict[str, list[DeadLetter]] = {}
+        for letter in sorted(letters, key=lambda letter: letter.seq):
+            if letter.route in self._by_name:
+                by_route.setdefault(letter.route, []).append(letter)
+        return sum(self._by_name[name].requeue(group) for name, group in by_route.items())
 
     def _check_route(self, route: str | None) -> None:
         if route is not None and route not in self._by_name:

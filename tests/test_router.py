@@ -406,3 +406,33 @@ async def test_a_ten_second_sink_slows_neither_the_child_nor_other_routes(
     assert 1 <= len(overflows) <= math.ceil(elapsed) + 1
     assert sum(e.data.dropped for e in overflows) <= stats["slow"].dropped
     assert not output.exists()
+
+
+async def test_retried_dead_letters_stay_listed_until_delivered() -> None:
+    """ctl retry keeps each letter until delivery: a crash in between loses nothing;
+    retrying twice queues once; failing again lists it anew."""
+    refused = FailingSink(SinkError("failing", "HTTP 404", retryable=False))
+    stream = [event(), event()]
+    async with trio.open_nursery() as nursery:
+        run = await start(nursery, [(route("r"), refused)])
+        await run.router.publish(stream)
+        await until(lambda: len(run.emitted) == 2)
+        first_ids = sorted(letter.id for letter in await run.router.dead_letters())
+
+        assert await run.router.retry_dead("r") == 2
+        await until(lambda: len(run.emitted) == 4)  # dead again
+        letters = await run.router.dead_letters()
+        assert sorted(letter.seq for letter in letters) == [e.seq for e in stream]
+        assert not set(first_ids) & {letter.id for letter in letters}
+
+        gated = GatedSink()
+        run.router._by_name["r"].sink = gated  # the sink recovers, slowly
+        assert await run.router.retry_dead("r") == 2
+        assert await run.router.retry_dead("r") == 0  # already queued
+        await until(lambda: gated.waiting == 1)
+        assert len(await run.router.dead_letters()) == 2  # in flight: still listed
+        gated.gate.set()
+        await until(lambda: len(gated.events) == 2)
+        await until(lambda: not run.router._by_name["r"]._redelivering)
+        assert await run.router.dead_letters() == []
+        nursery.cancel_scope.cancel()
