@@ -149,6 +149,7 @@ class Supervisor:
         self._program_configs: list[ProgramConfig] = []
         self._all_settled = trio.Event()
         self._stopped = trio.Event()
+        self._drain_scope = trio.CancelScope()
         self._router: Router | None = None
         self._nursery: trio.Nursery | None = None
         self._started = False
@@ -359,6 +360,11 @@ class Supervisor:
         for program in self.programs.values():
             program.request_stop(final=True)
 
+    def skip_drain(self) -> None:
+        """Do not wait for routes to deliver what they still hold at the end
+        (a second Control-C): what is durable is delivered by the next run."""
+        self._drain_scope.cancel()
+
     def _program(self, name: str) -> ProgramSupervisor:
         try:
             return self.programs[name]
@@ -465,7 +471,8 @@ class Supervisor:
                         programs.start_soon(self._finish_when_stopped)
                     task_status.started()
                 await delivered.wait()
-                await self._router.drain(self.drain_timeout)
+                with self._drain_scope:
+                    await self._router.drain(self.drain_timeout)
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):

@@ -60,7 +60,6 @@ from ._routes import (
 )
 from ._runner import TerminalSettings
 from ._state import ProcessState
-from ._supervisor import ProgramSupervisor
 from ._terminal import (
     open_input_stream,
     open_output_stream,
@@ -78,6 +77,7 @@ USAGE_ERROR = 2
 _EVENT_BUFFER = 16384
 # At most this many events go to a sink in one call.
 _BATCH = 1024
+_TELEGRAM_DRAIN = 30.0
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -461,15 +461,16 @@ async def _reap_orphans_until(done: trio.Event) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def _forward_signals(
-    signals: AsyncIterator[int], programs: list[ProgramSupervisor], single: bool
-) -> None:
+async def _forward_signals(signals: AsyncIterator[int], sup: Supervisor, single: bool) -> None:
     """Stop signals stop the programs; SIGWINCH resizes the one program's pty.
 
     The one-program form passes the very signal on to the child's group, as if
     it had been sent to the child; several programs each get their own
-    stop_signal. A second SIGINT kills at once.
+    stop_signal. A second SIGINT kills at once, and ends the wait for routes
+    to deliver what they hold; so does any stop signal once every program
+    has ended.
     """
+    programs = list(sup.programs.values())
     interrupted = False
     async for signum in signals:
         if signum == signal.SIGWINCH:
@@ -483,6 +484,8 @@ async def _forward_signals(
                 program.kill()
             else:
                 program.request_stop(signum if single else None)
+        if (interrupted and signum == signal.SIGINT) or all(p.settled for p in programs):
+            sup.skip_drain()  # nothing left to stop: the signal means "stop waiting"
         interrupted = interrupted or signum == signal.SIGINT
 
 
@@ -520,7 +523,7 @@ async def _run(
                     )
                 with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGWINCH) as signals:
                     async with trio.open_nursery() as signal_nursery:
-                        signal_nursery.start_soon(_forward_signals, signals, programs, single)
+                        signal_nursery.start_soon(_forward_signals, signals, sup, single)
                         await sup.run()
                         signal_nursery.cancel_scope.cancel()
                 # Helpers the children left behind go when supervise goes.
@@ -615,6 +618,9 @@ def _add_telegram(
     bot = TelegramBot(sup, config.resolved(), report=warn)
     sup.add_route(bot.route_config(), bot.sink)
     sup.add_service(bot.run)
+    # At one message a second, the last news of a run needs time to go out
+    # (a second Control-C stops waiting).
+    sup.drain_timeout = max(sup.drain_timeout, _TELEGRAM_DRAIN)
 
 
 @dataclasses.dataclass

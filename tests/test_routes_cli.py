@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -255,3 +256,39 @@ def test_no_journal_leaves_no_database(tmp_path: Path) -> None:
     result = supervise("--", sys.executable, "-c", "print('hi')")
     assert result.returncode == 0
     assert [p.name for p in state.rglob("*.db")] == [f"{Path(sys.executable).name}.journal.db"]
+
+
+def test_control_c_ends_the_wait_for_undelivered_events(tmp_path: Path) -> None:
+    """At exit supervise waits (drain_timeout) for routes to deliver; once the child is
+    gone, Control-C stops that wait. A durable route's events wait for the next run."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    config = write_config(
+        tmp_path / "s.toml",
+        f"""
+drain_timeout = 60
+[journal]
+path = "{tmp_path / "j.db"}"
+[programs.gen]
+command = {toml_list(child("frames", "3"))}
+pty = false
+restart = "no"
+[[routes]]
+name = "hook"
+durable = true
+sink = {{ type = "webhook", url = "http://127.0.0.1:{closed_port}/hook" }}
+""",
+    )
+    proc = popen(
+        [*SUPERVISE, "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    wait_for(lambda: _journaled(tmp_path / "j.db") >= 3)
+    time.sleep(0.5)
+    assert proc.poll() is None  # draining: the hook is down
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    status, _, err = finish(proc, timeout=20)
+    assert time.monotonic() - started < 5
+    assert status == 0, err
+    assert b"route hook: webhook:" in err
