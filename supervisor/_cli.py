@@ -769,7 +769,7 @@ def _cli_routes(args: argparse.Namespace) -> list[RouteConfig]:
     return routes
 
 
-_SINK_TAGS = ("file", "tmux", "command", "webhook")
+_SINK_TAGS = ("file", "tmux", "command", "webhook", "redis")
 
 
 def _numbered(kind: str, number: int) -> str:

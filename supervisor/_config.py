@@ -487,7 +487,11 @@ def _config_error(
     if data is not None and len(loc) >= 2 and loc[0] == "routes" and loc[1].isdigit():
         loc[1] = _route_label(data, int(loc[1]))
         # A sink's type picks its settings model: leave its tag out of the path.
-        if len(loc) >= 4 and loc[2] == "sink" and loc[3] in ("file", "tmux", "command", "webhook"):
+        if (
+            len(loc) >= 4
+            and loc[2] == "sink"
+            and loc[3] in ("file", "tmux", "command", "webhook", "redis")
+        ):
             del loc[3]
     where = ".".join(loc) or "<config>"
     where = (names or {}).get(where, where)

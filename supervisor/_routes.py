@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_NOTIFY_EVENTS",
     "CommandSinkConfig",
     "FileSinkConfig",
+    "RedisSinkConfig",
     "RetryConfig",
     "RouteConfig",
     "RouteMatcher",
@@ -181,8 +182,29 @@ class WebhookSinkConfig(_Settings):
         return None
 
 
+class RedisSinkConfig(_Settings):
+    """XADD each event to a Redis Stream, for consumers on other machines.
+
+    Attributes:
+        url: ``redis://[:password@]host[:port][/db]`` (or ``rediss://``); the
+            password is better given through ``password_env``.
+        stream: the stream key; ``{program}`` and ``{event}`` in it are
+            replaced per event (``ipc:{program}``).
+        maxlen: keep about this many entries (``MAXLEN ~``); 0: no trimming.
+        password_env: the environment variable holding the password.
+        timeout: seconds a command may take.
+    """
+
+    type: Literal["redis"] = "redis"
+    url: str = Field(default="redis://127.0.0.1:6379/0", pattern=r"^rediss?://")
+    stream: str = Field(default="ipc:events", min_length=1)
+    maxlen: int = Field(default=100_000, ge=0)
+    password_env: str | None = None
+    timeout: float = Field(default=5.0, gt=0)
+
+
 SinkConfig: TypeAlias = Annotated[
-    FileSinkConfig | TmuxSinkConfig | CommandSinkConfig | WebhookSinkConfig,
+    FileSinkConfig | TmuxSinkConfig | CommandSinkConfig | WebhookSinkConfig | RedisSinkConfig,
     Field(discriminator="type"),
 ]
 
@@ -288,7 +310,7 @@ class RouteMatcher:
 
 def parse_sink_spec(spec: str) -> dict[str, Any]:
     """A sink's settings from ``tmux:TARGET[:ACTION]``, ``file:PATH``,
-    ``webhook:URL`` or ``exec:COMMAND``.
+    ``webhook:URL``, ``exec:COMMAND`` or ``redis:[URL#]STREAM``.
 
     Raises:
         ValueError: an unknown kind or an empty target; the message says
@@ -311,7 +333,17 @@ def parse_sink_spec(spec: str) -> dict[str, Any]:
         return {"type": "webhook", "url": rest}
     if kind == "exec":
         return {"type": "command", "command": rest}
-    raise ValueError(f"unknown sink kind {kind!r} in {spec!r} (kinds: tmux, file, webhook, exec)")
+    if kind == "redis":
+        # redis:STREAM or redis:redis://host:port/db#STREAM
+        url, hash_, stream = rest.rpartition("#")
+        if hash_:
+            return {"type": "redis", "url": url, "stream": stream}
+        if rest.startswith(("redis://", "rediss://")):
+            return {"type": "redis", "url": rest}
+        return {"type": "redis", "stream": rest}
+    raise ValueError(
+        f"unknown sink kind {kind!r} in {spec!r} (kinds: tmux, file, webhook, exec, redis)"
+    )
 
 
 def parse_route_shortcut(text: str) -> dict[str, Any]:
@@ -329,7 +361,11 @@ def parse_route_shortcut(text: str) -> dict[str, Any]:
 
 
 def build_sink(
-    config: FileSinkConfig | TmuxSinkConfig | CommandSinkConfig | WebhookSinkConfig,
+    config: FileSinkConfig
+    | TmuxSinkConfig
+    | CommandSinkConfig
+    | WebhookSinkConfig
+    | RedisSinkConfig,
 ) -> Sink:
     """The adapter for ``config``, imported on first use.
 
@@ -357,6 +393,17 @@ def build_sink(
         from adapters.command import CommandSink
 
         return CommandSink(config.command, shell=config.shell, timeout=config.timeout)
+    if isinstance(config, RedisSinkConfig):
+        from adapters.redis_stream import RedisStreamSink
+
+        password = os.environ.get(config.password_env) if config.password_env else None
+        return RedisStreamSink(
+            config.url,
+            config.stream,
+            maxlen=config.maxlen,
+            password=password,
+            timeout=config.timeout,
+        )
     from adapters.webhook import WebhookSink
 
     return WebhookSink(
