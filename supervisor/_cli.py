@@ -101,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         usage=(
             "supervise [options] -- COMMAND [ARGS...]\n"
             "       supervise --config FILE [options]\n"
-            "       supervise check-config FILE"
+            "       supervise check-config FILE\n"
+            "       supervise ctl [--instance NAME] COMMAND ...  (status, answer, tail ...)\n"
+            "       supervise events [--since SEQ] [--follow]     (replay the event journal)"
         ),
         description=(
             "Run COMMAND under a pseudo-terminal, pass its output through untouched "
@@ -133,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="EVENTS=SINK",
         help="route events matching the comma-separated globs to SINK: tmux:TARGET[:ACTION], "
-        "file:PATH, webhook:URL or exec:COMMAND (repeatable), e.g. 'task_*=tmux:mgr:notify'",
+        "file:PATH, webhook:URL, exec:COMMAND or redis:[URL#]STREAM (repeatable), "
+        "e.g. 'task_*=tmux:mgr:notify'",
     )
     routing.add_argument(
         "--webhook",
