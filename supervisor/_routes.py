@@ -319,8 +319,8 @@ def parse_sink_spec(spec: str) -> dict[str, Any]:
     kind, colon, rest = spec.partition(":")
     if not colon or not rest:
         raise ValueError(
-            f"bad sink {spec!r} (expected tmux:SESSION[:ACTION], file:PATH, webhook:URL "
-            "or exec:COMMAND)"
+            f"bad sink {spec!r} (expected tmux:SESSION[:ACTION], file:PATH, webhook:URL, "
+            "exec:COMMAND or redis:[URL#]STREAM)"
         )
     if kind == "tmux":
         target, _, action = rest.rpartition(":")
@@ -396,7 +396,11 @@ def build_sink(
     if isinstance(config, RedisSinkConfig):
         from adapters.redis_stream import RedisStreamSink
 
-        password = os.environ.get(config.password_env) if config.password_env else None
+        password = None
+        if config.password_env is not None:
+            password = os.environ.get(config.password_env)
+            if not password:
+                raise ConfigError("password_env", f"${config.password_env} is not set")
         return RedisStreamSink(
             config.url,
             config.stream,
