@@ -209,6 +209,7 @@ class RedisStreamSink:
         self._password = password if password is not None else target.password
         self._secrets = sorted({s for s in (password, *target.secrets) if s}, key=len, reverse=True)
         self._connection: _Connection | None = None
+        self._nursery: trio.Nursery | None = None
 
     async def send(self, event: Event) -> None:
         """XADD ``event``; return once Redis has added it.
@@ -275,10 +276,16 @@ class RedisStreamSink:
         client = self._client()
         calls, requests = trio.open_memory_channel[_Call](0)
         connection = _Connection(calls)
-        trio.lowlevel.spawn_system_task(
-            self._serve, connection, requests, client, name=f"{self.name} connection"
-        )
+        name = f"{self.name} connection"
+        if self._nursery is not None:
+            self._nursery.start_soon(self._serve, connection, requests, client, name=name)
+        else:  # used on its own, outside a router
+            trio.lowlevel.spawn_system_task(self._serve, connection, requests, client, name=name)
         return connection
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Run the connection task in ``nursery`` (the router's), not as a system task."""
+        self._nursery = nursery
 
     async def _serve(
         self,
@@ -288,7 +295,8 @@ class RedisStreamSink:
     ) -> None:
         """The connection task: hold a client open, run the calls handed over.
 
-        A system task must not raise (trio would end the run), so every
+        It must not raise: in the router's nursery that would end every
+        route, and as a system task it would end the trio run. So every
         error ends up in a call's failure or, failing that, ends the task;
         the next send then starts another.
         """

@@ -503,6 +503,12 @@ class Router:
             await self._resume_durable_routes(self.journal)
         async with trio.open_nursery() as nursery:
             for worker in self._workers:
+                # A sink with background work (a connection it holds open)
+                # may run it here, as a child of the router, rather than
+                # in a task of its own.
+                attach = getattr(worker.sink, "attach", None)
+                if callable(attach):
+                    attach(nursery)
                 nursery.start_soon(worker.run)
             if self.journal is not None:
                 nursery.start_soon(self._save_progress_periodically)

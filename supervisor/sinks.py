@@ -52,6 +52,14 @@ class Sink(Protocol):
         ...
 
 
+# Optional methods a sink may have, which the router uses when present:
+#
+#   async def send_batch(self, events: Sequence[Event]) -> None
+#       deliver several events at once (one write, one round trip);
+#   def attach(self, nursery: trio.Nursery) -> None
+#       run background tasks (a connection held open) in the router's nursery.
+
+
 async def send_batch(sink: Sink, events: Sequence[Event]) -> None:
     """Deliver several events in order, in one go if the sink can.
 
