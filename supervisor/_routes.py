@@ -54,6 +54,9 @@ __all__ = [
     "parse_sink_spec",
 ]
 
+TMUX_DEFAULT_TTL = 3600.0
+"""How long a tmux route waits for its session to appear, unless told."""
+
 DEFAULT_NOTIFY_EVENTS = ("task_failed", "task_complete", "question", "approval_request")
 """What ``--notify`` sends: what a person wants to be told about."""
 
@@ -71,7 +74,8 @@ class RetryConfig(_Settings):
         max_attempts: deliveries tried per event, the first included; 0
             tries for ever (the default of durable routes, so a webhook that
             is down for an hour still gets every event once it is back).
-            None: 0 for durable routes, 5 for the others.
+            None: 0 for durable routes and routes with a ttl, 5 for the
+            others.
         initial: seconds before the first retry.
         factor: growth of the delay per failed attempt.
         cap: the longest delay between attempts.
@@ -230,9 +234,11 @@ class RouteConfig(_Settings):
             up.
         coalesce: event names of which only the latest per task (and
             program) is kept while the sink lags, e.g. ``progress_update``.
-        retry: how failed deliveries are retried.
+        retry: how failed deliveries are retried (by default 5 attempts;
+            until ``ttl`` when there is one; for ever when durable).
         ttl: seconds after receipt an event may still be delivered; older
             ones become dead letters (a tmux session that never appears).
+            tmux routes default to an hour.
     """
 
     name: str
@@ -272,12 +278,20 @@ class RouteConfig(_Settings):
                 raise ValueError(f"filter {value!r}: {exc}") from None
         return value
 
+    @model_validator(mode="after")
+    def _tmux_waits_for_its_session(self) -> RouteConfig:
+        # A tmux session is often started after supervise: keep trying for an
+        # hour rather than giving up after a few seconds of retries.
+        if self.ttl is None and isinstance(self.sink, TmuxSinkConfig):
+            object.__setattr__(self, "ttl", TMUX_DEFAULT_TTL)
+        return self
+
     @property
     def max_attempts(self) -> int:
-        """Attempts per event; 0 is unlimited."""
+        """Attempts per event; 0 is unlimited (until ``ttl``, if any)."""
         if self.retry.max_attempts is not None:
             return self.retry.max_attempts
-        return 0 if self.durable else 5
+        return 0 if self.durable or self.ttl is not None else 5
 
 
 def glob_matcher(globs: Sequence[str]) -> Callable[[str], bool] | None:

@@ -436,3 +436,17 @@ async def test_retried_dead_letters_stay_listed_until_delivered() -> None:
         await until(lambda: not run.router._by_name["r"]._redelivering)
         assert await run.router.dead_letters() == []
         nursery.cancel_scope.cancel()
+
+
+def test_retry_defaults_follow_the_route() -> None:
+    """5 attempts by default; until the ttl when there is one; tmux waits an hour."""
+    plain = route()
+    assert (plain.ttl, plain.max_attempts) == (None, 5)
+    durable = route(durable=True)
+    assert durable.max_attempts == 0
+    tmux = RouteConfig.model_validate({"name": "t", "sink": {"type": "tmux", "target": "mgr"}})
+    assert (tmux.ttl, tmux.max_attempts) == (3600, 0)
+    short = RouteConfig.model_validate(
+        {"name": "t", "sink": {"type": "tmux", "target": "mgr"}, "ttl": 5}
+    )
+    assert (short.ttl, short.max_attempts) == (5, 0)
