@@ -498,7 +498,7 @@ async def _run(
     terminal: TerminalSettings,
     output: trio.abc.SendStream,
     stdin: trio.abc.ReceiveStream | None,
-    instance: str | None,
+    socket_path: Path | None,
     metrics: _MetricsServing | None,
 ) -> int:
     """Run the programs to the end; return supervise's exit status.
@@ -509,7 +509,6 @@ async def _run(
     programs = list(sup.programs.values())
     configs = [program.config for program in programs]
     requests = RequestsInFlight()
-    socket_path = _control_socket(instance, configs[0].program_name)
     become_subreaper()
     reaper_done = trio.Event()
     try:
@@ -521,9 +520,7 @@ async def _run(
                         partial(serve_control, requests=requests), socket_path, sup
                     )
                 if metrics is not None:
-                    await control_nursery.start(
-                        _serve_metrics_and_push, sup, metrics, instance or sup.instance
-                    )
+                    await control_nursery.start(_serve_metrics_and_push, sup, metrics, sup.instance)
                 with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGWINCH) as signals:
                     async with trio.open_nursery() as signal_nursery:
                         signal_nursery.start_soon(_forward_signals, signals, sup, single)
@@ -562,6 +559,7 @@ def _build(
     terminal: TerminalSettings,
     output: trio.abc.SendStream,
     stdin: trio.abc.ReceiveStream | None,
+    socket_path: Path | None,
 ) -> tuple[Supervisor, _MetricsServing | None]:
     """The Supervisor for this command line, and where its metrics go (if anywhere).
 
@@ -586,7 +584,9 @@ def _build(
         configs,
         routes=[*(file_config.routes if file_config is not None else ()), *routes],
         journal=journal,
-        instance=_journal_instance(args.instance, configs[0].program_name),
+        # The instance's name: the control socket's, so `ctl --instance` and
+        # `events --instance` agree (`cat-2` for a second `supervise -- cat`).
+        instance=socket_path.stem if socket_path is not None else args.instance,
         outputs=outputs,
         input=stdin,
         terminal=terminal if single else _DETACHED,
@@ -703,21 +703,6 @@ async def _push(url: str, registry: CollectorRegistry, instance: str) -> None:
         await trio.to_thread.run_sync(push)
     except Exception as exc:  # the run is over either way: say so, exit as the child did
         warn(f"pushgateway {url}: push failed: {exc}")
-
-
-def _journal_instance(instance: str | None, program: str) -> str:
-    """The journal's name: the instance's, else the program's.
-
-    Two one-program supervisors of the same command share a control-socket
-    name stem but must not share a journal's numbering: the second one gets
-    ``name-2`` as its socket does.
-    """
-    if instance is not None:
-        return instance
-    directory = control_dir()
-    with contextlib.suppress(OSError):
-        return _socket_path(directory, None, program).stem
-    return program
 
 
 def _cli_routes(args: argparse.Namespace) -> list[RouteConfig]:
@@ -893,7 +878,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):  # stdin may be closed
             stdin = open_input_stream(0)
     try:
-        sup, metrics = _build(configs, file_config, routes, args, terminal, output, stdin)
+        socket_path = _control_socket(args.instance, configs[0].program_name)
+        sup, metrics = _build(
+            configs, file_config, routes, args, terminal, output, stdin, socket_path
+        )
     except ConfigError as exc:
         warn(str(exc))
         return USAGE_ERROR
@@ -902,7 +890,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.freeze()
     try:
         with raw_terminal(0) if raw else contextlib.nullcontext():
-            return trio.run(_run, sup, single, terminal, output, stdin, args.instance, metrics)
+            return trio.run(_run, sup, single, terminal, output, stdin, socket_path, metrics)
     except (SinkError, ConfigError, BaseExceptionGroup) as exc:
         error = _find_error(exc)
         if error is None:

@@ -56,10 +56,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fnmatch
 import json
 import os
-import re
 import socket
 import stat
 import time
@@ -71,6 +69,7 @@ import trio
 
 from ._errors import ConfigError
 from ._events import Event, _OwnMessage
+from ._journal import pattern_matcher, state_dir
 from ._messages import EventData, Question
 from ._questions import AnswerError
 from ._state import ProcessState, is_alive
@@ -127,11 +126,7 @@ def control_dir(environ: Mapping[str, str] = os.environ) -> Path:
     runtime = environ.get("XDG_RUNTIME_DIR", "")
     if os.path.isabs(runtime):
         return Path(runtime) / "ipc-supervisor"
-    state = environ.get("XDG_STATE_HOME", "")
-    if not os.path.isabs(state):
-        home = environ.get("HOME") or str(Path.home())
-        state = os.path.join(home, ".local", "state")
-    return Path(state) / "ipc-supervisor"
+    return state_dir(environ)
 
 
 def socket_answers(path: Path, timeout: float = 2.0) -> bool:
@@ -188,16 +183,10 @@ class EventsDropped(_OwnMessage):
 
 
 def _matcher(pattern: str | None) -> Callable[[Event], bool]:
-    if not pattern:
+    matches = pattern_matcher(pattern)
+    if matches is None:
         return lambda event: True
-    program_glob, _, event_glob = pattern.rpartition(":")
-    match_event = re.compile(fnmatch.translate(event_glob or "*")).match
-    if not program_glob:
-        return lambda event: match_event(event.event) is not None
-    match_program = re.compile(fnmatch.translate(program_glob)).match
-    return lambda event: (
-        match_program(event.program) is not None and match_event(event.event) is not None
-    )
+    return lambda event: matches(event.program, event.event)
 
 
 @dataclasses.dataclass(eq=False)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._control import control_dir, socket_answers
+from ._summary import whole_duration
 from ._terminal import warn
 
 __all__ = ["build_parser", "main"]
@@ -344,17 +345,7 @@ def _print_pending(questions: list[dict[str, Any]]) -> None:
 
 def format_duration(seconds: float) -> str:
     """``45s``, ``1m05s``, ``2h03m``, ``3d04h``: short enough for a table."""
-    total = int(seconds)
-    if total < 60:
-        return f"{total}s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
+    return whole_duration(int(seconds))
 
 
 def _or_dash(value: object) -> str:

@@ -62,6 +62,7 @@ __all__ = [
     "JournalLine",
     "instance_of",
     "journal_path",
+    "pattern_matcher",
     "state_dir",
 ]
 
@@ -181,7 +182,7 @@ class DeadLetter:
     event: Event
 
 
-def _matcher(pattern: str | None) -> Callable[[str, str], bool] | None:
+def pattern_matcher(pattern: str | None) -> Callable[[str, str], bool] | None:
     """``EVENT_GLOB`` or ``PROGRAM_GLOB:EVENT_GLOB`` as a test on (program, event).
 
     The same patterns as ``supervise ctl tail``; None for no filter.
@@ -368,7 +369,7 @@ class Journal:
                 A poller passes a :meth:`last_seq` it read first, then goes
                 on from there even when the pattern matched nothing.
         """
-        matches = _matcher(pattern)
+        matches = pattern_matcher(pattern)
         upper = _NO_LIMIT if until is None else until
         if matches is None:
             rows = self._db.execute(

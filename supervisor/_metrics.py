@@ -32,7 +32,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import (
@@ -196,6 +196,16 @@ _OWN_EVENTS = frozenset(
 )
 
 
+def _counter(
+    name: str, documentation: str, labels: list[str], counts: Mapping[LabelValues, int]
+) -> CounterMetricFamily:
+    """A counter family with one sample per label set counted in MetricsState."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for values, count in counts.items():
+        family.add_metric(list(values), count)
+    return family
+
+
 def _channel(by: str) -> str:
     """The channel of an answer (``telegram:@alice`` -> ``telegram``): bounded."""
     return by.split(":", 1)[0][:32] or "unknown"
@@ -289,18 +299,18 @@ class SupervisorCollector(Collector):
         yield from (up, state, restarts, exit_code, started, output, cpu, rss)
 
     def _frames(self) -> Iterator[Metric]:
-        frames = CounterMetricFamily(
-            "supervise_frames", "Valid frames received, by event.", labels=["program", "event"]
+        frames = _counter(
+            "supervise_frames",
+            "Valid frames received, by event.",
+            ["program", "event"],
+            self._state.frames,
         )
-        for labels, count in self._state.frames.items():
-            frames.add_metric(list(labels), count)
-        invalid = CounterMetricFamily(
+        invalid = _counter(
             "supervise_frames_invalid",
             "Invalid frames (shown as output instead), by reason.",
-            labels=["program", "reason"],
+            ["program", "reason"],
+            self._state.frames_invalid,
         )
-        for labels, count in self._state.frames_invalid.items():
-            invalid.add_metric(list(labels), count)
         events = CounterMetricFamily(
             "supervise_events", "Events routed (frames and supervise's own)."
         )
@@ -317,10 +327,8 @@ class SupervisorCollector(Collector):
             "timed_out": "Tasks that ran past task_timeout.",
         }
         for outcome, documentation in help_texts.items():
-            family = CounterMetricFamily(f"supervise_tasks_{outcome}", documentation, labels=labels)
-            for values, count in self._state.tasks[outcome].items():
-                family.add_metric(list(values), count)
-            yield family
+            name = f"supervise_tasks_{outcome}"
+            yield _counter(name, documentation, labels, self._state.tasks[outcome])
         yield self._state.task_duration.family(
             "supervise_task_duration_seconds",
             "Task durations measured by supervise from receipt times, by outcome.",
@@ -345,20 +353,18 @@ class SupervisorCollector(Collector):
                 counts[question.kind] = counts.get(question.kind, 0) + 1
             for kind, count in counts.items():
                 pending.add_metric([name, kind], count)
-        answered = CounterMetricFamily(
+        answered = _counter(
             "supervise_questions_answered",
             "Answers written to the child, by channel (ctl, sdk, telegram ...).",
-            labels=["program", "channel"],
+            ["program", "channel"],
+            self._state.answered,
         )
-        for labels, count in self._state.answered.items():
-            answered.add_metric(list(labels), count)
-        timed_out = CounterMetricFamily(
+        timed_out = _counter(
             "supervise_questions_timed_out",
             "Questions and approvals nobody answered in time.",
-            labels=["program", "kind"],
+            ["program", "kind"],
+            self._state.question_timeouts,
         )
-        for labels, count in self._state.question_timeouts.items():
-            timed_out.add_metric(list(labels), count)
         yield from (pending, answered, timed_out)
         yield self._state.answer_time.family(
             "supervise_question_answer_seconds",

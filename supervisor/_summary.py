@@ -27,7 +27,7 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from ._events import Event
 
-__all__ = ["DEFAULT_MAX_LENGTH", "format_duration", "one_line", "summarize"]
+__all__ = ["DEFAULT_MAX_LENGTH", "format_duration", "one_line", "summarize", "whole_duration"]
 
 DEFAULT_MAX_LENGTH = 200
 """Long enough for a task title and an error line, short enough for a status line."""
@@ -60,7 +60,12 @@ def format_duration(seconds: float) -> str:
         return "-" + format_duration(-seconds)
     if seconds < 1 and (millis := round(seconds * 1000)) < 1000:
         return f"{millis}ms"
-    total = max(int(seconds), 1)  # 0.9996 rounds up to a whole second
+    return whole_duration(max(int(seconds), 1))  # 0.9996 rounds up to a whole second
+
+
+def whole_duration(total: int) -> str:
+    """``45s``, ``1m05s``, ``2h03m``, ``3d04h`` for whole seconds: the two
+    largest units, short enough for a table column or a chat line."""
     if total < 60:
         return f"{total}s"
     minutes, secs = divmod(total, 60)
