@@ -249,7 +249,6 @@ class TelegramBot:
             {
                 "name": _ROUTE,
                 "events": self.config.events,
-                "sink": {"type": "command", "command": ["true"]},  # the sink object is used
                 "coalesce": ["progress_update"],
                 "retry": {"max_attempts": 0, "initial": 1.0, "cap": 60.0},
                 "ttl": 3600,

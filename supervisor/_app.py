@@ -217,6 +217,8 @@ class Supervisor:
         if any(existing.name == config.name for existing, _ in self._routes):
             raise ConfigError(f"routes.{config.name}", "a route of that name already exists")
         if sink is None:
+            if config.sink is None:
+                raise ConfigError(f"routes.{config.name}.sink", "required")
             try:
                 sink = build_sink(config.sink)
             except ConfigError as exc:
@@ -260,8 +262,6 @@ class Supervisor:
                 "events": tuple(events),
                 "programs": tuple(programs),
                 "filter": filter,
-                # The settings model needs a sink description; the object wins.
-                "sink": {"type": "command", "command": ["true"]},
                 **options,
             }
         )

@@ -53,7 +53,7 @@ from ._prefix import PrefixedOutput, program_prefixes
 from ._reaper import become_subreaper, run_orphan_reaper, stop_orphans
 from ._routes import (
     DEFAULT_NOTIFY_EVENTS,
-    RouteConfig,
+    FileRouteConfig,
     build_sink,
     parse_route_shortcut,
     parse_sink_spec,
@@ -554,7 +554,7 @@ async def _run(
 def _build(
     configs: list[ProgramConfig],
     file_config: SupervisorConfig | None,
-    routes: list[RouteConfig],
+    routes: list[FileRouteConfig],
     args: argparse.Namespace,
     terminal: TerminalSettings,
     output: trio.abc.SendStream,
@@ -705,7 +705,7 @@ async def _push(url: str, registry: CollectorRegistry, instance: str) -> None:
         warn(f"pushgateway {url}: push failed: {exc}")
 
 
-def _cli_routes(args: argparse.Namespace) -> list[RouteConfig]:
+def _cli_routes(args: argparse.Namespace) -> list[FileRouteConfig]:
     """The routes of --events, --notify, --route, --webhook and --exec.
 
     Raises:
@@ -749,7 +749,7 @@ def _cli_routes(args: argparse.Namespace) -> list[RouteConfig]:
     routes = []
     for flag, values in specs:
         try:
-            routes.append(RouteConfig.model_validate(values))
+            routes.append(FileRouteConfig.model_validate(values))
         except ValidationError as error:
             first = error.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"] if part not in _SINK_TAGS)

@@ -33,7 +33,7 @@ from pydantic_core import ErrorDetails
 
 from ._errors import ConfigError
 from ._frames import DEFAULT_MAX_FRAME_BYTES
-from ._routes import RouteConfig
+from ._routes import FileRouteConfig
 
 __all__ = [
     "AnswersConfig",
@@ -412,7 +412,7 @@ class SupervisorConfig(_Settings):
 
     instance: str | None = None
     programs: dict[str, FileProgramConfig] = Field(min_length=1)
-    routes: tuple[RouteConfig, ...] = ()
+    routes: tuple[FileRouteConfig, ...] = ()
     journal: JournalConfig = JournalConfig()
     metrics: MetricsConfig = MetricsConfig()
     telegram: TelegramConfig | None = None
@@ -420,7 +420,7 @@ class SupervisorConfig(_Settings):
 
     @field_validator("routes")
     @classmethod
-    def _route_names_unique(cls, value: tuple[RouteConfig, ...]) -> tuple[RouteConfig, ...]:
+    def _route_names_unique(cls, value: tuple[FileRouteConfig, ...]) -> tuple[FileRouteConfig, ...]:
         seen: set[str] = set()
         for route in value:
             if route.name in seen:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_NOTIFY_EVENTS",
     "CommandSinkConfig",
+    "FileRouteConfig",
     "FileSinkConfig",
     "RedisSinkConfig",
     "RetryConfig",
@@ -223,7 +224,9 @@ class RouteConfig(_Settings):
         programs: program-name globs.
         filter: an expression over the event's fields (see
             :mod:`supervisor._filter`), e.g. ``data.namespace == "prod"``.
-        sink: where the events go.
+        sink: where the events go; None when the route is given a sink
+            object of its own (the SDK's ``route``, ``on`` and the Telegram
+            bot).
         durable: journal-backed: nothing is ever dropped, and events not yet
             delivered when supervise dies are delivered after it restarts.
         queue: events held for a lagging sink (memory only; a durable route
@@ -245,7 +248,7 @@ class RouteConfig(_Settings):
     events: tuple[str, ...] = ("*",)
     programs: tuple[str, ...] = ("*",)
     filter: str | None = None
-    sink: SinkConfig
+    sink: SinkConfig | None = None
     durable: bool = False
     queue: int = Field(default=1000, ge=1)
     overflow: Literal["drop-oldest", "block"] = "drop-oldest"
@@ -292,6 +295,12 @@ class RouteConfig(_Settings):
         if self.retry.max_attempts is not None:
             return self.retry.max_attempts
         return 0 if self.durable or self.ttl is not None else 5
+
+
+class FileRouteConfig(RouteConfig):
+    """A ``[[routes]]`` table or a command-line route: its sink is described here."""
+
+    sink: SinkConfig
 
 
 def glob_matcher(globs: Sequence[str]) -> Callable[[str], bool] | None:
