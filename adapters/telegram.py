@@ -35,7 +35,7 @@ import math
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -52,6 +52,7 @@ from supervisor import (
     TelegramConfig,
     UnknownQuestionError,
 )
+from supervisor._questions import QuestionAnsweredData
 from supervisor._summary import format_duration
 
 from .telegram_format import cut_html, escape, render_event, render_progress, render_question
@@ -177,10 +178,8 @@ class RateLimiter:
 class _Asked:
     """A question or approval shown in the chat."""
 
-    message_id: str
     tg_message_id: int
     html: str
-    tokens: list[str] = field(default_factory=list)
     closed: bool = False
 
 
@@ -351,7 +350,7 @@ class TelegramBot:
         tokens = [self._token_for(event.message_id, response) for _, response in choices]
         buttons = [(label, f"a:{token}") for (label, _), token in zip(choices, tokens, strict=True)]
         tg_message_id = await self._send(html, buttons)
-        self._asked[event.message_id] = _Asked(event.message_id, tg_message_id, html, tokens)
+        self._asked[event.message_id] = _Asked(tg_message_id, html)
 
     def _token_for(self, message_id: str, response: str) -> str:
         token = secrets.token_urlsafe(6)
@@ -361,12 +360,7 @@ class TelegramBot:
         return token
 
     async def _answered_elsewhere(self, event: Event) -> None:
-        data = event.data
-        decision = data.decision or data.response
-        icon = {"approve": "✅", "deny": "❌"}.get(str(data.decision), "💬")
-        who = escape(_display_by(data.by))
-        at = time.strftime("%H:%M:%S", time.localtime(event.received_at / 1000))
-        await self._close(data.messageId, f"{icon} <b>{escape(decision)}</b> by {who} at {at}")
+        await self._close(event.data.messageId, _verdict(event.data, event.received_at / 1000))
 
     async def _close(self, message_id: str, verdict: str) -> None:
         """Show the outcome under the question and take its buttons away, once."""
@@ -475,12 +469,7 @@ class TelegramBot:
         await self._answer_query(query, shown)
         # The question_answered event edits the message too; whichever comes
         # first does it, once.
-        decision = answered.data.decision or answered.data.response
-        icon = {"approve": "✅", "deny": "❌"}.get(str(answered.data.decision), "💬")
-        at = time.strftime("%H:%M:%S")
-        await self._close(
-            message_id, f"{icon} <b>{escape(decision)}</b> by {escape(_who(user))} at {at}"
-        )
+        await self._close(message_id, _verdict(answered.data, time.time()))
 
     async def _answer_query(
         self, query: Mapping[str, Any], text: str, *, alert: bool = False
@@ -572,9 +561,15 @@ def _keyboard(buttons: Sequence[tuple[str, str]]) -> dict[str, Any] | None:
     }
 
 
-def _display_by(by: str) -> str:
-    """Who answered, for the chat: ``telegram:@alice`` is just ``@alice`` there."""
-    return by.removeprefix("telegram:")
+def _verdict(answer: QuestionAnsweredData, at: float) -> str:
+    """``✅ approve by @alice at 14:03:22``: the line under an answered question.
+
+    In the chat, ``telegram:@alice`` is just ``@alice``.
+    """
+    icon = {"approve": "✅", "deny": "❌"}.get(str(answer.decision), "💬")
+    decision = escape(answer.decision or answer.response)
+    who = escape(answer.by.removeprefix("telegram:"))
+    return f"{icon} <b>{decision}</b> by {who} at {time.strftime('%H:%M:%S', time.localtime(at))}"
 
 
 def _who(user: Mapping[str, Any]) -> str:
