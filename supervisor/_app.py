@@ -28,7 +28,6 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -41,7 +40,7 @@ from ._journal import AsyncJournal, DeadLetter, Journal, journal_path
 from ._messages import IpcMessage
 from ._questions import AnswerError, QuestionAnswered, UnknownQuestionError
 from ._router import Router, RouteStats
-from ._routes import RetryConfig, RouteConfig, build_sink
+from ._routes import RetryConfig, RouteConfig, build_route_sink
 from ._runner import TerminalSettings
 from ._supervisor import ProgramStatus, ProgramSupervisor
 from ._terminal import open_output_stream, warn
@@ -217,12 +216,7 @@ class Supervisor:
         if any(existing.name == config.name for existing, _ in self._routes):
             raise ConfigError(f"routes.{config.name}", "a route of that name already exists")
         if sink is None:
-            if config.sink is None:
-                raise ConfigError(f"routes.{config.name}.sink", "required")
-            try:
-                sink = build_sink(config.sink)
-            except ConfigError as exc:
-                raise ConfigError(f"routes.{config.name}.sink", exc.problem) from None
+            sink = build_route_sink(config)
             opener = getattr(sink, "open", None)
             if callable(opener):
                 try:
@@ -603,8 +597,3 @@ class _InvalidFrameReporter:
         self._report(f"invalid frame at byte {data.offset} ({data.reason}): {data.detail}{more}")
         self._last = now
         self._unreported = 0
-
-
-def journal_file(instance: str, config: JournalConfig | None) -> Path:
-    """Where ``instance``'s journal is (for ``supervise events``)."""
-    return (config.path if config is not None and config.path else None) or journal_path(instance)

@@ -54,7 +54,7 @@ from ._reaper import become_subreaper, run_orphan_reaper, stop_orphans
 from ._routes import (
     DEFAULT_NOTIFY_EVENTS,
     FileRouteConfig,
-    build_sink,
+    build_route_sink,
     parse_route_shortcut,
     parse_sink_spec,
 )
@@ -422,9 +422,9 @@ def _check_config(argv: Sequence[str]) -> int:
         for route in config.routes:
             # What the sinks check when built: commands and tmux on PATH, URLs.
             try:
-                build_sink(route.sink)
+                build_route_sink(route)
             except ConfigError as exc:
-                raise ConfigError(f"{args.file}: routes.{route.name}.sink", exc.problem) from None
+                raise ConfigError(f"{args.file}: {exc.where}", exc.problem) from None
         if config.telegram is not None:
             try:
                 config.telegram.resolved()

@@ -49,6 +49,7 @@ __all__ = [
     "SinkConfig",
     "TmuxSinkConfig",
     "WebhookSinkConfig",
+    "build_route_sink",
     "build_sink",
     "glob_matcher",
     "parse_route_shortcut",
@@ -381,6 +382,22 @@ def parse_route_shortcut(text: str) -> dict[str, Any]:
 
 
 # -- building the adapters ----------------------------------------------------------
+
+
+def build_route_sink(route: RouteConfig) -> Sink:
+    """The adapter ``route.sink`` describes.
+
+    Raises:
+        ConfigError: naming ``routes.NAME.sink``: it is missing, or the
+            adapter refused it.
+    """
+    where = f"routes.{route.name}.sink"
+    if route.sink is None:
+        raise ConfigError(where, "required")
+    try:
+        return build_sink(route.sink)
+    except ConfigError as exc:
+        raise ConfigError(where, exc.problem) from None
 
 
 def build_sink(
