@@ -267,6 +267,9 @@ class TelegramBot:
             await self._close(
                 data.messageId, f"⌛ <b>Timed out</b> after {format_duration(data.waited)}{default}"
             )
+        elif name == "question_withdrawn":
+            data = event.data
+            await self._close(data.messageId, f"↩️ <b>Withdrawn</b>: {escape(data.reason)}")
         elif name == "progress_update":
             await self._progress_update(event)
         elif name == "process_state" and not _newsworthy(event):
@@ -567,7 +570,7 @@ def _verdict(answer: QuestionAnsweredData, at: float) -> str:
     In the chat, ``telegram:@alice`` is just ``@alice``.
     """
     icon = {"approve": "✅", "deny": "❌"}.get(str(answer.decision), "💬")
-    decision = escape(answer.decision or answer.response)
+    decision = escape(answer.decision or answer.response or "(an empty line)")
     who = escape(answer.by.removeprefix("telegram:"))
     return f"{icon} <b>{decision}</b> by {who} at {time.strftime('%H:%M:%S', time.localtime(at))}"
 

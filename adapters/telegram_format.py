@@ -110,7 +110,8 @@ def render_event(event: Event, *, duration: float | None = None, program: bool =
         if isinstance(took, int | float):
             body += f"\n<i>took {format_duration(float(took))}</i>"
     elif name == "task_failed":
-        lost = getattr(data, "lost", False) is True
+        # Only supervise reports a task as lost; a child's "lost" field is its own.
+        lost = event.source == "supervisor" and getattr(data, "lost", False) is True
         body = _task_line("💀" if lost else "❌", data)
         if lost:
             body += " <i>(lost)</i>"
@@ -126,6 +127,13 @@ def render_event(event: Event, *, duration: float | None = None, program: bool =
         body = f"🏁 <b>Loop ended</b>\n{escape(summarize(event, 400).split(' ', 1)[-1])}"
     elif name == "process_state":
         body = _render_state(event)
+    elif name == "approval_ignored":
+        stopped = "\n<i>supervise stopped the program.</i>" if data.action == "stop" else ""
+        body = (
+            f"🚨 <b>Denied, but it went on:</b> {escape(data.taskId)}\n"
+            f"{escape(event.program)} carried on with the task after its approval was"
+            f" denied by {escape(data.by)} (it sent {escape(data.event)}).{stopped}"
+        )
     else:
         body = escape(summarize(event, 1000))
     if program:

@@ -35,7 +35,7 @@ import trio
 from ._config import JournalConfig, ProgramConfig, SupervisorConfig
 from ._control import EventHub
 from ._errors import ConfigError, SinkError
-from ._events import Event, EventStamper, FrameInvalidData
+from ._events import Event, EventStamper, FrameInvalidData, FrameUntrustedData
 from ._journal import AsyncJournal, DeadLetter, Journal, journal_path
 from ._messages import IpcMessage
 from ._questions import AnswerError, QuestionAnswered, UnknownQuestionError
@@ -178,6 +178,7 @@ class Supervisor:
         if not config.enabled:
             return config, None
         opened = Journal.open(config.path or journal_path(self.instance))
+        opened.report = self._report
         # Numbering goes on where the last run stopped, so seq stays a key.
         self._first_seq = opened.last_seq() + 1
         return config, AsyncJournal(opened)
@@ -404,6 +405,10 @@ class Supervisor:
 
     # -- running -----------------------------------------------------------------------
 
+    def report(self, message: str) -> None:
+        """Show a one-line warning where this supervisor's warnings go."""
+        self._report(message)
+
     def _check_all_settled(self) -> None:
         if all(program.settled for program in self.programs.values()):
             self._all_settled.set()
@@ -521,8 +526,8 @@ class Supervisor:
                             batch.append(self._receive.receive_nowait())
                     if self._report_invalid:
                         for event in batch:
-                            if event.event == "frame_invalid":
-                                reporter.report(event.data)
+                            if event.event in _REPORTED and event.source == "supervisor":
+                                reporter.report(event)
                     if metrics is not None:
                         metrics.observe(batch)
                     await self.hub.send_batch(batch)
@@ -578,6 +583,9 @@ def _prefixed(report: Callable[[str], None], name: str) -> Callable[[str], None]
     return prefixed
 
 
+_REPORTED = frozenset({"frame_invalid", "frame_untrusted"})
+
+
 class _InvalidFrameReporter:
     """One line per invalid frame, at most one a second: a child spewing
     garbage must not bury its own output under our warnings."""
@@ -588,12 +596,21 @@ class _InvalidFrameReporter:
         self._last = -interval
         self._unreported = 0
 
-    def report(self, data: FrameInvalidData) -> None:
+    def report(self, event: Event) -> None:
         now = time.monotonic()
         if now - self._last < self._interval:
             self._unreported += 1
             return
         more = f" ({self._unreported} more not shown)" if self._unreported else ""
-        self._report(f"invalid frame at byte {data.offset} ({data.reason}): {data.detail}{more}")
+        data = event.data
+        if isinstance(data, FrameUntrustedData):
+            self._report(
+                f"untrusted {data.event} frame at byte {data.offset} ({data.position}),"
+                f" shown as output and not answerable: {data.reason}{more}"
+            )
+        elif isinstance(data, FrameInvalidData):
+            self._report(
+                f"invalid frame at byte {data.offset} ({data.reason}): {data.detail}{more}"
+            )
         self._last = now
         self._unreported = 0

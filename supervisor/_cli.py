@@ -245,6 +245,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="pass the end of supervise's stdin on to the child (default: keep its input open)",
     )
     add(
+        "--actionable-frames",
+        choices=["line-start", "anywhere", "never"],
+        default=SUPPRESS,
+        help="which question/approval frames may be answered: those that start a line"
+        " (default; frames after other text are usually relayed agent output), any, or none",
+    )
+    add(
+        "--on-approval-ignored",
+        choices=["report", "stop"],
+        default=SUPPRESS,
+        help="when the program goes on with a task whose approval was denied:"
+        " report it (default) or also stop the program",
+    )
+    add(
         "--restart",
         choices=["no", "on-failure", "always"],
         default=SUPPRESS,

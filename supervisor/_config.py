@@ -183,6 +183,15 @@ class ProgramConfig(_Settings):
         answers: how answers to the child's questions are written.
         log: the per-program log file of its plain output.
         forward_eof: pass the end of supervise's stdin on to the child.
+        actionable_frames: which ``question`` / ``approval_request`` frames
+            may make supervise write to the child's stdin: ``line-start``
+            (frames that begin a line, where the program writes its own;
+            one after other text on its line is usually an AI agent's output
+            that the program relays), ``anywhere``, or ``never``. Others are
+            shown as output and reported as ``frame_untrusted``.
+        on_approval_ignored: what happens when the program goes on with a
+            task whose approval was denied, besides the ``approval_ignored``
+            event: ``report`` only, or ``stop`` the program.
     """
 
     command: Annotated[tuple[str, ...], BeforeValidator(_command)] = Field(min_length=1)
@@ -205,6 +214,8 @@ class ProgramConfig(_Settings):
     answers: AnswersConfig = AnswersConfig()
     log: LogConfig = LogConfig()
     forward_eof: bool = False
+    actionable_frames: Literal["line-start", "anywhere", "never"] = "line-start"
+    on_approval_ignored: Literal["report", "stop"] = "report"
 
     @field_validator("command")
     @classmethod
@@ -306,6 +317,9 @@ TELEGRAM_EVENTS = (
     "approval_request",
     "question_answered",
     "question_timeout",
+    "question_withdrawn",
+    "approval_ignored",
+    "frame_untrusted",
     "progress_update",
     "process_state",
     "process_stalled",

@@ -468,6 +468,11 @@ async def _serve_connection(
                     await stream.send_all(await _dispatch(request, sup))
     except* (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client went away
+    except* Exception as group:
+        # A bug in serving one client must not end supervise and its
+        # children: say so, and drop only this connection.
+        first = group.exceptions[0]
+        sup.report(f"control: a request failed: {type(first).__name__}: {first}")
 
 
 def _parse(line: bytes) -> dict[str, Any]:
@@ -640,11 +645,18 @@ def _pending(programs: _Programs) -> list[dict[str, Any]]:
                 text = data.description or data.action or data.operation or ""
                 options, severity = ["approve", "deny"], data.severity
             deadline = pending.deadline
+            operation = (
+                None
+                if isinstance(message, Question)
+                else (message.data.operation or message.data.action)
+            )
             items.append(
                 {
                     "program": pending.program,
                     "message_id": pending.message_id,
                     "kind": pending.kind,
+                    "task_id": pending.task_id,
+                    "operation": operation,
                     "text": text,
                     "options": options,
                     "severity": severity,

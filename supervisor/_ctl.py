@@ -331,15 +331,19 @@ def _print_pending(questions: list[dict[str, Any]]) -> None:
         choices = ", ".join(q["options"]) if q["options"] else "any single line"
         waiting = format_duration(q["waiting"])
         expires = q["expires_in"]
-        deadline = "no deadline" if expires is None else f"expires in {format_duration(expires)}"
-        blocks.append(
-            f"{q['message_id']}\n"
-            f"  program:  {q['program']}\n"
-            f"  kind:     {kind}\n"
-            f"  text:     {q['text']}\n"
-            f"  choices:  {choices}\n"
-            f"  waiting:  {waiting} ({deadline})"
-        )
+        deadline = "no deadline" if expires is None else format_duration(expires)
+        asker = q["program"] + (f", task {q['task_id']}" if q.get("task_id") else "")
+        lines = [
+            q["message_id"],
+            f"  asked by:  {asker}",
+            f"  kind:      {kind}",
+        ]
+        if q.get("operation"):
+            lines.append(f"  operation: {_one_line(q['operation'])}")
+        if q["text"] and q["text"] != q.get("operation"):
+            lines.append(f"  text:      {_one_line(q['text'])}")
+        lines += [f"  choices:   {choices}", f"  time left: {deadline} (waiting {waiting})"]
+        blocks.append("\n".join(lines))
     print("\n\n".join(blocks))
 
 
@@ -363,3 +367,8 @@ def _short_exit(text: str) -> str:
     if match := _KILLED.match(text):
         return match.group(1)
     return text
+
+
+def _one_line(text: str) -> str:
+    """A child's text on one line: control characters cannot redraw the terminal."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)

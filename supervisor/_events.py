@@ -8,7 +8,16 @@ reads like the child's frame with a few fields added::
 
     {"seq":3,"program":"loopwork","received_at":1795236690950,"source":"child",
      "type":"ipc","version":"1.0","event":"task_start","data":{...},
-     "timestamp":1795236690901,"messageId":"..."}
+     "timestamp":1795236690901,"messageId":"...","position":"line_start"}
+
+The envelope belongs to supervise. Its top-level keys are a fixed set
+(:data:`ENVELOPE_KEYS`), written once each and in one order; whatever else a
+child put at the top level of its frame is kept under ``"extra"``, where it
+cannot collide with them. A child that sends ``"seq": 1`` or ``"source":
+"supervisor"`` therefore changes nothing a reader (the journal's replay
+included) takes from the line. Numbers that JSON cannot hold (a child's
+``1e999`` or ``NaN``) are written as ``null``, so every line is strict JSON
+that any parser (node's ``JSON.parse`` too) reads.
 """
 
 from __future__ import annotations
@@ -22,13 +31,19 @@ from typing import Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
-from ._messages import EventData, GenericMessage, IpcMessage, parse_message
+from ._frames import InvalidReason
+from ._messages import RESERVED_EVENTS, EventData, GenericMessage, IpcMessage, parse_message
 
 __all__ = [
+    "ENVELOPE_KEYS",
+    "RESERVED_EVENTS",
     "Event",
     "EventStamper",
     "FrameInvalid",
     "FrameInvalidData",
+    "FrameUntrusted",
+    "FrameUntrustedData",
+    "Position",
     "ProcessExit",
     "ProcessExitData",
     "ProcessStart",
@@ -40,6 +55,28 @@ __all__ = [
 ]
 
 Source: TypeAlias = Literal["child", "supervisor"]
+Position: TypeAlias = Literal["line_start", "mid_line"]
+"""Where a child's frame stood in its output: at the start of a line (where
+the program itself writes its frames) or after other text on that line
+(where text a program relays from someone else ends up)."""
+
+ENVELOPE_KEYS = (
+    "seq",
+    "program",
+    "received_at",
+    "source",
+    "type",
+    "version",
+    "event",
+    "data",
+    "timestamp",
+    "messageId",
+    "position",
+    "extra",
+)
+"""Every top-level key an event line may have, in the order written."""
+
+_PROTOCOL_KEYS = frozenset(("type", "version", "event", "data", "timestamp", "messageId"))
 
 
 class ProcessStartData(EventData):
@@ -60,7 +97,7 @@ class ProcessExitData(EventData):
 class FrameInvalidData(EventData):
     """``frame_invalid`` data: why, where in the stream, and how it began."""
 
-    reason: Literal["json", "type", "schema", "oversize", "unterminated"]
+    reason: InvalidReason
     offset: int
     detail: str
     excerpt: str
@@ -84,6 +121,9 @@ class _OwnMessage(IpcMessage):
         super().__pydantic_init_subclass__(**kwargs)
         default = cls.model_fields["event"].default
         if isinstance(default, str):
+            if default not in RESERVED_EVENTS:
+                # Otherwise a child could send a frame that reads as this event.
+                raise TypeError(f"{default!r} must be listed in RESERVED_EVENTS")
             _OWN_MESSAGES[default] = cls
 
 
@@ -100,6 +140,31 @@ class ProcessExit(_OwnMessage):
 class FrameInvalid(_OwnMessage):
     event: Literal["frame_invalid"] = "frame_invalid"
     data: FrameInvalidData
+
+
+class FrameUntrustedData(EventData):
+    """``frame_untrusted`` data: a frame that asked for an answer, not trusted to.
+
+    Attributes:
+        event: the frame's event (``question`` or ``approval_request``).
+        messageId: the frame's ``messageId`` as sent (or the one given it).
+        position: where it stood in the output.
+        reason: why it is not answerable, in one line.
+        offset: byte offset of its ``__IPC_START__`` in the stream.
+        excerpt: the start of the frame, for humans.
+    """
+
+    event: str
+    messageId: str
+    position: Position
+    reason: str
+    offset: int
+    excerpt: str
+
+
+class FrameUntrusted(_OwnMessage):
+    event: Literal["frame_untrusted"] = "frame_untrusted"
+    data: FrameUntrustedData
 
 
 class ProcessStateData(EventData):
@@ -136,6 +201,8 @@ class Event:
         received_at: epoch milliseconds when supervise received it.
         source: ``child`` for frames, ``supervisor`` for supervise's own events.
         message: the typed message (``message.event``, ``message.data`` ...).
+        position: for a child's frame, where it stood in the output; None
+            for supervise's own events.
     """
 
     seq: int
@@ -143,6 +210,7 @@ class Event:
     received_at: int
     source: Source
     message: IpcMessage
+    position: Position | None = None
     # to_json()'s result, kept: the journal, a file route and a webhook all
     # want the same bytes of the same event.
     _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
@@ -176,7 +244,7 @@ class Event:
         data_json = (
             data.__pydantic_serializer__.to_json(data, exclude_unset=True, by_alias=True)
             if isinstance(data, BaseModel)
-            else to_json(data)
+            else to_json(data, inf_nan_mode="null")
         )
         parts = [
             b'{"seq":%d,"program":%s,"received_at":%d,"source":"%s","type":"ipc","version":%s'
@@ -192,28 +260,55 @@ class Event:
             b'"timestamp":' + to_json(message.timestamp),
             b'"messageId":' + to_json(message.messageId),
         ]
+        if self.position is not None:
+            parts.append(b'"position":"%s"' % self.position.encode())
         if message.model_extra:
-            parts.extend(to_json(k) + b":" + to_json(v) for k, v in message.model_extra.items())
+            parts.append(b'"extra":' + to_json(message.model_extra, inf_nan_mode="null"))
         return b",".join(parts) + b"}"
 
     @classmethod
     def from_json(cls, line: bytes | str) -> Event:
         """Parse a line written by :meth:`to_json`.
 
+        Only the envelope's own keys are read; a line that lacks one, or
+        whose keys have the wrong types, is not an event.
+
         Raises:
             ValueError: the line is not JSON, or not an event
                 (``pydantic.ValidationError`` is a ValueError).
         """
         fields = json.loads(line)
-        source = fields.pop("source")
-        seq = fields.pop("seq")
-        program = fields.pop("program")
-        received_at = fields.pop("received_at")
+        if not isinstance(fields, dict):
+            raise ValueError("not a JSON object")
+        try:
+            source = fields["source"]
+            seq = fields["seq"]
+            program = fields["program"]
+            received_at = fields["received_at"]
+        except KeyError as missing:
+            raise ValueError(f"no {missing} field") from None
+        position = fields.get("position")
+        if (
+            source not in ("child", "supervisor")
+            or type(seq) is not int
+            or type(received_at) is not int
+            or not isinstance(program, str)
+            or position not in (None, "line_start", "mid_line")
+        ):
+            raise ValueError("the envelope's fields have the wrong types")
+        message_fields = {k: v for k, v in fields.items() if k in _PROTOCOL_KEYS}
+        extra = fields.get("extra")
+        if isinstance(extra, dict):
+            for key, value in extra.items():
+                if key not in _PROTOCOL_KEYS:
+                    message_fields.setdefault(key, value)
         own = _OWN_MESSAGES.get(fields.get("event", "")) if source == "supervisor" else None
         # supervise also speaks the child's vocabulary (a lost task's
         # task_failed), so anything not its own parses as a child message.
-        message = own.model_validate(fields) if own is not None else parse_message(fields)
-        return cls(seq, program, received_at, source, message)
+        message = (
+            own.model_validate(message_fields) if own is not None else parse_message(message_fields)
+        )
+        return cls(seq, program, received_at, source, message, position)
 
 
 class EventStamper:
@@ -229,8 +324,14 @@ class EventStamper:
         self.program = program
         self._next_seq = (sequence if sequence is not None else itertools.count(1)).__next__
 
-    def stamp(self, message: IpcMessage, received_at: int, source: Source = "child") -> Event:
+    def stamp(
+        self,
+        message: IpcMessage,
+        received_at: int,
+        source: Source = "child",
+        position: Position | None = None,
+    ) -> Event:
         """Wrap ``message``, filling a missing ``timestamp`` with the receipt time."""
         if message.timestamp is None:
             message = message.model_copy(update={"timestamp": received_at})
-        return Event(self._next_seq(), self.program, received_at, source, message)
+        return Event(self._next_seq(), self.program, received_at, source, message, position)

@@ -60,7 +60,7 @@ _NEWLINE = 0x0A
 _CARRIAGE_RETURN = 0x0D
 _EXCERPT_BYTES = 120
 
-InvalidReason: TypeAlias = Literal["json", "type", "schema", "oversize", "unterminated"]
+InvalidReason: TypeAlias = Literal["json", "type", "schema", "reserved", "oversize", "unterminated"]
 
 T = TypeVar("T")
 
@@ -70,7 +70,8 @@ class Rejected:
     """What a validator returns for a payload it refuses.
 
     Attributes:
-        reason: ``json``, ``type`` or ``schema``.
+        reason: ``json``, ``type``, ``schema`` or ``reserved`` (an event
+            name the receiver keeps for itself).
         detail: one line saying what is wrong, e.g. ``data.duration: Input
             should be a valid number``.
     """
@@ -98,11 +99,18 @@ class Frame(Generic[T]):
         message: what the validator returned for the payload.
         raw: the frame's original bytes, markers included.
         offset: byte offset of ``__IPC_START__`` in the stream.
+        line_start: the frame began a line (the stream's start, or right
+            after a ``\n``). A program writes its own frames there; a frame
+            after other text on its line is usually text the program relays
+            from someone else (an AI agent's output behind a log prefix), so
+            a caller can decide how far to trust it. ``\r`` alone does not
+            start a line: it only moves the cursor back.
     """
 
     message: T
     raw: bytes
     offset: int
+    line_start: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +379,7 @@ class FrameDecoder(Generic[T]):
         result = self._validate(raw[_START_LEN : len(raw) - _END_LEN])
         if isinstance(result, Rejected):
             return self._give_up(data, pos, after, items, result.reason, result.detail)
-        items.append(Frame(result, raw, self._offset + pos))
+        items.append(Frame(result, raw, self._offset + pos, self._frame_at_line_start))
         # Only a frame that began its line may take the line ending after it.
         self._state = self._AFTER_FRAME if self._frame_at_line_start else self._PLAIN
         return after

@@ -38,6 +38,7 @@ import contextlib
 import fnmatch
 import functools
 import itertools
+import logging
 import os
 import re
 import sqlite3
@@ -116,6 +117,9 @@ _SCHEMA = (
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
+
+_log = logging.getLogger("supervisor.journal")
+_MAX_REPORTED = 10_000  # unreadable seqs remembered, so each is reported once
 
 
 def state_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -220,6 +224,11 @@ class Journal:
         self.path = path
         self.readonly = readonly
         self._checkpointer: sqlite3.Connection | None = None
+        self.unreadable = 0
+        """Stored lines that no longer parse as events, skipped by :meth:`read`."""
+        self.report: Callable[[str], None] = _log.warning
+        """Where the one line about each unreadable line goes."""
+        self._reported: set[int] = set()
 
     # -- opening and closing ---------------------------------------------------
 
@@ -404,11 +413,35 @@ class Journal:
     ) -> list[Event]:
         """Stored events after seq ``since``, in seq order (see :meth:`read_lines`).
 
-        Raises:
-            ValueError: a stored line no longer parses as an event.
+        A stored line that no longer parses as an event (written by another
+        version, or changed by hand) is skipped: it is counted in
+        :attr:`unreadable` and reported once, in one line, and reading goes
+        on. An empty result therefore still means nothing is left.
         """
-        lines = self.read_lines(since, limit, pattern=pattern, until=until)
-        return [Event.from_json(item.line) for item in lines]
+        while True:
+            lines = self.read_lines(since, limit, pattern=pattern, until=until)
+            events: list[Event] = []
+            for item in lines:
+                event = self._parse(item.seq, item.line)
+                if event is not None:
+                    events.append(event)
+            if events or len(lines) < limit:
+                return events
+            since = lines[-1].seq  # a whole page was unreadable: read on
+
+    def _parse(self, seq: int, line: bytes | str) -> Event | None:
+        try:
+            return Event.from_json(line)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            self.unreadable += 1
+            if seq not in self._reported and len(self._reported) < _MAX_REPORTED:
+                self._reported.add(seq)
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.report(
+                    f"journal {self.path}: seq {seq} no longer reads as an event,"
+                    f" skipped ({detail})"
+                )
+            return None
 
     # -- routes ----------------------------------------------------------------
 
@@ -502,7 +535,7 @@ class Journal:
             rows = self._db.execute(
                 f"SELECT {columns} FROM dead_letters WHERE route = ? ORDER BY id", (route,)
             )
-        return [_dead_letter(row) for row in rows]
+        return [dead for dead in map(self._dead_letter, rows) if dead is not None]
 
     def remove_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
         """Delete the dead letters ``ids``; return those that existed, by id.
@@ -520,8 +553,15 @@ class Journal:
                     " RETURNING id, route, seq, error, failed_at, attempts, line",
                     chunk,
                 ).fetchall()
-                removed.extend(_dead_letter(row) for row in rows)
+                removed.extend(dead for dead in map(self._dead_letter, rows) if dead is not None)
         return sorted(removed, key=lambda dead: dead.id)
+
+    def _dead_letter(self, row: tuple[int, str, int, str, int, int, bytes]) -> DeadLetter | None:
+        id_, route, seq, error, failed_at, attempts, line = row
+        event = self._parse(seq, line)
+        if event is None:
+            return None
+        return DeadLetter(id_, route, seq, error, failed_at, attempts, event)
 
     # -- retention -----------------------------------------------------------------
 
@@ -603,11 +643,6 @@ class Journal:
         if count:
             self._db.execute("DELETE FROM events WHERE seq <= ?", (cutoff,))
         return count, freed
-
-
-def _dead_letter(row: tuple[int, str, int, str, int, int, bytes]) -> DeadLetter:
-    id_, route, seq, error, failed_at, attempts, line = row
-    return DeadLetter(id_, route, seq, error, failed_at, attempts, Event.from_json(line))
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -29,6 +29,7 @@ from pydantic import (
 from ._frames import Rejected
 
 __all__ = [
+    "RESERVED_EVENTS",
     "ApprovalRequest",
     "ApprovalRequestData",
     "EventData",
@@ -57,6 +58,32 @@ __all__ = [
 ]
 
 Severity: TypeAlias = Literal["low", "medium", "high", "critical"]
+
+RESERVED_EVENTS = frozenset(
+    {
+        "approval_ignored",
+        "delivery_dead",
+        "events_dropped",
+        "frame_invalid",
+        "frame_untrusted",
+        "process_exit",
+        "process_stalled",
+        "process_start",
+        "process_state",
+        "question_answered",
+        "question_timeout",
+        "question_withdrawn",
+        "route_overflow",
+        "task_timeout",
+    }
+)
+"""The names of supervise's own events, which no child frame may carry.
+
+Routes, the journal's replay, metrics and Telegram act on these names; a
+child that could send ``process_exit`` or ``question_answered`` would speak
+as supervise. Such a frame is refused (``reserved``) and stays visible as
+output, like any other invalid frame.
+"""
 
 
 class EventData(BaseModel):
@@ -305,6 +332,11 @@ def validate_payload(payload: bytes) -> IpcMessage | Rejected:
         if error.errors(include_url=False)[0]["type"] not in _NOT_A_KNOWN_EVENT:
             return _describe(error)
     try:
-        return _GENERIC_ADAPTER.validate_json(payload)
+        generic = _GENERIC_ADAPTER.validate_json(payload)
     except ValidationError as error:
         return _describe(error)
+    if generic.event in RESERVED_EVENTS:
+        return Rejected(
+            "reserved", f"event {generic.event!r} is one of supervise's own; a child cannot send it"
+        )
+    return generic

@@ -167,6 +167,8 @@ class MetricsState:
         data = event.data
         if name == "frame_invalid":
             self.frames_invalid[(event.program, data.reason)] += 1
+        elif name == "frame_untrusted":
+            self.frames_invalid[(event.program, "untrusted")] += 1
         elif name == "task_failed":  # a task lost when its child died
             labels = (event.program, self._namespace(data))
             self.tasks["lost"][labels] += 1
@@ -192,7 +194,14 @@ class MetricsState:
 
 _TASK_EVENTS = frozenset({"task_start", "task_complete", "task_failed"})
 _OWN_EVENTS = frozenset(
-    {"frame_invalid", "task_failed", "task_timeout", "question_answered", "question_timeout"}
+    {
+        "frame_invalid",
+        "frame_untrusted",
+        "task_failed",
+        "task_timeout",
+        "question_answered",
+        "question_timeout",
+    }
 )
 
 

@@ -26,18 +26,21 @@ passes monotonic seconds (``now``) and writes the returned text itself.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from ._errors import ConfigError, SupervisorError
 from ._events import _OwnMessage
-from ._messages import ApprovalRequest, EventData, Question
+from ._messages import ApprovalRequest, EventData, Question, QuestionData
 
 __all__ = [
     "DEFAULT_HISTORY",
     "AlreadyAnsweredError",
     "AnswerError",
     "AnswerVocabulary",
+    "ApprovalIgnored",
+    "ApprovalIgnoredData",
     "InvalidResponseError",
     "PendingQuestion",
     "QuestionAnswered",
@@ -47,7 +50,10 @@ __all__ = [
     "QuestionKind",
     "QuestionTimeout",
     "QuestionTimeoutData",
+    "QuestionWithdrawn",
+    "QuestionWithdrawnData",
     "UnknownQuestionError",
+    "answer_margin",
 ]
 
 QuestionKind: TypeAlias = Literal["question", "approval_request"]
@@ -83,6 +89,37 @@ class QuestionTimeoutData(EventData):
     waited: float
 
 
+class QuestionWithdrawnData(EventData):
+    """``question_withdrawn`` data: the program left its prompt unanswered by supervise.
+
+    ``reason`` says how: the program wrote past the prompt (its own timeout,
+    or an answer from somewhere supervise does not see), or it exited.
+    """
+
+    messageId: str
+    kind: QuestionKind
+    reason: str
+    waited: float
+
+
+class ApprovalIgnoredData(EventData):
+    """``approval_ignored`` data: a denied task went on.
+
+    Attributes:
+        messageId: the approval request that was denied.
+        taskId: the task it was about.
+        event: the program's frame that showed the task going on.
+        by: who denied it (``ctl``, ``telegram:@alice``, ``timeout`` ...).
+        action: what happened besides this event: ``report`` or ``stop``.
+    """
+
+    messageId: str
+    taskId: str
+    event: str
+    by: str
+    action: str
+
+
 class QuestionAnswered(_OwnMessage):
     """A pending question or approval was answered and the answer written."""
 
@@ -95,6 +132,20 @@ class QuestionTimeout(_OwnMessage):
 
     event: Literal["question_timeout"] = "question_timeout"
     data: QuestionTimeoutData
+
+
+class QuestionWithdrawn(_OwnMessage):
+    """The question is gone without an answer from supervise; nothing was written."""
+
+    event: Literal["question_withdrawn"] = "question_withdrawn"
+    data: QuestionWithdrawnData
+
+
+class ApprovalIgnored(_OwnMessage):
+    """The program went on with a task whose approval was denied."""
+
+    event: Literal["approval_ignored"] = "approval_ignored"
+    data: ApprovalIgnoredData
 
 
 # -- errors ------------------------------------------------------------------
@@ -253,6 +304,19 @@ class AnswerVocabulary:
 # -- the book ----------------------------------------------------------------
 
 
+def answer_margin(timeout: float) -> float:
+    """How long before a frame's own ``timeout`` its default answer is applied.
+
+    A program that announces a timeout runs its own timer: loopwork's safety
+    prompt gives up after the ``timeout`` it sends and then runs the task.
+    A default answer written after that would land in whatever the program
+    does next, so supervise applies it earlier: a tenth of the timeout, at
+    least 1 s and at most 5 s, and never more than half of it (20 s: 2 s
+    early; 5 s: 1 s early; 1 s: 0.5 s early).
+    """
+    return min(max(0.1 * timeout, 1.0), 5.0, timeout / 2)
+
+
 @dataclass(slots=True)
 class PendingQuestion:
     """A question or approval waiting for an answer.
@@ -262,8 +326,14 @@ class PendingQuestion:
         kind: ``question`` or ``approval_request``.
         message: the frame itself.
         asked_at: monotonic seconds when it was received.
-        deadline: monotonic seconds when it expires, or None for never.
+        deadline: monotonic seconds when it expires, or None for never. For a
+            frame that names its own timeout this is :func:`answer_margin`
+            before that timeout ends.
         program: the name of the program that asked.
+        task_id: the task it is about: the frame's ``taskId``, else the
+            task the program was running when it asked, if known.
+        mark: an opaque position in the program's output, given by the
+            caller, that :meth:`QuestionBook.withdraw_before` compares.
     """
 
     message_id: str
@@ -272,6 +342,17 @@ class PendingQuestion:
     asked_at: float
     deadline: float | None
     program: str
+    task_id: str | None = None
+    mark: int = 0
+
+    @property
+    def what(self) -> str:
+        """What is asked or to be approved, in one line for lists."""
+        data = self.message.data
+        if isinstance(data, QuestionData):
+            return data.question
+        parts = [p for p in (data.operation or data.action, data.description) if p]
+        return ": ".join(dict.fromkeys(parts)) or "(no description)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,27 +387,49 @@ class QuestionBook:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def ask(self, program: str, message: Question | ApprovalRequest, now: float) -> PendingQuestion:
+    def ask(
+        self,
+        program: str,
+        message: Question | ApprovalRequest,
+        now: float,
+        *,
+        task_id: str | None = None,
+        mark: int = 0,
+    ) -> PendingQuestion:
         """Record a question or approval request from ``program``.
 
-        The deadline is ``now`` plus the frame's ``data.timeout`` when that is
-        positive, else plus the vocabulary's ``default_timeout`` (None: no
-        deadline). A frame whose ``messageId`` is already pending replaces it.
+        The deadline is the frame's ``data.timeout`` less its
+        :func:`answer_margin` when the frame names a finite positive timeout,
+        else the vocabulary's ``default_timeout`` (None: no deadline). A frame
+        whose ``messageId`` is already pending replaces it.
+
+        Args:
+            task_id: the task the program is running, used when the frame
+                names none.
+            mark: the caller's position in the program's output (see
+                :meth:`withdraw_before`).
 
         Returns:
             The pending entry.
         """
         timeout = message.data.timeout
-        if timeout is None or not timeout > 0:
-            timeout = self.vocabulary.default_timeout
+        if timeout is not None and 0 < timeout < math.inf:
+            deadline: float | None = now + timeout - answer_margin(timeout)
+        elif self.vocabulary.default_timeout is not None:
+            deadline = now + self.vocabulary.default_timeout
+        else:
+            deadline = None
         kind: QuestionKind = "question" if isinstance(message, Question) else "approval_request"
+        own_task = getattr(message.data, "taskId", None)
         pending = PendingQuestion(
             message_id=message.messageId,
             kind=kind,
             message=message,
             asked_at=now,
-            deadline=None if timeout is None else now + timeout,
+            deadline=deadline,
             program=program,
+            task_id=own_task if isinstance(own_task, str) and own_task else task_id,
+            mark=mark,
         )
         self._history.pop(pending.message_id, None)
         self._pending.pop(pending.message_id, None)
@@ -433,6 +536,67 @@ class QuestionBook:
             )
             results.append((pending, text, event))
         return results
+
+    def answered_elsewhere(
+        self, message_id: str, response: str, by: str, now: float
+    ) -> QuestionAnswered | None:
+        """Settle a question that was answered where supervise wrote nothing.
+
+        The person at the terminal typed the answer straight into the
+        program: it has its answer, so nothing is written, and every other
+        channel must hear who answered and stop offering it.
+
+        Returns:
+            The ``question_answered`` message (``written`` is empty), or None
+            if the question is no longer pending.
+        """
+        pending = self._pending.pop(message_id, None)
+        if pending is None:
+            return None
+        self._remember(message_id, _Answered(by, response))
+        decision = (
+            self.vocabulary.decide(response)
+            if isinstance(pending.message, ApprovalRequest)
+            else None
+        )
+        return QuestionAnswered(
+            data=QuestionAnsweredData(
+                messageId=message_id,
+                response=response,
+                written="",
+                by=by,
+                latency=now - pending.asked_at,
+                decision=decision,
+            )
+        )
+
+    def withdraw_before(
+        self, program: str, mark: int, reason: str, now: float
+    ) -> list[QuestionWithdrawn]:
+        """Withdraw ``program``'s questions asked before output position ``mark``.
+
+        Used when the program has written past the prompt a question was
+        waiting at: an answer written now would go to whatever it asks next.
+
+        Returns:
+            One ``question_withdrawn`` message per question, oldest first.
+        """
+        gone = [p for p in self._pending.values() if p.program == program and p.mark < mark]
+        withdrawn = []
+        for pending in gone:
+            del self._pending[pending.message_id]
+            self._remember(pending.message_id, _Expired(reason))
+            withdrawn.append(
+                QuestionWithdrawn(
+                    data=QuestionWithdrawnData(
+                        messageId=pending.message_id,
+                        kind=pending.kind,
+                        reason=reason,
+                        waited=now - pending.asked_at,
+                    )
+                )
+            )
+        return withdrawn
 
     def next_deadline(self) -> float | None:
         """The earliest deadline of a pending question, or None."""

@@ -59,7 +59,13 @@ __all__ = [
 TMUX_DEFAULT_TTL = 3600.0
 """How long a tmux route waits for its session to appear, unless told."""
 
-DEFAULT_NOTIFY_EVENTS = ("task_failed", "task_complete", "question", "approval_request")
+DEFAULT_NOTIFY_EVENTS = (
+    "task_failed",
+    "task_complete",
+    "question",
+    "approval_request",
+    "approval_ignored",
+)
 """What ``--notify`` sends: what a person wants to be told about."""
 
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")

@@ -5,7 +5,9 @@
 * the output pump reads the child, feeds the decoder, writes plain output to
   supervise's stdout (backpressure is kept: a slow terminal slows the read,
   no byte is dropped) and turns frames into events;
-* the input pump forwards supervise's stdin to the child;
+* the input pump forwards supervise's stdin to the child, and tells the
+  supervisor when a line of it ends (the person at the terminal may just have
+  answered the child's prompt);
 * after the child exits, the pump keeps reading until the output ends, then
   escalates against helpers that still hold it open (SIGTERM, SIGKILL, give
   up), so supervise never hangs on an orphan and never leaves one running.
@@ -29,13 +31,24 @@ from ._events import (
     EventStamper,
     FrameInvalid,
     FrameInvalidData,
+    FrameUntrusted,
+    FrameUntrustedData,
+    Position,
     ProcessExit,
     ProcessExitData,
     ProcessStart,
     ProcessStartData,
     Source,
 )
-from ._frames import DecodedItem, Frame, FrameDecoder, InvalidFrame, LineEndRemoved, Output
+from ._frames import (
+    DecodedItem,
+    Frame,
+    FrameDecoder,
+    InvalidFrame,
+    LineEndRemoved,
+    Output,
+    _excerpt,
+)
 from ._messages import IpcMessage, validate_payload
 
 __all__ = ["ProgramRunner", "RunStats", "TerminalSettings"]
@@ -45,6 +58,13 @@ __all__ = ["ProgramRunner", "RunStats", "TerminalSettings"]
 # supervise stops waiting for processes that left the group.
 _ORPHAN_QUIET_SECONDS = 0.5
 _POLL_SECONDS = 0.05
+
+# A line the child leaves unfinished for this long is a prompt it waits at
+# (a read that splits a line is completed within milliseconds).
+PROMPT_SECONDS = 0.2
+# Frames that make supervise write to the child's stdin.
+_ACTIONABLE = frozenset({"question", "approval_request"})
+_MAX_TYPED = 4096  # bytes of one typed line kept, to name the answer
 
 
 @dataclass(frozen=True)
@@ -93,6 +113,12 @@ class ProgramRunner:
         observe: called with each batch of events, in order, before they are
             queued; it must not block (the supervisor keeps its task and
             question tables with it).
+        on_prompt_left: called with the new :attr:`prompts_left` when the
+            child finishes a line it had left open for a while (it moved on
+            from a prompt); must not block.
+        on_input_line: called with each line forwarded from ``input`` once
+            its Enter has gone to the child (lightly edited: backspaces
+            applied, control characters dropped); must not block.
     """
 
     def __init__(
@@ -106,6 +132,8 @@ class ProgramRunner:
         wall_clock: Callable[[], int] = _now_ms,
         stamper: EventStamper | None = None,
         observe: Callable[[list[Event]], None] | None = None,
+        on_prompt_left: Callable[[int], None] | None = None,
+        on_input_line: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.stats = RunStats()
@@ -116,6 +144,14 @@ class ProgramRunner:
         self._wall_clock = wall_clock
         self._stamper = stamper or EventStamper(config.program_name)
         self._observe = observe
+        self._on_prompt_left = on_prompt_left
+        self._on_input_line = on_input_line
+        self._open_since: float | None = None
+        self.prompts_left = 0
+        """How many times the child finished a line it had paused in."""
+        self._typed = bytearray()
+        self._typed_cr = False
+        self._typed_escape = False
         self._child: Child | None = None
         self._nursery: trio.Nursery | None = None
         self._exited = trio.Event()
@@ -280,33 +316,71 @@ class ProgramRunner:
             return
         keep_frames = self.config.keep_frames
         chunks: list[bytes] = []
-        messages: list[tuple[IpcMessage, Source]] = []
+        messages: list[tuple[IpcMessage, Source, Position | None]] = []
+        shown = False  # the last frame stays visible, and so does its line end
         for item in items:
             if type(item) is Output:
                 chunks.append(item.data)
             elif type(item) is Frame:
+                message = item.message
+                position: Position = "line_start" if item.line_start else "mid_line"
+                shown = keep_frames
+                if message.event in _ACTIONABLE:
+                    refusal = self._distrust(item)
+                    if refusal is not None:
+                        shown = True
+                        self.stats.frames_invalid["untrusted"] += 1
+                        untrusted = FrameUntrustedData(
+                            event=message.event,
+                            messageId=message.messageId,
+                            position=position,
+                            reason=refusal,
+                            offset=item.offset,
+                            excerpt=_excerpt(item.raw),
+                        )
+                        messages.append((FrameUntrusted(data=untrusted), "supervisor", None))
+                        chunks.append(item.raw)
+                        continue
                 if keep_frames:
                     chunks.append(item.raw)
-                self.stats.frames[item.message.event] += 1
-                messages.append((item.message, "child"))
+                self.stats.frames[message.event] += 1
+                messages.append((message, "child", position))
             elif type(item) is InvalidFrame:
                 self.stats.frames_invalid[item.reason] += 1
                 data = FrameInvalidData(
                     reason=item.reason, offset=item.offset, detail=item.detail, excerpt=item.excerpt
                 )
-                messages.append((FrameInvalid(data=data), "supervisor"))
-            elif type(item) is LineEndRemoved and keep_frames:
+                messages.append((FrameInvalid(data=data), "supervisor", None))
+            elif type(item) is LineEndRemoved and shown:
                 chunks.append(item.raw)
         if chunks:
             await self._write(b"".join(chunks))
         if messages:
             now = self._wall_clock()
             stamp = self._stamper.stamp
-            await self._send_events([stamp(message, now, source) for message, source in messages])
+            await self._send_events(
+                [stamp(message, now, source, where) for message, source, where in messages]
+            )
+
+    def _distrust(self, frame: Frame[IpcMessage]) -> str | None:
+        """Why an actionable frame may not make supervise answer, or None if it may."""
+        policy = self.config.actionable_frames
+        if policy == "anywhere":
+            return None
+        if policy == "never":
+            return "actionable_frames is never: no frame may ask for an answer"
+        if frame.line_start:
+            return None
+        return (
+            "it followed other text on its line, where a program relays output"
+            " it did not write (actionable_frames is line-start)"
+        )
 
     async def _write(self, data: bytes) -> None:
         if self._output is None:
             return
+        if data:
+            self._track_prompt(data)
         self._writing = True
         try:
             await self._output.send_all(data)
@@ -319,6 +393,24 @@ class ProgramRunner:
             self.request_stop(signal.SIGTERM)
         finally:
             self._writing = False
+
+    def _track_prompt(self, data: bytes) -> None:
+        """Notice the child finishing a line it paused in (leaving a prompt).
+
+        Cheap on the hot path: the last byte of each write, and a search for
+        a newline only while a line is open.
+        """
+        if self._open_since is not None and b"\n" in data:
+            if trio.current_time() - self._open_since >= PROMPT_SECONDS:
+                self.prompts_left += 1
+                if self._on_prompt_left is not None:
+                    self._on_prompt_left(self.prompts_left)
+            self._open_since = None
+        if data[-1] != 0x0A:
+            if self._open_since is None:
+                self._open_since = trio.current_time()
+        else:
+            self._open_since = None
 
     async def _send_events(self, events: list[Event]) -> None:
         """Queue events without a scheduler round-trip each; wait only when full."""
@@ -357,9 +449,42 @@ class ProgramRunner:
                     await child.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
+            if self._on_input_line is not None:
+                self._note_typed(data)
         if self.config.forward_eof:
             try:
                 async with self._input_lock:
                     await child.send_eof()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
+
+    def _note_typed(self, data: bytes | bytearray) -> None:
+        """Collect forwarded input into lines; report each line once sent.
+
+        Keystrokes arrive raw: backspaces edit the line, escape sequences
+        (arrow keys) and other control characters are dropped, and ``\r\n``
+        ends one line, not two.
+        """
+        for byte in data:
+            if self._typed_escape:
+                # CSI sequences end with a byte in @..~; a lone ESC ends at
+                # the next printable byte.
+                if byte != 0x5B and 0x40 <= byte <= 0x7E:
+                    self._typed_escape = False
+                continue
+            if byte == 0x0A and self._typed_cr:
+                self._typed_cr = False
+                continue
+            self._typed_cr = byte == 0x0D
+            if byte in (0x0D, 0x0A):
+                line = self._typed.decode("utf-8", errors="replace")
+                self._typed.clear()
+                assert self._on_input_line is not None
+                self._on_input_line(line)
+            elif byte == 0x1B:
+                self._typed_escape = True
+            elif byte in (0x7F, 0x08):
+                if self._typed:
+                    del self._typed[-1]
+            elif byte >= 0x20 and len(self._typed) < _MAX_TYPED:
+                self._typed.append(byte)

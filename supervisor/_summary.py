@@ -342,6 +342,27 @@ def _question_timeout(event: Event) -> str:
     return _join(head, f"applied {default}" if default else "no default", sep=", ")
 
 
+def _question_withdrawn(event: Event) -> str:
+    data = event.data
+    kind = "approval" if _text(data, "kind") == "approval_request" else "question"
+    return _join(f"↩️ {kind} withdrawn", _text(data, "reason"), sep=": ")
+
+
+def _approval_ignored(event: Event) -> str:
+    data = event.data
+    task = _text(data, "taskId") or "a task"
+    by = _text(data, "by")
+    action = " (program stopped)" if _text(data, "action") == "stop" else ""
+    denied = f"denied by {by}" if by else "denied"
+    return f"🚨 {event.program} went on with {task} although it was {denied}{action}"
+
+
+def _frame_untrusted(event: Event) -> str:
+    data = event.data
+    what = _text(data, "event") or "frame"
+    return _join(f"🚫 {event.program}: untrusted {what} not offered", _text(data, "position"))
+
+
 def _events_dropped(event: Event) -> str:
     count = _integer(event.data, "count")
     return "🕳️ events dropped" if count is None else f"🕳️ {count} events dropped"
@@ -369,5 +390,8 @@ _DESCRIBERS: dict[str, Callable[[Event], str]] = {
     "task_timeout": _task_timeout,
     "question_answered": _question_answered,
     "question_timeout": _question_timeout,
+    "question_withdrawn": _question_withdrawn,
+    "approval_ignored": _approval_ignored,
+    "frame_untrusted": _frame_untrusted,
     "events_dropped": _events_dropped,
 }

@@ -47,6 +47,8 @@ from ._logfile import LineLog, TeeOutput
 from ._messages import ApprovalRequest, EventData, IpcMessage, Question
 from ._questions import (
     AnswerVocabulary,
+    ApprovalIgnored,
+    ApprovalIgnoredData,
     PendingQuestion,
     QuestionAnswered,
     QuestionBook,
@@ -197,6 +199,10 @@ class ProgramSupervisor:
             rng,
         )
         self._runner: ProgramRunner | None = None
+        # Tasks whose approval was denied, with who denied it and the
+        # request's id: a later frame for one of them means the program
+        # went on regardless.
+        self._denied: dict[str, tuple[str, str]] = {}
         self._run_started: float | None = None
         self._stop_requested = False
         self._final = False
@@ -321,9 +327,12 @@ class ProgramSupervisor:
             AnswerError: unknown, expired or already answered question, or a
                 response the question does not accept.
         """
+        pending = {p.message_id: p for p in self.questions.pending()}.get(message_id)
         text, message = self.questions.answer(
             message_id, response, by, trio.current_time(), raw=raw
         )
+        if pending is not None and message.data.decision == "deny":
+            self._note_denial(pending, by)
         runner = self._runner
         try:
             if runner is None:
@@ -411,6 +420,8 @@ class ProgramSupervisor:
             wall_clock=self._wall_clock,
             stamper=self._stamper,
             observe=self._observe,
+            on_prompt_left=self._prompt_left,
+            on_input_line=self._typed_line if self._input is not None else None,
         )
         self._runner = runner
         self._stall_reported = False
@@ -446,6 +457,7 @@ class ProgramSupervisor:
         for message in self.tasks.lose_all(cause, trio.current_time(), self._wall_clock()):
             self._publish(message)
         self.questions.forget_program(self.name)
+        self._denied.clear()
         # A clean exit the policy does not restart is never a failed start,
         # however soon it came.
         clean = (
@@ -508,16 +520,87 @@ class ProgramSupervisor:
         now: float | None = None
         for event in events:
             message = event.message
-            if message.event not in _ACCOUNTED or event.source != "child":
+            if event.source != "child":
+                continue
+            if self._denied:
+                self._check_denied(message)
+            if message.event not in _ACCOUNTED:
                 continue
             now = trio.current_time() if now is None else now
             if isinstance(message, Question | ApprovalRequest):
-                self.questions.ask(self.name, message, now)
+                latest = self.tasks.latest()
+                runner = self._runner
+                self.questions.ask(
+                    self.name,
+                    message,
+                    now,
+                    task_id=latest.task_id if latest is not None else None,
+                    mark=runner.prompts_left if runner is not None else 0,
+                )
                 self._rearm.set()
                 continue
             self.tasks.observe(message, now, epoch_ms=event.received_at)
             if message.event == "task_start" and self.config.task_timeout:
                 self._rearm.set()
+
+    def _note_denial(self, pending: PendingQuestion, by: str) -> None:
+        if pending.kind == "approval_request" and pending.task_id is not None:
+            self._denied[pending.task_id] = (pending.message_id, by)
+
+    def _check_denied(self, message: IpcMessage) -> None:
+        """A frame for a task whose approval was denied: did the program go on?
+
+        loopwork ignores a denial (its safety plugin throws, its runner
+        swallows the error and runs the task), so this must not pass quietly.
+        The task's failure is the one frame that honours the denial.
+        """
+        task_id = getattr(message.data, "taskId", None)
+        if not isinstance(task_id, str) or task_id not in self._denied:
+            return
+        request_id, by = self._denied.pop(task_id)
+        if message.event == "task_failed":
+            return
+        action = self.config.on_approval_ignored
+        data = ApprovalIgnoredData(
+            messageId=request_id, taskId=task_id, event=message.event, by=by, action=action
+        )
+        self._publish(ApprovalIgnored(data=data))
+        self._report(
+            f"{task_id} goes on although its approval was denied by {by}"
+            + (": stopping" if action == "stop" else "")
+        )
+        if action == "stop":
+            self.request_stop(final=False)
+
+    def _prompt_left(self, prompts_left: int) -> None:
+        """The child wrote past a prompt: questions asked before it are over."""
+        now = trio.current_time()
+        reason = "the program wrote past its prompt"
+        for withdrawn in self.questions.withdraw_before(self.name, prompts_left, reason, now):
+            self._publish(withdrawn)
+            self._rearm.set()
+
+    def _typed_line(self, line: str) -> None:
+        """A line typed at supervise's stdin reached the child: it answers its question.
+
+        The person at the terminal is a channel too: their Enter went
+        straight to the program's prompt, so the oldest question waiting is
+        settled as answered by them, and nothing more is written.
+        """
+        waiting = [p for p in self.questions.pending() if p.program == self.name]
+        if not waiting:
+            return
+        pending = waiting[0]
+        by = "terminal" if self._terminal.input_is_terminal else "stdin"
+        answered = self.questions.answered_elsewhere(
+            pending.message_id, line, by, trio.current_time()
+        )
+        if answered is None:
+            return
+        if answered.data.decision == "deny":
+            self._note_denial(pending, by)
+        self._publish(answered)
+        self._rearm.set()
 
     async def _watchdog(self) -> None:
         """Deadlines: question timeouts, task timeouts, stalls. Sleeps until the next."""
@@ -525,8 +608,10 @@ class ProgramSupervisor:
         while True:
             now = trio.current_time()
             deadlines = [math.inf]
-            for _question, text, timed_out in self.questions.expire(now):
+            for question, text, timed_out in self.questions.expire(now):
                 self._publish(timed_out)
+                if timed_out.data.default == "deny":
+                    self._note_denial(question, "timeout")
                 if text is not None and self._runner is not None:
                     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                         await self._runner.send_input(text.encode() + b"\n")

@@ -204,6 +204,10 @@ class TaskTable:
             return TaskOutcome(None, ok, None)
         return TaskOutcome(record, ok, now - record.started_at)
 
+    def latest(self) -> TaskRecord | None:
+        """The open task that started last (what the child is working on), if any."""
+        return next(reversed(self._tasks.values()), None)
+
     def in_flight(self) -> list[TaskRecord]:
         """The open tasks, oldest start first."""
         return list(self._tasks.values())

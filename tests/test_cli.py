@@ -364,7 +364,7 @@ def test_ctl_answers_and_stops_a_config_run(tmp_path: Path) -> None:
     read_until(proc, b"asker   | READY")
     pending = supervise("ctl", "--instance", "demo", "pending")
     assert b"11111111-2222-4333-8444-555555555555" in pending.stdout
-    assert b"choices:  approve, deny" in pending.stdout
+    assert b"choices:   approve, deny" in pending.stdout
     answered = supervise("ctl", "answer", "11111111-2222-4333-8444-555555555555", "approve")
     assert answered.returncode == 0, answered.stderr
     assert answered.stdout == b'answered 11111111-2222-4333-8444-555555555555: wrote "y"\n'

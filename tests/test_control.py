@@ -256,12 +256,14 @@ async def test_pending_lists_the_question(
     lines = out.splitlines()
     assert lines[:5] == [
         MESSAGE_ID,
-        "  program:  asker",
-        "  kind:     approval_request (severity high)",
-        "  text:     delete",
-        "  choices:  approve, deny",
+        "  asked by:  asker",
+        "  kind:      approval_request (severity high)",
+        "  text:      delete",
+        "  choices:   approve, deny",
     ]
-    assert lines[5].startswith("  waiting:  0s (expires in 2")
+    # 30 s announced, answered by default 3 s before the child's own timer.
+    assert lines[5].startswith("  time left: 2")
+    assert lines[5].endswith("(waiting 0s)")
     assert after == (0, "no pending questions\n", "")
     assert stopped == (0, "asker: exited\n", "")
 

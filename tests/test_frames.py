@@ -286,7 +286,8 @@ def test_nothing_is_lost(case: tuple[bytes, list[bytes]], cap: int) -> None:
 @given(st.lists(st.text(max_size=20), max_size=5), st.text(max_size=30))
 def test_valid_frames_survive_any_surrounding_text(titles: list[str], text: str) -> None:
     """Every well-formed frame is found, whatever plain text surrounds it."""
-    assume("__IPC_" not in text)
+    # A marker inside the payload ends the frame there (emit escapes it).
+    assume("__IPC_" not in text and not any("__IPC_" in t for t in titles))
     data = b"".join(text.encode() + b"\n" + frame(title=t) + b"\n" for t in titles)
     found = [i for i in decode([data]) if isinstance(i, Frame)]
     assert [f.message["data"]["title"] for f in found] == titles  # type: ignore[index]

@@ -88,7 +88,7 @@ def test_unknown_events_and_extra_fields_are_kept() -> None:
     line = EventStamper("p").stamp(start, 1).to_json()
     assert json.loads(line)["data"] == {"taskId": "T", "priority": 3}
     line = EventStamper("p").stamp(message, 1).to_json()
-    assert json.loads(line)["region"] == "eu"
+    assert json.loads(line)["extra"] == {"region": "eu"}
 
 
 @pytest.mark.parametrize(

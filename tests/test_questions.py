@@ -21,6 +21,7 @@ from supervisor._questions import (
     QuestionExpiredError,
     QuestionTimeout,
     UnknownQuestionError,
+    answer_margin,
 )
 
 
@@ -222,15 +223,31 @@ def test_question_timeout_uses_configured_option() -> None:
 
 
 def test_frame_timeout_beats_default() -> None:
-    """The frame's own timeout sets the deadline; default_timeout applies otherwise."""
+    """The frame's own timeout sets the deadline, less a margin that lands
+    before the program's own timer; default_timeout applies otherwise."""
     questions = book(default_timeout=60.0)
     questions.ask("p", approval("a-1", timeout=20), 100.0)
     questions.ask("p", question("q-1"), 100.0)
     questions.ask("p", question("q-2", timeout=0), 100.0)
-    assert [p.deadline for p in questions.pending()] == [120.0, 160.0, 160.0]
-    assert questions.next_deadline() == 120.0
-    assert [p.message_id for p, _, _ in questions.expire(120.0)] == ["a-1"]
+    assert [p.deadline for p in questions.pending()] == [118.0, 160.0, 160.0]
+    assert questions.next_deadline() == 118.0
+    assert questions.expire(117.9) == []
+    assert [p.message_id for p, _, _ in questions.expire(118.0)] == ["a-1"]
     assert questions.next_deadline() == 160.0
+
+
+@given(st.floats(min_value=1e-6, max_value=1e9, allow_nan=False))
+def test_the_default_answer_lands_before_the_programs_own_timeout(timeout: float) -> None:
+    """Whatever timeout a frame names, supervise acts strictly before it ends,
+    and waits at least half of it."""
+    margin = answer_margin(timeout)
+    assert 0 < margin <= timeout / 2
+    assert margin <= 5.0
+    questions = book()
+    questions.ask("p", approval("a", timeout=timeout), 0.0)
+    (pending,) = questions.pending()
+    assert pending.deadline is not None
+    assert timeout / 2 <= pending.deadline < timeout
 
 
 def test_no_default_timeout_waits_forever() -> None:
@@ -335,7 +352,8 @@ def test_ambiguous_vocabulary_is_refused(vocabulary: dict[str, Any]) -> None:
 
 
 def test_real_loopwork_approval() -> None:
-    """Loopwork's captured safety approval (timeout 20 s) is denied with "n" when unanswered."""
+    """Loopwork's captured safety approval (timeout 20 s) is denied with "n" when
+    unanswered, 2 s before loopwork's own timer would run the task anyway."""
     raw = (FIXTURES / "pty.raw").read_bytes()
     start = raw.index(b'__IPC_START__{"type":"ipc","version":"1.0","event":"approval_request"')
     payload = raw[start + len(b"__IPC_START__") : raw.index(b"__IPC_END__", start)]
@@ -343,7 +361,8 @@ def test_real_loopwork_approval() -> None:
     assert isinstance(message, ApprovalRequest)
     questions = book()
     entry = questions.ask("loopwork", message, 5.0)
-    assert entry.deadline == 25.0
-    ((_, text, event),) = questions.expire(25.0)
+    assert entry.deadline == 23.0
+    assert entry.what == "Destroy stale preview environments: Contains critical keywords: destroy"
+    ((_, text, event),) = questions.expire(23.0)
     assert text == "n"
     assert event.data.messageId == message.messageId
