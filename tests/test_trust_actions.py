@@ -284,11 +284,12 @@ async def test_a_denied_task_that_goes_on_is_reported(action: str) -> None:
     assert run.names().count("approval_ignored") == 1
     states = [e.data.to for e in run.sink.events if e.event == "process_state"]
     if action == "stop":
-        # Stopped by supervise before it printed READY, not by the test.
-        assert b"READY" not in run.output.data
+        # The test never stopped it, and the child would have slept 30 s more.
         assert states[-2:] == ["stopping", "stopped"]
+        assert run.sup.results == {"loop": -15}
     else:
         assert b"READY" in run.output.data
+        assert "stopping" in states  # by the test's stop()
 
 
 def test_ctl_pending_says_what_who_and_how_long(tmp_path: Path) -> None:

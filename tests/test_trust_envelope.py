@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import test_control
 import trio
 from conftest import child
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_control import running, until
 
 from adapters.telegram_format import render_event
-from supervisor import CapturingSink, JournalConfig, ProgramConfig, Supervisor
+from supervisor import CapturingSink, JournalConfig, ProgramConfig, Supervisor, _ctl
 from supervisor._events import ENVELOPE_KEYS, Event, EventStamper
 from supervisor._journal import Journal
 from supervisor._messages import RESERVED_EVENTS, IpcMessage, validate_payload
 from supervisor._metrics import MetricsState
+
+# The private control directory fixture of the control-socket tests.
+control_fixture = test_control.control
 
 
 def strict(line: bytes | str) -> dict[str, Any]:
@@ -148,11 +154,13 @@ async def test_event_lines_are_strict_json_with_supervises_envelope(tmp_path: Pa
 
 
 _JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
-_JSON = st.recursive(
-    _JSON_SCALARS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
-    max_leaves=8,
-)
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner)
+
+
+_JSON = st.recursive(_JSON_SCALARS, _containers, max_leaves=8)
 _KEYS = st.sampled_from([*ENVELOPE_KEYS, "x", "extra", "data"]) | st.text(max_size=6)
 
 
@@ -315,3 +323,41 @@ async def test_an_unreadable_journal_line_does_not_stop_durable_delivery(tmp_pat
     assert 2 not in seqs
     assert seqs[:2] == [1, 3]
     assert any("seq 2 no longer reads as an event" in r for r in reports)
+
+
+async def test_ctl_tail_since_0_survives_a_poisoned_journal(
+    control_fixture: Path, tmp_path: Path
+) -> None:
+    """Repro: ``ctl tail --since 0`` over a journal holding a line that reads as
+    supervise's ``process_exit`` with the child's data used to kill the running
+    supervise and its child. Now the line is skipped and the tail goes on."""
+    journal = tmp_path / "evil.journal.db"
+    await run_once("reserved", journal, CapturingSink())
+    db = sqlite3.connect(journal)
+    with db:
+        fields = {
+            "seq": 3, "program": "evil-child", "received_at": 1, "source": "supervisor",
+            "type": "ipc", "event": "process_exit", "data": {"foo": 1}, "messageId": "m",
+        }  # fmt: skip
+        db.execute("UPDATE events SET line = ? WHERE seq = 3", (json.dumps(fields),))
+        (last,) = db.execute("SELECT max(seq) FROM events").fetchone()
+    db.close()
+    sleeper = ProgramConfig(command=("sleep", "30"), name="sleeper")
+    lines: list[bytes] = []
+    with trio.fail_after(30):
+        async with running(control_fixture, sleeper, journal=journal) as run:
+            await until(lambda: run.program().pid is not None)
+
+            def tail() -> None:
+                with _ctl._Connection("test", run.path, timeout=None) as connection:
+                    for line in connection.events(None, since=0):
+                        lines.append(line)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(partial(trio.to_thread.run_sync, tail, abandon_on_cancel=True))
+                await until(lambda: any(json.loads(line)["seq"] >= last for line in lines))
+                assert run.program().pid is not None  # supervise and its child live on
+                await run.hub.aclose()
+    seqs = [json.loads(line)["seq"] for line in lines]
+    assert 3 not in seqs
+    assert seqs[:3] == [1, 2, 4]
