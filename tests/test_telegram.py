@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from conftest import SUPERVISE, child, finish, popen
 from telegram_stub import Stub, callback_update, telegram_stub, text_update
 
@@ -330,3 +331,43 @@ def test_bad_token_errors_never_show_the_token() -> None:
     assert status == 0
     assert b"WRONG-SECRET" not in stderr
     assert b"telegram deleteWebhook: HTTP 401: Unauthorized (polling again with backoff)" in stderr
+
+
+async def test_a_terminal_answer_and_an_ignored_denial_reach_the_chat() -> None:
+    """A deny typed into the program edits the approval card (by stdin, the
+    terminal's channel when input is piped), and the task that runs anyway
+    is announced loudly."""
+    keys, keyboard = trio.testing.memory_stream_one_way_pair()
+    reports: list[str] = []
+    loop = ProgramConfig(command=tuple(child("hostile", "ignores_denial")), name="loop")
+
+    def texts(marker: str) -> list[dict[str, Any]]:
+        return [m for m in stub.messages() if marker in m["text"]]
+
+    with telegram_stub() as stub:
+        sup = Supervisor(
+            [loop],
+            outputs={"loop": None},
+            input=keyboard,
+            exit_when_settled=False,
+            report=reports.append,
+            drain_timeout=2,
+        )
+        bot = TelegramBot(sup, bot_config(stub), report=reports.append)
+        sup.add_route(bot.route_config(), bot.sink)
+        sup.add_service(bot.run)
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(sup.run)
+                await until(lambda: bool(sup.programs["loop"].pending_questions()))
+                await until(lambda: bool(texts("Approval needed")))
+                await keys.send_all(b"n\n")
+                await until(lambda: bool(texts("Denied, but it went on")))
+                await until(lambda: texts("Approval needed")[0]["reply_markup"] is None)
+                nursery.cancel_scope.cancel()
+        (card,) = texts("Approval needed")
+        (loud,) = texts("Denied, but it went on")
+    assert "❌ <b>deny</b> by stdin at " in card["text"]
+    assert "DEMO-005" in loud["text"]
+    assert "denied by stdin" in loud["text"]
+    assert any("DEMO-005 goes on although its approval was denied by stdin" in r for r in reports)
