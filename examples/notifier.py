@@ -1,6 +1,6 @@
 """A notifier of your own in thirty lines: supervise loopwork, tell the desktop.
 
-    python examples/notifier.py -- npx loopwork
+    python examples/notifier.py -- loopwork run
 
 Failures and finished tasks go to ``notify-send`` (or stdout without it);
 approvals are granted only for low and medium severity, the rest denied.
