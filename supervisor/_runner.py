@@ -16,7 +16,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +93,8 @@ class ProgramRunner:
         observe: called with each batch of events, in order, before they are
             queued; it must not block (the supervisor keeps its task and
             question tables with it).
+        withheld_env: variables of supervise's environment the child does
+            not inherit (:meth:`ProgramConfig.child_env`).
     """
 
     def __init__(
@@ -106,8 +108,10 @@ class ProgramRunner:
         wall_clock: Callable[[], int] = _now_ms,
         stamper: EventStamper | None = None,
         observe: Callable[[list[Event]], None] | None = None,
+        withheld_env: Collection[str] = (),
     ) -> None:
         self.config = config
+        self._withheld_env = withheld_env
         self.stats = RunStats()
         self._events = events
         self._output = output
@@ -174,7 +178,7 @@ class ProgramRunner:
         settings = self._terminal
         return ChildSpec(
             argv=self.config.command,
-            env=self.config.child_env(),
+            env=self.config.child_env(self._withheld_env),
             cwd=str(self.config.cwd) if self.config.cwd is not None else None,
             use_pty=self.config.pty,
             terminal_modes=settings.modes,
