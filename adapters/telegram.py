@@ -225,6 +225,8 @@ class TelegramBot:
             raise ValueError("TelegramBot needs config.resolved(): no token or chat id")
         self._sup = sup
         self.config = config
+        # The token is supervise's, not the child's.
+        sup.withhold_env(*config.secret_env())
         self.chat_id = config.chat_id
         self.api = BotApi(config.token, config.api_url, client=client)
         self._report = report or (lambda line: None)

@@ -40,7 +40,7 @@ from ._journal import AsyncJournal, DeadLetter, Journal, journal_path
 from ._messages import IpcMessage
 from ._questions import AnswerError, QuestionAnswered, UnknownQuestionError
 from ._router import Router, RouteStats
-from ._routes import RetryConfig, RouteConfig, build_route_sink
+from ._routes import RetryConfig, RouteConfig, build_route_sink, sink_secret_env
 from ._runner import TerminalSettings
 from ._supervisor import ProgramStatus, ProgramSupervisor
 from ._terminal import open_output_stream, warn
@@ -61,6 +61,10 @@ _EVENT_BUFFER = 16384
 _BATCH = 1024
 _PRUNE_INTERVAL = 60.0
 _CHECKPOINT_INTERVAL = 1.0
+SEQ_BLOCK = 100_000
+"""Seqs reserved in the journal at a time, before they are handed out."""
+# After a reservation failed, the next try comes this many seqs later.
+_SEQ_RETRY = 1000
 SUPERVISOR_PROGRAM = "supervise"
 """The ``program`` of the router's own events (``route_overflow`` ...)."""
 
@@ -125,7 +129,9 @@ class Supervisor:
             journal = config.journal if journal is None else journal
             instance = instance or config.instance
             drain_timeout = config.drain_timeout if drain_timeout is None else drain_timeout
+            telegram = config.telegram
         else:
+            telegram = None
             program_configs = list(programs)
         self.instance = instance or (program_configs[0].program_name if program_configs else "sdk")
         self.drain_timeout = 5.0 if drain_timeout is None else drain_timeout
@@ -139,10 +145,13 @@ class Supervisor:
         self._exit_when_settled = exit_when_settled
         self._journal_config, self.journal = self._open_journal(journal)
         self._sequence = _Sequence(self._first_seq)
+        if self.journal is not None:
+            self._sequence.reserve_with(self.journal.journal.reserve_seqs, report)
         self._stamper = EventStamper(SUPERVISOR_PROGRAM, self._sequence)
         self._send, self._receive = trio.open_memory_channel[Event](_EVENT_BUFFER)
         self.hub = EventHub()
         self._routes: list[tuple[RouteConfig, Sink]] = []
+        self._withheld_env: set[str] = set()
         self._services: list[Callable[..., Awaitable[object]]] = []
         self.programs: dict[str, ProgramSupervisor] = {}
         self._program_configs: list[ProgramConfig] = []
@@ -161,6 +170,8 @@ class Supervisor:
 
             self.metrics = MetricsState(namespace_label=namespace_label)
             registry.register(SupervisorCollector(self, self.metrics))
+        if telegram is not None:
+            self.withhold_env(*telegram.secret_env())
         for program_config in program_configs:
             self.add_program(program_config)
         for route in routes:
@@ -179,8 +190,9 @@ class Supervisor:
             return config, None
         opened = Journal.open(config.path or journal_path(self.instance))
         opened.report = self._report
-        # Numbering goes on where the last run stopped, so seq stays a key.
-        self._first_seq = opened.last_seq() + 1
+        # Numbering goes on above every seq the last run appended or handed
+        # out, so seq stays a key even when its last writes failed.
+        self._first_seq = opened.next_seq()
         return config, AsyncJournal(opened)
 
     def add_program(self, config: ProgramConfig) -> ProgramSupervisor:
@@ -200,6 +212,7 @@ class Supervisor:
             report=_prefixed(self._report, name) if self._prefix_reports else self._report,
             keep_alive=self._keep_alive,
             on_settled=self._check_all_settled,
+            withheld_env=self._withheld_env,
         )
         self.programs[name] = program
         self._program_configs.append(config)
@@ -216,6 +229,7 @@ class Supervisor:
             raise RuntimeError("add routes before run()")
         if any(existing.name == config.name for existing, _ in self._routes):
             raise ConfigError(f"routes.{config.name}", "a route of that name already exists")
+        self.withhold_env(*sink_secret_env(config.sink))
         if sink is None:
             sink = build_route_sink(config)
             opener = getattr(sink, "open", None)
@@ -225,6 +239,22 @@ class Supervisor:
                 except SinkError as exc:
                     raise ConfigError(f"routes.{config.name}.sink", exc.problem) from None
         self._routes.append((config, sink))
+
+    def withhold_env(self, *names: str) -> None:
+        """Keep these variables of supervise's environment from every program.
+
+        The secrets supervise itself uses (a webhook route's ``secret_env``,
+        a Redis route's ``password_env``, the Telegram token) are withheld
+        by default: the child is not trusted with them. A program's
+        ``pass_env`` lets one through on purpose; its ``env`` may set any.
+        Call it before :meth:`run` (a program reads it at each start).
+        """
+        self._withheld_env.update(names)
+
+    @property
+    def withheld_env(self) -> frozenset[str]:
+        """The variables no program inherits unless its ``pass_env`` names them."""
+        return frozenset(self._withheld_env)
 
     def add_service(self, service: Callable[..., Awaitable[object]]) -> None:
         """Run ``service(task_status=...)`` beside the programs (a chat bot's poller).
@@ -478,6 +508,14 @@ class Supervisor:
                 await self.hub.aclose()
                 await self._router.aclose()
                 if self.journal is not None:
+                    if (
+                        not self._router.journal_failed
+                        and self._router.journaled_seq == self._sequence.last
+                    ):
+                        # Every seq handed out is journaled: the next run may
+                        # number on from the last without a gap.
+                        with contextlib.suppress(Exception):
+                            await self.journal.release_seqs()
                     await self.journal.aclose()
                 if default_output is not None:
                     await default_output.aclose()
@@ -563,15 +601,49 @@ class Supervisor:
 
 
 class _Sequence:
-    """1, 2, 3 ... shared by every program's stamper, and able to say where it is."""
+    """1, 2, 3 ... shared by every program's stamper, and able to say where it is.
 
-    def __init__(self, first: int = 1) -> None:
+    With a journal, no seq is handed out before the journal has recorded it
+    as reserved (:meth:`Journal.reserve_seqs`), a block at a time: events
+    are journaled later, in a thread, and may fail to be (a full disk), yet
+    the next run must not number an event with a seq a route already got.
+    """
+
+    def __init__(self, first: int = 1, block: int = SEQ_BLOCK) -> None:
         self.last = first - 1
+        self._block = block
+        self._reserved = self.last
+        self._reserve: Callable[[int], None] | None = None
+        self._report: Callable[[str], None] = warn
+        self._failing = False
+
+    def reserve_with(self, reserve: Callable[[int], None], report: Callable[[str], None]) -> None:
+        """Reserve each block with ``reserve(upto)``, the first one now."""
+        self._reserve, self._report = reserve, report
+        self._reserved = self.last
+        self._extend()
+
+    def _extend(self) -> None:
+        """Reserve the next block: one synchronous UPDATE per block of seqs."""
+        assert self._reserve is not None
+        upto = self.last + self._block
+        try:
+            self._reserve(upto)
+        except Exception as exc:  # a full disk must not stop the numbering
+            if not self._failing:
+                self._report(f"journal: cannot reserve seqs up to {upto}: {exc}")
+            self._failing = True
+            self._reserved = self.last + min(self._block, _SEQ_RETRY)
+            return
+        self._failing = False
+        self._reserved = upto
 
     def __iter__(self) -> _Sequence:
         return self
 
     def __next__(self) -> int:
+        if self._reserve is not None and self.last >= self._reserved:
+            self._extend()
         self.last += 1
         return self.last
 

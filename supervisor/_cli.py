@@ -49,6 +49,7 @@ from ._control import (
     socket_answers,
 )
 from ._errors import ConfigError, SinkError
+from ._paths import validate_instance_name
 from ._prefix import PrefixedOutput, program_prefixes
 from ._reaper import become_subreaper, run_orphan_reaper, stop_orphans
 from ._routes import (
@@ -210,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=SUPPRESS,
         metavar="KEY=VALUE",
         help="add to COMMAND's environment (repeatable)",
+    )
+    add(
+        "--pass-env",
+        action="append",
+        default=SUPPRESS,
+        metavar="NAME",
+        help="let COMMAND inherit NAME although it holds a secret supervise uses "
+        "(the Telegram token, a webhook secret); repeatable",
     )
     add(
         "--no-pty",
@@ -457,6 +466,15 @@ def _check_config(argv: Sequence[str]) -> int:
         route_names = ", ".join(route.name for route in config.routes)
         summary += f"; {routes} route{'s' if routes != 1 else ''}: {route_names}"
     print(f"{args.file}: ok ({summary})")
+    secrets = config.secret_env()
+    if secrets:
+        passed = [
+            f"{name}: {', '.join(p for p in program.pass_env if p in secrets)}"
+            for name, program in config.programs.items()
+            if set(program.pass_env) & set(secrets)
+        ]
+        also = f" (passed on to {'; '.join(passed)})" if passed else ""
+        print(f"kept from the programs: {', '.join(secrets)}{also}")
     return 0
 
 
@@ -803,6 +821,8 @@ def _control_socket(instance: str | None, program: str) -> Path | None:
     answers); one that cannot be created (no writable home, say) only costs
     the control socket, not the supervision.
     """
+    if instance is None:
+        validate_instance_name(program, "--instance (by default the program's name)")
     directory = control_dir()
     try:
         prepare_control_dir(directory)
@@ -847,6 +867,8 @@ def _parse(
     if command and command[0] == "--":
         command = command[1:]
     values = _flag_values(args)
+    if args.instance is not None:
+        validate_instance_name(args.instance)
     if args.config:
         if command or values:
             parser.error("--config runs the file's programs: give no COMMAND or program flags")

@@ -16,7 +16,7 @@ import re
 import shlex
 import signal
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -33,7 +33,8 @@ from pydantic_core import ErrorDetails
 
 from ._errors import ConfigError
 from ._frames import DEFAULT_MAX_FRAME_BYTES
-from ._routes import FileRouteConfig
+from ._paths import instance_name_problem, validate_instance_name
+from ._routes import FileRouteConfig, sink_secret_env
 
 __all__ = [
     "AnswersConfig",
@@ -53,6 +54,7 @@ __all__ = [
 _SIZE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*$")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_PREFIX = "SUPERVISE_"
 
 RestartPolicy: TypeAlias = Literal["no", "on-failure", "always"]
@@ -167,6 +169,9 @@ class ProgramConfig(_Settings):
         name: the program's name in events (default: the command's basename).
         cwd: working directory (default: supervise's).
         env: variables added to (or overriding) supervise's environment.
+        pass_env: secrets supervise withholds from the child (its Telegram
+            token, webhook secrets, Redis passwords) that this program is
+            to inherit after all, by variable name.
         pty: run under a pseudo-terminal.
         keep_frames: leave frames in the passthrough (to nest supervisors).
         max_frame_bytes: payloads above this are ``frame_invalid``/``oversize``.
@@ -198,6 +203,7 @@ class ProgramConfig(_Settings):
     name: str = ""
     cwd: Path | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    pass_env: tuple[str, ...] = ()
     pty: bool = True
     keep_frames: bool = False
     max_frame_bytes: Size = Field(default=DEFAULT_MAX_FRAME_BYTES, ge=64)
@@ -229,15 +235,37 @@ class ProgramConfig(_Settings):
     def _expand_home(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
+    @field_validator("pass_env", mode="before")
+    @classmethod
+    def _one_name_is_a_list(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("pass_env")
+    @classmethod
+    def _env_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
+
     @property
     def program_name(self) -> str:
         return self.name or os.path.basename(self.command[0]) or self.command[0]
 
-    def child_env(self) -> dict[str, str] | None:
-        """The child's whole environment, or None to inherit supervise's as is."""
-        if not self.env:
+    def child_env(self, withheld: Collection[str] = ()) -> dict[str, str] | None:
+        """The child's whole environment, or None to inherit supervise's as is.
+
+        Args:
+            withheld: variables of supervise's environment the child must not
+                inherit (the secrets supervise itself uses), unless this
+                program lists them in ``pass_env``; ``env`` sets any variable,
+                those included.
+        """
+        dropped = set(withheld).difference(self.pass_env).intersection(os.environ)
+        if not self.env and not dropped:
             return None
-        return {**os.environ, **self.env}
+        inherited = {key: value for key, value in os.environ.items() if key not in dropped}
+        return {**inherited, **self.env}
 
     @classmethod
     def checked(
@@ -378,6 +406,16 @@ class TelegramConfig(_Settings):
             users.append(user)
         return tuple(users)
 
+    def secret_env(self) -> tuple[str, ...]:
+        """The environment variables holding this bot's token, kept from the programs.
+
+        ``token_env``, and ``SUPERVISE_TELEGRAM__TOKEN`` (a config file
+        override) when the token came from there.
+        """
+        override = f"{ENV_PREFIX}TELEGRAM__TOKEN"
+        overrides = [name for name in os.environ if name.upper() == override]
+        return (self.token_env, *overrides)
+
     def resolved(self, environ: Mapping[str, str] | None = None) -> TelegramConfig:
         """These settings with the token, chat and allow-list from the environment.
 
@@ -431,6 +469,24 @@ class SupervisorConfig(_Settings):
     metrics: MetricsConfig = MetricsConfig()
     telegram: TelegramConfig | None = None
     drain_timeout: float = Field(default=5.0, ge=0)
+
+    def secret_env(self) -> tuple[str, ...]:
+        """The variables holding secrets of this file's routes and bot, in order.
+
+        No program inherits them unless its ``pass_env`` names them.
+        """
+        names = [name for route in self.routes for name in sink_secret_env(route.sink)]
+        if self.telegram is not None:
+            names.extend(self.telegram.secret_env())
+        return tuple(dict.fromkeys(names))
+
+    @field_validator("instance")
+    @classmethod
+    def _instance_name(cls, value: str | None) -> str | None:
+        problem = None if value is None else instance_name_problem(value)
+        if problem is not None:
+            raise ValueError(f"{value!r} is not an instance name: {problem}")
+        return value
 
     @field_validator("routes")
     @classmethod
@@ -580,5 +636,6 @@ def load_config(
     except ValidationError as error:
         raise _config_error(source, error, data=data) from None
     if config.instance is None:
-        config = config.model_copy(update={"instance": Path(source).stem})
+        stem = validate_instance_name(Path(source).stem, f"{source}: instance (the file's stem)")
+        config = config.model_copy(update={"instance": stem})
     return config

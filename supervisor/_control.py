@@ -71,6 +71,7 @@ from ._errors import ConfigError
 from ._events import Event, _OwnMessage
 from ._journal import pattern_matcher, state_dir
 from ._messages import EventData, Question
+from ._paths import check_private_dir
 from ._questions import AnswerError
 from ._state import ProcessState, is_alive
 from ._supervisor import ControlError, ProgramStatus, ProgramSupervisor
@@ -148,20 +149,19 @@ def prepare_control_dir(path: Path) -> None:
     """Create ``path`` (mode 0700) or check that only we can write to it.
 
     Whoever can write to the directory can replace our socket with their
-    own and receive the answers meant for our programs.
+    own and receive the answers meant for our programs. A symlink is refused
+    as ``supervise ctl`` refuses it: it could be swapped for one to somebody
+    else's directory.
 
     Raises:
-        ConfigError: it cannot be created, is not ours, or others may write to it.
+        ConfigError: it cannot be created, is a symlink, is not ours, or
+            others may write to it.
     """
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = path.stat()
     except OSError as exc:
         raise ConfigError(str(path), f"cannot create: {exc.strerror or exc}") from None
-    if info.st_uid != os.getuid():
-        raise ConfigError(str(path), f"belongs to uid {info.st_uid}; refusing to use it")
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise ConfigError(str(path), "is writable by others; refusing to use it")
+    check_private_dir(path, follow=False)
 
 
 # -- events for `ctl tail` ----------------------------------------------------

@@ -22,12 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from ._control import control_dir, socket_answers
+from ._errors import ConfigError
+from ._paths import check_private_dir, check_private_file, validate_instance_name
 from ._summary import whole_duration
 from ._terminal import warn
 
 __all__ = ["build_parser", "main"]
 
 USAGE_ERROR = 2
+# sun_path holds 108 bytes including the terminating NUL.
+_MAX_SOCKET_PATH = 107
 # Longer than the server ever waits for a program to stop or start (30 s).
 _REPLY_TIMEOUT = 60.0
 _STATUS_COLUMNS = ("PROGRAM", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "TASKS", "PENDING")
@@ -139,9 +143,13 @@ def _find_instance(name: str | None) -> tuple[str, Path]:
     """The instance to talk to: the named one, or the only one running."""
     directory = control_dir()
     if name is not None:
-        if not name or "/" in name or name.startswith("."):
-            raise CtlError(f"--instance: {name!r} is not an instance name", USAGE_ERROR)
+        try:
+            validate_instance_name(name)
+        except ConfigError as exc:
+            raise CtlError(str(exc), USAGE_ERROR) from None
         return name, directory / f"{name}.sock"
+    if os.path.lexists(directory):
+        _check_control_dir(directory)
     sockets = sorted(directory.glob("*.sock"))
     if len(sockets) > 1:
         # A supervise that was killed leaves its socket behind; don't count it.
@@ -157,6 +165,57 @@ def _find_instance(name: str | None) -> tuple[str, Path]:
     return sockets[0].stem, sockets[0]
 
 
+def _check_control_dir(directory: Path) -> None:
+    """The control directory: ours, writable by nobody else, and not a symlink.
+
+    A symlink there, even one put in after supervise started, could lead
+    to another user's socket, which would then be sent our answers.
+    """
+    try:
+        check_private_dir(directory, follow=False)
+    except ConfigError as exc:
+        raise CtlError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _private_socket(path: Path) -> Iterator[str]:
+    """An address for connecting to the socket ``path`` only if it is ours.
+
+    The directory is opened without following a symlink and checked
+    through its descriptor; the socket is checked in that very directory
+    and connected to through ``/proc/self/fd``, so a directory swapped
+    after the check is not the one connected into.
+
+    Raises:
+        CtlError: the directory or the socket is a symlink, not ours, or
+            the directory is writable by others.
+        FileNotFoundError: there is no such directory or socket.
+    """
+    directory = path.parent
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        _check_control_dir(directory)  # says what is wrong with it
+        raise
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            _check_control_dir(directory)
+        proc = Path(f"/proc/self/fd/{fd}")
+        short = len(os.fsencode(proc / path.name)) <= _MAX_SOCKET_PATH
+        base = proc if short and proc.is_dir() else directory
+        try:
+            if check_private_file(base / path.name, kind="a socket") is None:
+                raise FileNotFoundError(path)
+        except ConfigError as exc:
+            raise CtlError(f"{path}: {exc.problem}") from None
+        yield str(base / path.name)
+    finally:
+        os.close(fd)
+
+
 class _Connection:
     """A blocking JSON Lines connection to one supervise."""
 
@@ -166,7 +225,11 @@ class _Connection:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
-            sock.connect(str(path))
+            with _private_socket(path) as address:
+                sock.connect(address)
+        except CtlError:
+            sock.close()
+            raise
         except FileNotFoundError:
             sock.close()
             running = sorted(p.stem for p in path.parent.glob("*.sock"))

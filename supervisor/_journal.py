@@ -20,12 +20,15 @@ Tables::
     events(seq INTEGER PRIMARY KEY, program, event, received_at, message_id, line)
     routes(name TEXT PRIMARY KEY, delivered_seq)
     dead_letters(id INTEGER PRIMARY KEY, route, seq, error, failed_at, attempts, line)
-    meta(id = 1, last_seq, bytes)
+    meta(id = 1, last_seq, bytes, reserved_seq)
 
 ``line`` is the exact bytes of :meth:`Event.to_json`. ``meta`` keeps the
 highest seq ever appended (pruning every event must not restart numbering
-below a route's delivered mark) and the total size of ``line``, so retention
-by size never has to scan the table. ``PRAGMA user_version`` is the schema
+below a route's delivered mark), the total size of ``line``, so retention
+by size never has to scan the table, and the highest seq a run may have
+handed out (:meth:`Journal.reserve_seqs`): events are numbered before they
+are written, so when writing fails (a full disk) the next run still numbers
+above every seq that went to a route. ``PRAGMA user_version`` is the schema
 version and ``PRAGMA application_id`` marks the file as ours.
 
 :class:`Journal` is synchronous and owns one connection; callers serialize.
@@ -54,6 +57,7 @@ import trio
 
 from ._errors import ConfigError
 from ._events import Event
+from ._paths import check_private_dir, check_private_file, validate_instance_name
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -67,7 +71,7 @@ __all__ = [
     "state_dir",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this version writes; a journal with a higher one is refused."""
 
 # "IPCJ": tells our databases apart from any other SQLite file at that path.
@@ -76,6 +80,8 @@ _BUSY_TIMEOUT_MS = 5000
 _SUFFIX = ".journal.db"
 # Rows fetched per query while filtering by pattern in Python.
 _SCAN_CHUNK = 1000
+# How long reserve_seqs waits for the write lock (it runs on the event loop).
+_RESERVE_TIMEOUT = 1.0
 # Ids per statement in remove_dead (SQLite limits bound parameters).
 _ID_CHUNK = 500
 _NO_LIMIT = 2**63 - 1
@@ -108,12 +114,18 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS meta (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         last_seq INTEGER NOT NULL,
-        bytes INTEGER NOT NULL
+        bytes INTEGER NOT NULL,
+        reserved_seq INTEGER NOT NULL DEFAULT 0
     )""",
     "INSERT OR IGNORE INTO meta (id, last_seq, bytes) VALUES (1, 0, 0)",
     f"PRAGMA application_id = {_APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
+
+# From each older schema version to the next.
+_MIGRATIONS = {
+    1: ("ALTER TABLE meta ADD COLUMN reserved_seq INTEGER NOT NULL DEFAULT 0",),
+}
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -143,10 +155,10 @@ def journal_path(instance: str, directory: Path | None = None) -> Path:
         directory: where journals live; :func:`state_dir` by default.
 
     Raises:
-        ConfigError: ``instance`` is empty, contains ``/`` or starts with ``.``.
+        ConfigError: ``instance`` is not an instance name
+            (:func:`~supervisor._paths.validate_instance_name`).
     """
-    if not instance or "/" in instance or instance.startswith("."):
-        raise ConfigError("instance", f"{instance!r} is not an instance name")
+    validate_instance_name(instance, "instance")
     return (directory if directory is not None else state_dir()) / f"{instance}{_SUFFIX}"
 
 
@@ -229,6 +241,7 @@ class Journal:
         self.report: Callable[[str], None] = _log.warning
         """Where the one line about each unreadable line goes."""
         self._reported: set[int] = set()
+        self._reserver: sqlite3.Connection | None = None
 
     # -- opening and closing ---------------------------------------------------
 
@@ -267,9 +280,10 @@ class Journal:
 
     def close(self) -> None:
         """Close the connection; the last one to close folds the WAL back in."""
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
+        for extra in (self._checkpointer, self._reserver):
+            if extra is not None:
+                extra.close()
+        self._checkpointer = self._reserver = None
         self._db.close()
 
     def checkpoint(self) -> None:
@@ -311,7 +325,10 @@ class Journal:
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite has rolled back already after some errors (SQLITE_FULL):
+            # a second ROLLBACK would hide the error that matters.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
@@ -324,6 +341,41 @@ class Journal:
         """
         row = self._db.execute("SELECT last_seq FROM meta WHERE id = 1").fetchone()
         return int(row[0]) if row else 0
+
+    def next_seq(self) -> int:
+        """The seq a new run starts at: above every seq appended or reserved."""
+        row = self._db.execute("SELECT max(last_seq, reserved_seq) FROM meta WHERE id = 1")
+        found = row.fetchone()
+        return (int(found[0]) if found else 0) + 1
+
+    def reserve_seqs(self, upto: int) -> None:
+        """Record that seqs up to ``upto`` may be handed out before they are appended.
+
+        Call it before numbering an event above the last reservation, so a
+        run whose appends fail (a full disk) leaves no seq behind that the
+        next run would reuse (:meth:`next_seq`). It is one small UPDATE of a
+        row that exists, on a connection of its own: safe beside appends in
+        another thread, and waiting at most a second for their write lock.
+
+        Raises:
+            sqlite3.Error: it could not be recorded.
+        """
+        if self._reserver is None:
+            self._reserver = sqlite3.connect(
+                self.path, timeout=_RESERVE_TIMEOUT, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+        self._reserver.execute(
+            "UPDATE meta SET reserved_seq = max(reserved_seq, ?) WHERE id = 1", (upto,)
+        )
+
+    def release_seqs(self) -> None:
+        """Give back the seqs reserved above :meth:`last_seq` (none of them went out).
+
+        Call it at the end of a run whose every event was appended, so the
+        next run numbers on without a gap.
+        """
+        self._db.execute("UPDATE meta SET reserved_seq = last_seq WHERE id = 1")
 
     def append(self, events: Sequence[Event]) -> None:
         """Store ``events`` in one transaction: all of them or, on error, none.
@@ -645,18 +697,42 @@ class Journal:
         return count, freed
 
 
+def _check_files(path: Path) -> None:
+    """The journal and SQLite's -wal and -shm beside it: ours, private, no symlinks.
+
+    Whoever else could write the journal could inject events that a durable
+    webhook then signs and sends; whoever could read it reads every event.
+    A symlink there would make supervise write (as root: create) its target.
+
+    Raises:
+        ConfigError: naming the file and what is wrong with it.
+    """
+    for suffix in ("", "-wal", "-shm"):
+        check_private_file(path.with_name(path.name + suffix))
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     """Open ``path`` for writing, creating the directory (0700) and file (0600).
 
     Events may carry anything a child prints, so only the user may read them.
     SQLite gives its -wal and -shm files the database file's permissions.
+    The directory must be ours and writable by nobody else (then nobody else
+    can put a file or symlink in it either), and the files are checked
+    before SQLite opens them (:func:`_check_files`).
     """
     where = str(path)
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        raise ConfigError(str(path.parent), f"cannot create: {exc.strerror or exc}") from None
+    check_private_dir(path.parent)
+    _check_files(path)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        os.close(os.open(path, flags, 0o600))
     except OSError as exc:
         raise ConfigError(where, f"cannot create: {exc.strerror or exc}") from None
+    _check_files(path)  # what was created is what was checked
     try:
         # isolation_level=None: no implicit transactions; _transaction() is explicit.
         return sqlite3.connect(
@@ -672,6 +748,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     """Open an existing journal without creating or changing anything."""
     where = str(path)
+    _check_files(path)
     if not path.exists():
         raise ConfigError(where, "no such journal")
     uri = "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
@@ -726,10 +803,16 @@ def _set_up(connection: sqlite3.Connection, where: str, version: int) -> None:
         return
     connection.execute("BEGIN IMMEDIATE")
     try:
-        # Another process may have created it since we looked.
-        if _check_identity(connection, where) == 0:
+        # Another process may have created or upgraded it since we looked.
+        version = _check_identity(connection, where)
+        if version == 0:
             for statement in _SCHEMA:
                 connection.execute(statement)
+        elif version < SCHEMA_VERSION:
+            for old in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[old]:
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         connection.execute("ROLLBACK")
         raise
@@ -801,6 +884,8 @@ class AsyncJournal:
         await self.aclose()
 
     last_seq = _in_thread(Journal.last_seq)
+    next_seq = _in_thread(Journal.next_seq)
+    release_seqs = _in_thread(Journal.release_seqs)
     append = _in_thread(Journal.append)
     read_lines = _in_thread(Journal.read_lines)
     read = _in_thread(Journal.read)

@@ -568,6 +568,11 @@ class Router:
         self._journal_progress = trio.Event()
 
     @property
+    def journal_failed(self) -> bool:
+        """Whether an append to the journal has failed during this run."""
+        return self._journal_failed
+
+    @property
     def journaled_seq(self) -> int:
         """The last seq handed to the journal (0 before any)."""
         return self._journaled

@@ -54,6 +54,7 @@ __all__ = [
     "glob_matcher",
     "parse_route_shortcut",
     "parse_sink_spec",
+    "sink_secret_env",
 ]
 
 TMUX_DEFAULT_TTL = 3600.0
@@ -219,6 +220,16 @@ SinkConfig: TypeAlias = Annotated[
     FileSinkConfig | TmuxSinkConfig | CommandSinkConfig | WebhookSinkConfig | RedisSinkConfig,
     Field(discriminator="type"),
 ]
+
+
+def sink_secret_env(sink: object) -> tuple[str, ...]:
+    """The environment variables a sink's settings read a secret from.
+
+    A webhook's ``secret_env`` and a Redis stream's ``password_env``:
+    supervise keeps them from the programs it runs.
+    """
+    names = (getattr(sink, "secret_env", None), getattr(sink, "password_env", None))
+    return tuple(name for name in names if isinstance(name, str))
 
 
 class RouteConfig(_Settings):

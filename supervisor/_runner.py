@@ -18,7 +18,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,8 @@ class ProgramRunner:
         on_input_line: called with each line forwarded from ``input`` once
             its Enter has gone to the child (lightly edited: backspaces
             applied, control characters dropped); must not block.
+        withheld_env: variables of supervise's environment the child does
+            not inherit (:meth:`ProgramConfig.child_env`).
     """
 
     def __init__(
@@ -134,8 +136,10 @@ class ProgramRunner:
         observe: Callable[[list[Event]], None] | None = None,
         on_prompt_left: Callable[[int], None] | None = None,
         on_input_line: Callable[[str], None] | None = None,
+        withheld_env: Collection[str] = (),
     ) -> None:
         self.config = config
+        self._withheld_env = withheld_env
         self.stats = RunStats()
         self._events = events
         self._output = output
@@ -210,7 +214,7 @@ class ProgramRunner:
         settings = self._terminal
         return ChildSpec(
             argv=self.config.command,
-            env=self.config.child_env(),
+            env=self.config.child_env(self._withheld_env),
             cwd=str(self.config.cwd) if self.config.cwd is not None else None,
             use_pty=self.config.pty,
             terminal_modes=settings.modes,

@@ -26,7 +26,7 @@ import math
 import random
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -140,6 +140,9 @@ class ProgramSupervisor:
         keep_alive: when the program settles (exits for good, FATAL, or is
             stopped), wait for a start request instead of returning; a final
             stop (``request_stop(final=True)``) still ends :meth:`run`.
+        withheld_env: variables of supervise's environment the child does
+            not inherit (its secrets); read at each start, so the owner may
+            add to it until then.
         on_settled: called each time the program settles, so the owner of
             several programs can tell when all of them are done.
     """
@@ -158,8 +161,10 @@ class ProgramSupervisor:
         report: Callable[[str], None] = warn,
         keep_alive: bool = False,
         on_settled: Callable[[], None] | None = None,
+        withheld_env: Collection[str] = (),
     ) -> None:
         self.config = config
+        self._withheld_env = withheld_env
         self.name = config.program_name
         self.state = ProcessState.STOPPED
         self.restarts = 0
@@ -422,6 +427,7 @@ class ProgramSupervisor:
             observe=self._observe,
             on_prompt_left=self._prompt_left,
             on_input_line=self._typed_line if self._input is not None else None,
+            withheld_env=self._withheld_env,
         )
         self._runner = runner
         self._stall_reported = False

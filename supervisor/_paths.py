@@ -1,0 +1,120 @@
+"""Names and files only this user may control: instance names, private directories.
+
+An instance name becomes a file name (its journal, its control socket), so
+it is checked once, here, for every command that takes one. A directory or
+file that holds events or answers must be ours and not writable by anyone
+else: whoever can write there can read every event, or plant a file (a
+symlink, a journal, a socket) that supervise would then trust.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from ._errors import ConfigError
+
+__all__ = [
+    "MAX_INSTANCE_NAME",
+    "check_private_dir",
+    "check_private_file",
+    "instance_name_problem",
+    "validate_instance_name",
+]
+
+MAX_INSTANCE_NAME = 100
+"""The longest instance name, in characters (a socket path is limited to 107 bytes)."""
+
+
+def instance_name_problem(name: str) -> str | None:
+    """What makes ``name`` unfit to name an instance's files, or None if nothing.
+
+    Refused: the empty name, names longer than :data:`MAX_INSTANCE_NAME`,
+    names starting with ``.`` (``..``, hidden files), containing ``/``, NUL
+    or any control or other non-printable character (which would also
+    garble the terminal when the name is shown).
+    """
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_INSTANCE_NAME:
+        return f"it is longer than {MAX_INSTANCE_NAME} characters"
+    if name.startswith("."):
+        return "it starts with '.'"
+    if "/" in name:
+        return "it contains '/'"
+    if not name.isprintable():
+        return "it contains a control character"
+    return None
+
+
+def validate_instance_name(name: str, where: str = "--instance") -> str:
+    """Return ``name`` if it can name an instance's files (:func:`instance_name_problem`).
+
+    Raises:
+        ConfigError: naming ``where`` the name came from, and what is wrong.
+    """
+    problem = instance_name_problem(name)
+    if problem is not None:
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise ConfigError(where, f"{shown!r} is not an instance name: {problem}")
+    return name
+
+
+def _owned_privately(where: str, info: os.stat_result, what: str) -> None:
+    if info.st_uid != os.getuid():
+        raise ConfigError(where, f"{what} belongs to uid {info.st_uid}; refusing to use it")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(where, f"{what} is writable by others; refusing to use it")
+
+
+def check_private_dir(path: Path, *, follow: bool = True) -> os.stat_result:
+    """Check that ``path`` is a directory of ours that nobody else can write to.
+
+    Args:
+        path: the directory.
+        follow: accept a symlink to such a directory; off, a symlink itself
+            is refused (it could be swapped for one to somebody else's).
+
+    Raises:
+        ConfigError: it does not exist, is not a directory, is a symlink
+            (``follow`` off), belongs to another user or is writable by others.
+    """
+    where = str(path)
+    try:
+        info = os.stat(path) if follow else os.lstat(path)
+    except OSError as exc:
+        raise ConfigError(where, f"cannot use: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError(where, "is a symlink; refusing to follow it")
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(where, "is not a directory")
+    _owned_privately(where, info, "the directory")
+    return info
+
+
+def check_private_file(path: Path, *, kind: str = "a regular file") -> os.stat_result | None:
+    """Check what is at ``path`` without following a symlink; None if nothing is.
+
+    Args:
+        path: the file.
+        kind: ``a regular file`` or ``a socket``: what it must be.
+
+    Raises:
+        ConfigError: it is a symlink, not of ``kind``, belongs to another
+            user or is writable by others.
+    """
+    where = str(path)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(where, f"cannot use: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError(where, "is a symlink; refusing to follow it")
+    expected = stat.S_ISSOCK if kind == "a socket" else stat.S_ISREG
+    if not expected(info.st_mode):
+        raise ConfigError(where, f"is not {kind}; refusing to use it")
+    _owned_privately(where, info, "the file")
+    return info
