@@ -457,7 +457,7 @@ class TelegramBot:
             return
         message_id, response = entry
         try:
-            answered = await self._sup.answer(message_id, response, by=f"telegram:{_who(user)}")
+            answered = await self._sup.answer(message_id, response, by=f"telegram:{_handle(user)}")
         except AlreadyAnsweredError as exc:
             await self._answer_query(query, f"Already answered by {exc.by} ({exc.response}).")
             return
@@ -578,5 +578,32 @@ def _verdict(answer: QuestionAnsweredData, at: float) -> str:
 
 
 def _who(user: Mapping[str, Any]) -> str:
-    username = user.get("username")
-    return f"@{username}" if username else str(user.get("id", "someone"))
+    """``@mallory (id 4242)``, or ``id 4242`` without a username: who was refused.
+
+    A username can be changed and then taken by someone else; the numeric id
+    cannot, so a refusal names both, and the id is what goes on the allow-list.
+    """
+    user_id = user.get("id")
+    ident = f"id {user_id}" if type(user_id) is int else None
+    username = _printable(user.get("username"))
+    if username and ident:
+        return f"@{username} ({ident})"
+    if username:
+        return f"@{username}"
+    return ident or "someone"
+
+
+def _handle(user: Mapping[str, Any]) -> str:
+    """``@alice``, or the numeric id without a username: who answered, in short."""
+    username = _printable(user.get("username"))
+    if username:
+        return f"@{username}"
+    user_id = user.get("id")
+    return str(user_id) if type(user_id) is int else "someone"
+
+
+def _printable(value: object) -> str:
+    """A username fit for one line of text: control characters dropped, bounded."""
+    if not isinstance(value, str):
+        return ""
+    return "".join(ch for ch in value if ch.isprintable())[:64]

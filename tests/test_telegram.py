@@ -127,7 +127,9 @@ async def test_approval_tapped_by_an_allowed_user_reaches_the_child(tmp_path: Pa
             (refusal,) = await run.calls("answerCallbackQuery", 1)
             assert refusal["params"]["show_alert"] is True
             assert refusal["params"]["callback_query_id"] == "m1"
-            assert run.reports == ["telegram: refused a tap from @mallory (not on the allow-list)"]
+            assert run.reports == [
+                "telegram: refused a tap from @mallory (id 666) (not on the allow-list)"
+            ]
             await trio.sleep(0.3)
             assert not out.exists()
 
@@ -167,6 +169,34 @@ async def test_approval_tapped_by_an_allowed_user_reaches_the_child(tmp_path: Pa
             answers = await run.calls("answerCallbackQuery", 3)
             assert answers[2]["params"]["text"] == "Already answered by telegram:@alice (approve)."
             assert out.read_text() == "y\n"
+
+
+async def test_a_refused_user_is_named_by_id_as_well(tmp_path: Path) -> None:
+    """A username can change hands; the id cannot: refusals name the id, alone
+    when there is no username, and a username cannot break the notice's line."""
+    out = tmp_path / "answer"
+    with telegram_stub() as stub:
+        async with running(stub, asker("approval", out)) as run:
+            (question,) = await run.calls("sendMessage", 1)
+            approve = buttons(question)[0][1]
+            stub.inject(
+                [callback_update(approve, message_id=1, chat_id=CHAT, user_id=4242, query_id="x")]
+            )
+            await run.calls("answerCallbackQuery", 1)
+            stub.inject(
+                [
+                    text_update(
+                        "/stop asker", chat_id=CHAT, user_id=77, username="eve\nsupervise: ok"
+                    )
+                ]
+            )
+            sent = await run.calls("sendMessage", 2)
+            assert sent[1]["params"]["text"] == "🚫 @evesupervise: ok (id 77) may not use /stop."
+            assert run.reports == [
+                "telegram: refused a tap from id 4242 (not on the allow-list)",
+                "telegram: refused /stop from @evesupervise: ok (id 77) (not on the allow-list)",
+            ]
+            assert not out.exists()
 
 
 async def test_an_answer_from_another_channel_updates_the_chat(tmp_path: Path) -> None:
@@ -250,7 +280,7 @@ async def test_chat_commands(tmp_path: Path) -> None:
                 [text_update("/restart asker", chat_id=CHAT, user_id=MALLORY, username="mallory")]
             )
             sent = await run.calls("sendMessage", 4)
-            assert sent[3]["params"]["text"] == "🚫 @mallory may not use /restart."
+            assert sent[3]["params"]["text"] == "🚫 @mallory (id 666) may not use /restart."
             assert run.sup.programs["asker"].restarts == 0
             stub.inject(
                 [text_update("/restart asker", chat_id=CHAT, user_id=ALICE, username="alice")]
