@@ -119,6 +119,8 @@ class ProgramRunner:
         self._child: Child | None = None
         self._nursery: trio.Nursery | None = None
         self._exited = trio.Event()
+        self.spawned = trio.Event()
+        """Set once the child exists (a pipe child is spawned asynchronously)."""
         self._stopping = False
         self._pending_stop: int | None = None
         self._last_received = 0.0
@@ -194,6 +196,7 @@ class ProgramRunner:
         """
         async with open_child(self._spec()) as child:
             self._child = child
+            self.spawned.set()
             await self._publish(
                 ProcessStart(data=ProcessStartData(pid=child.pid, argv=child.argv)),
                 "supervisor",

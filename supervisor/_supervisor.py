@@ -461,9 +461,12 @@ class ProgramSupervisor:
         """STARTING becomes RUNNING once the child has lasted start_seconds.
 
         With ``restart = "no"`` there is no such thing as a failed start, so
-        the child is RUNNING as soon as it is spawned.
+        the child is RUNNING as soon as it is spawned. The time counts from
+        the spawn, which for a child on pipes (``--no-pty``) completes only
+        after this task first runs: checking at once would find no child yet.
         """
         wait = 0.0 if self.config.restart == "no" else self.config.start_seconds
+        await runner.spawned.wait()
         await trio.sleep(wait)
         if self.state is ProcessState.STARTING and runner.pid is not None:
             self._move(Trigger.STARTED, f"running for {wait:g}s")

@@ -60,7 +60,6 @@ async def test_request_stop_forwards_the_signal() -> None:
             assert runner.pid == pid
             seen = b""
             while b"READY" not in seen:
-                await output.wait_send_all_might_not_block()
                 seen += await output.get_data()
             runner.request_stop(signal.SIGTERM)
     assert b"got SIGTERM" in seen + output.get_data_nowait()

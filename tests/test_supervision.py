@@ -30,7 +30,6 @@ class Harness:
 
     async def output_until(self, marker: bytes) -> None:
         while marker not in self.seen:
-            await self.output.wait_send_all_might_not_block()
             self.seen += await self.output.get_data()
 
     async def event(self, name: str, count: int = 1) -> list[Event]:
