@@ -37,6 +37,7 @@ from ._events import (
 )
 from ._frames import DecodedItem, Frame, FrameDecoder, InvalidFrame, LineEndRemoved, Output
 from ._messages import IpcMessage, validate_payload
+from ._queue import EventQueue
 
 __all__ = ["ProgramRunner", "RunStats", "TerminalSettings"]
 
@@ -82,24 +83,25 @@ class ProgramRunner:
 
     Args:
         config: what to run and how.
-        events: where events go, in order; ``send`` applies backpressure, so
-            the consumer should keep up (the CLI's event writer does).
+        events: where events go, in order; the output reader waits while it
+            is full, so the consumer should keep up (the CLI's event writer does).
         output: where plain output goes (None: discard).
         input: what to forward to the child's stdin (None: nothing).
         terminal: pty settings derived from supervise's own streams.
         wall_clock: epoch milliseconds, injectable for tests.
         stamper: numbers the events (share one to number several runs and
             programs in one series).
-        observe: called with each batch of events, in order, before they are
-            queued; it must not block (the supervisor keeps its task and
-            question tables with it).
+        observe: called with each batch of events, in order, as soon as they
+            are queued (no other task runs in between); it must not block
+            (the supervisor keeps its task and question tables with it, and
+            what it publishes comes after the batch).
     """
 
     def __init__(
         self,
         config: ProgramConfig,
         *,
-        events: trio.MemorySendChannel[Event] | None = None,
+        events: EventQueue | None = None,
         output: trio.abc.SendStream | None = None,
         input: trio.abc.ReceiveStream | None = None,
         terminal: TerminalSettings = TerminalSettings(),
@@ -324,16 +326,14 @@ class ProgramRunner:
             self._writing = False
 
     async def _send_events(self, events: list[Event]) -> None:
-        """Queue events without a scheduler round-trip each; wait only when full."""
+        """Queue events at once, in seq order; then wait only if the queue is full."""
+        queue = self._events
+        if queue is not None:
+            queue.put(events)
         if self._observe is not None:
             self._observe(events)
-        if self._events is None:
-            return
-        for event in events:
-            try:
-                self._events.send_nowait(event)
-            except trio.WouldBlock:
-                await self._events.send(event)
+        if queue is not None:
+            await queue.wait_for_room()
 
     async def _publish(self, message: IpcMessage, source: Source) -> None:
         await self._send_events([self._stamper.stamp(message, self._wall_clock(), source)])

@@ -52,6 +52,7 @@ from ._questions import (
     QuestionBook,
     QuestionExpiredError,
 )
+from ._queue import EventQueue
 from ._runner import ProgramRunner, TerminalSettings
 from ._state import ProcessState, Trigger, is_alive, transition
 from ._tasks import TaskTable, exit_cause
@@ -146,7 +147,7 @@ class ProgramSupervisor:
         self,
         config: ProgramConfig,
         *,
-        events: trio.MemorySendChannel[Event] | None = None,
+        events: EventQueue | None = None,
         output: trio.abc.SendStream | None = None,
         input: trio.abc.ReceiveStream | None = None,
         terminal: TerminalSettings | None = None,
@@ -205,7 +206,6 @@ class ProgramSupervisor:
         self._rearm = trio.Event()
         self._stall_reported = False
         self._wait_scope: trio.CancelScope | None = None
-        self._nursery: trio.Nursery | None = None
         # True while the program has settled and nothing will start it but a
         # request: what ``ctl start`` may act on.
         self._settled = False
@@ -352,7 +352,6 @@ class ProgramSupervisor:
         """
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
                 nursery.start_soon(self._watchdog)
                 await self._supervise()
                 nursery.cancel_scope.cancel()
@@ -507,7 +506,7 @@ class ProgramSupervisor:
         return f"restart {self.restarts} after {delay:.2f}s"
 
     def _observe(self, events: list[Event]) -> None:
-        """Keep the task and question tables (called for every batch, in order)."""
+        """Keep the task and question tables (called for every batch, in order, once queued)."""
         now: float | None = None
         for event in events:
             message = event.message
@@ -521,6 +520,10 @@ class ProgramSupervisor:
             self.tasks.observe(message, now, epoch_ms=event.received_at)
             if message.event == "task_start" and self.config.task_timeout:
                 self._rearm.set()
+        if now is not None:
+            # The batch is queued already, so these come after it in seq order.
+            for lost in self.tasks.take_evicted(now, self._wall_clock()):
+                self._publish(lost)
 
     async def _watchdog(self) -> None:
         """Deadlines: question timeouts, task timeouts, stalls. Sleeps until the next."""
@@ -582,14 +585,11 @@ class ProgramSupervisor:
         self._publish(ProcessStateChanged(data=data))
 
     def _publish(self, message: IpcMessage) -> None:
-        """Queue one of our own events, numbered now so the series stays in order."""
+        """Queue one of our own events, numbered now so the series stays in order.
+
+        Never waits and never drops: the queue takes supervise's own events
+        whatever its length (only the child's output reader waits for room).
+        """
         if self._events is None:
             return
-        event = self._stamper.stamp(message, self._wall_clock(), "supervisor")
-        try:
-            self._events.send_nowait(event)
-        except trio.WouldBlock:
-            # The consumer is far behind; let a task wait for room instead of
-            # blocking the state machine.
-            assert self._nursery is not None
-            self._nursery.start_soon(self._events.send, event)
+        self._events.put((self._stamper.stamp(message, self._wall_clock(), "supervisor"),))
