@@ -81,6 +81,7 @@ if _typing.TYPE_CHECKING:
     from ._questions import QuestionExpiredError as QuestionExpiredError
     from ._questions import QuestionTimeout as QuestionTimeout
     from ._questions import UnknownQuestionError as UnknownQuestionError
+    from ._queue import EventQueue as EventQueue
     from ._router import DeliveryDead as DeliveryDead
     from ._router import DeliveryDeadData as DeliveryDeadData
     from ._router import RouteOverflow as RouteOverflow
@@ -127,6 +128,7 @@ __all__ = [
     "DeliveryDead",
     "DeliveryDeadData",
     "Event",
+    "EventQueue",
     "EventStamper",
     "FileSinkConfig",
     "FilterError",
@@ -252,6 +254,7 @@ _LAZY: dict[str, str] = {
     "TaskFailedData": "._messages",
     "TaskStart": "._messages",
     "validate_payload": "._messages",
+    "EventQueue": "._queue",
     "ProgramRunner": "._runner",
     "RunStats": "._runner",
     "TerminalSettings": "._runner",

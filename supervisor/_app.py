@@ -39,6 +39,7 @@ from ._events import Event, EventStamper, FrameInvalidData, FrameUntrustedData
 from ._journal import AsyncJournal, DeadLetter, Journal, journal_path
 from ._messages import IpcMessage
 from ._questions import AnswerError, QuestionAnswered, UnknownQuestionError
+from ._queue import DEFAULT_ROOM, EventQueue
 from ._router import Router, RouteStats
 from ._routes import RetryConfig, RouteConfig, build_route_sink, sink_secret_env
 from ._runner import TerminalSettings
@@ -55,9 +56,10 @@ __all__ = ["Supervisor"]
 
 _Callback = TypeVar("_Callback", bound=Callable[[Event], Awaitable[object]])
 
-# Events wait here for the router; a program's output reader waits only if
-# routing falls this far behind (or a `block` route is full).
-_EVENT_BUFFER = 16384
+# Events wait in one queue for the router; a program's output reader waits
+# only if routing falls this far behind (or a `block` route is full).
+# supervise's own events never wait: see EventQueue.
+_EVENT_BUFFER = DEFAULT_ROOM
 _BATCH = 1024
 _PRUNE_INTERVAL = 60.0
 _CHECKPOINT_INTERVAL = 1.0
@@ -148,7 +150,7 @@ class Supervisor:
         if self.journal is not None:
             self._sequence.reserve_with(self.journal.journal.reserve_seqs, report)
         self._stamper = EventStamper(SUPERVISOR_PROGRAM, self._sequence)
-        self._send, self._receive = trio.open_memory_channel[Event](_EVENT_BUFFER)
+        self._queue = EventQueue(_EVENT_BUFFER)
         self.hub = EventHub()
         self._routes: list[tuple[RouteConfig, Sink]] = []
         self._withheld_env: set[str] = set()
@@ -204,7 +206,7 @@ class Supervisor:
             raise ConfigError(f"programs.{name}", "a program of that name is already supervised")
         program = ProgramSupervisor(
             config,
-            events=self._send,
+            events=self._queue,
             output=self._outputs.get(name),
             input=self._input,
             terminal=self._terminal,
@@ -445,17 +447,9 @@ class Supervisor:
 
     def _emit(self, message: IpcMessage) -> None:
         event = self._stamper.stamp(message, time.time_ns() // 1_000_000, "supervisor")
-        try:
-            self._send.send_nowait(event)
-        except trio.WouldBlock:
-            if self._nursery is not None:
-                self._nursery.start_soon(self._send_later, event)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # the run is ending: nothing is routed any more
-
-    async def _send_later(self, event: Event) -> None:
-        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-            await self._send.send(event)
+        with contextlib.suppress(trio.ClosedResourceError):
+            # Closed: the run is ending and nothing is routed any more.
+            self._queue.put((event,))
 
     async def run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -490,15 +484,18 @@ class Supervisor:
                 if self.journal is not None:
                     nursery.start_soon(self._prune_periodically)
                     nursery.start_soon(self._checkpoint_periodically)
-                async with self._send, trio.open_nursery() as programs:
-                    for program in self.programs.values():
-                        programs.start_soon(self._run_program, program)
-                    if self._exit_when_settled:
-                        self._check_all_settled()
-                        programs.start_soon(self._finish_when_all_settled)
-                    else:
-                        programs.start_soon(self._finish_when_stopped)
-                    task_status.started()
+                try:
+                    async with trio.open_nursery() as programs:
+                        for program in self.programs.values():
+                            programs.start_soon(self._run_program, program)
+                        if self._exit_when_settled:
+                            self._check_all_settled()
+                            programs.start_soon(self._finish_when_all_settled)
+                        else:
+                            programs.start_soon(self._finish_when_stopped)
+                        task_status.started()
+                finally:
+                    self._queue.close()
                 await delivered.wait()
                 with self._drain_scope:
                     await self._router.drain(self.drain_timeout)
@@ -556,20 +553,19 @@ class Supervisor:
         metrics = self.metrics
         reporter = _InvalidFrameReporter(self._report)
         try:
-            async with self._receive:
-                async for first in self._receive:
-                    batch = [first]
-                    with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
-                        while len(batch) < _BATCH:
-                            batch.append(self._receive.receive_nowait())
-                    if self._report_invalid:
-                        for event in batch:
-                            if event.event in _REPORTED and event.source == "supervisor":
-                                reporter.report(event)
-                    if metrics is not None:
-                        metrics.observe(batch)
-                    await self.hub.send_batch(batch)
-                    await router.publish(batch)
+            while True:
+                try:
+                    batch = await self._queue.receive_batch(_BATCH)
+                except trio.EndOfChannel:
+                    break
+                if self._report_invalid:
+                    for event in batch:
+                        if event.event in _REPORTED and event.source == "supervisor":
+                            reporter.report(event)
+                if metrics is not None:
+                    metrics.observe(batch)
+                await self.hub.send_batch(batch)
+                await router.publish(batch)
         finally:
             done.set()
 

@@ -50,6 +50,7 @@ from ._frames import (
     _excerpt,
 )
 from ._messages import IpcMessage, validate_payload
+from ._queue import EventQueue
 
 __all__ = ["ProgramRunner", "RunStats", "TerminalSettings"]
 
@@ -102,17 +103,18 @@ class ProgramRunner:
 
     Args:
         config: what to run and how.
-        events: where events go, in order; ``send`` applies backpressure, so
-            the consumer should keep up (the CLI's event writer does).
+        events: where events go, in order; the output reader waits while it
+            is full, so the consumer should keep up (the CLI's event writer does).
         output: where plain output goes (None: discard).
         input: what to forward to the child's stdin (None: nothing).
         terminal: pty settings derived from supervise's own streams.
         wall_clock: epoch milliseconds, injectable for tests.
         stamper: numbers the events (share one to number several runs and
             programs in one series).
-        observe: called with each batch of events, in order, before they are
-            queued; it must not block (the supervisor keeps its task and
-            question tables with it).
+        observe: called with each batch of events, in order, as soon as they
+            are queued (no other task runs in between); it must not block
+            (the supervisor keeps its task and question tables with it, and
+            what it publishes comes after the batch).
         on_prompt_left: called with the new :attr:`prompts_left` when the
             child finishes a line it had left open for a while (it moved on
             from a prompt); must not block.
@@ -127,7 +129,7 @@ class ProgramRunner:
         self,
         config: ProgramConfig,
         *,
-        events: trio.MemorySendChannel[Event] | None = None,
+        events: EventQueue | None = None,
         output: trio.abc.SendStream | None = None,
         input: trio.abc.ReceiveStream | None = None,
         terminal: TerminalSettings = TerminalSettings(),
@@ -159,6 +161,8 @@ class ProgramRunner:
         self._child: Child | None = None
         self._nursery: trio.Nursery | None = None
         self._exited = trio.Event()
+        self.spawned = trio.Event()
+        """Set once the child exists (a pipe child is spawned asynchronously)."""
         self._stopping = False
         self._pending_stop: int | None = None
         self._last_received = 0.0
@@ -234,6 +238,7 @@ class ProgramRunner:
         """
         async with open_child(self._spec()) as child:
             self._child = child
+            self.spawned.set()
             await self._publish(
                 ProcessStart(data=ProcessStartData(pid=child.pid, argv=child.argv)),
                 "supervisor",
@@ -417,16 +422,14 @@ class ProgramRunner:
             self._open_since = None
 
     async def _send_events(self, events: list[Event]) -> None:
-        """Queue events without a scheduler round-trip each; wait only when full."""
+        """Queue events at once, in seq order; then wait only if the queue is full."""
+        queue = self._events
+        if queue is not None:
+            queue.put(events)
         if self._observe is not None:
             self._observe(events)
-        if self._events is None:
-            return
-        for event in events:
-            try:
-                self._events.send_nowait(event)
-            except trio.WouldBlock:
-                await self._events.send(event)
+        if queue is not None:
+            await queue.wait_for_room()
 
     async def _publish(self, message: IpcMessage, source: Source) -> None:
         await self._send_events([self._stamper.stamp(message, self._wall_clock(), source)])

@@ -54,6 +54,7 @@ from ._questions import (
     QuestionBook,
     QuestionExpiredError,
 )
+from ._queue import EventQueue
 from ._runner import ProgramRunner, TerminalSettings
 from ._state import ProcessState, Trigger, is_alive, transition
 from ._tasks import TaskTable, exit_cause
@@ -151,7 +152,7 @@ class ProgramSupervisor:
         self,
         config: ProgramConfig,
         *,
-        events: trio.MemorySendChannel[Event] | None = None,
+        events: EventQueue | None = None,
         output: trio.abc.SendStream | None = None,
         input: trio.abc.ReceiveStream | None = None,
         terminal: TerminalSettings | None = None,
@@ -216,7 +217,6 @@ class ProgramSupervisor:
         self._rearm = trio.Event()
         self._stall_reported = False
         self._wait_scope: trio.CancelScope | None = None
-        self._nursery: trio.Nursery | None = None
         # True while the program has settled and nothing will start it but a
         # request: what ``ctl start`` may act on.
         self._settled = False
@@ -366,7 +366,6 @@ class ProgramSupervisor:
         """
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
                 nursery.start_soon(self._watchdog)
                 await self._supervise()
                 nursery.cancel_scope.cancel()
@@ -479,9 +478,12 @@ class ProgramSupervisor:
         """STARTING becomes RUNNING once the child has lasted start_seconds.
 
         With ``restart = "no"`` there is no such thing as a failed start, so
-        the child is RUNNING as soon as it is spawned.
+        the child is RUNNING as soon as it is spawned. The time counts from
+        the spawn, which for a child on pipes (``--no-pty``) completes only
+        after this task first runs: checking at once would find no child yet.
         """
         wait = 0.0 if self.config.restart == "no" else self.config.start_seconds
+        await runner.spawned.wait()
         await trio.sleep(wait)
         if self.state is ProcessState.STARTING and runner.pid is not None:
             self._move(Trigger.STARTED, f"running for {wait:g}s")
@@ -522,7 +524,7 @@ class ProgramSupervisor:
         return f"restart {self.restarts} after {delay:.2f}s"
 
     def _observe(self, events: list[Event]) -> None:
-        """Keep the task and question tables (called for every batch, in order)."""
+        """Keep the task and question tables (called for every batch, in order, once queued)."""
         now: float | None = None
         for event in events:
             message = event.message
@@ -548,6 +550,10 @@ class ProgramSupervisor:
             self.tasks.observe(message, now, epoch_ms=event.received_at)
             if message.event == "task_start" and self.config.task_timeout:
                 self._rearm.set()
+        if now is not None:
+            # The batch is queued already, so these come after it in seq order.
+            for lost in self.tasks.take_evicted(now, self._wall_clock()):
+                self._publish(lost)
 
     def _note_denial(self, pending: PendingQuestion, by: str) -> None:
         if pending.kind == "approval_request" and pending.task_id is not None:
@@ -670,14 +676,11 @@ class ProgramSupervisor:
         self._publish(ProcessStateChanged(data=data))
 
     def _publish(self, message: IpcMessage) -> None:
-        """Queue one of our own events, numbered now so the series stays in order."""
+        """Queue one of our own events, numbered now so the series stays in order.
+
+        Never waits and never drops: the queue takes supervise's own events
+        whatever its length (only the child's output reader waits for room).
+        """
         if self._events is None:
             return
-        event = self._stamper.stamp(message, self._wall_clock(), "supervisor")
-        try:
-            self._events.send_nowait(event)
-        except trio.WouldBlock:
-            # The consumer is far behind; let a task wait for room instead of
-            # blocking the state machine.
-            assert self._nursery is not None
-            self._nursery.start_soon(self._events.send, event)
+        self._events.put((self._stamper.stamp(message, self._wall_clock(), "supervisor"),))

@@ -13,6 +13,14 @@ simply never closes a task, nobody downstream learns that the task is over.
   ``lost: true`` when the process goes away, so a dashboard or a Telegram
   chat never shows a task as running forever.
 
+The table is bounded by supervise, not by the child: a child can announce
+millions of task ids and never close one. At most :data:`MAX_OPEN_TASKS`
+are tracked; a ``task_start`` beyond that evicts the oldest open task, which
+is closed at once with the same ``task_failed`` (``lost: true``, the
+``error`` saying why). So every task that started still gets exactly one
+outcome from supervise or the child; a completion that arrives later for an
+evicted task counts as one without a start.
+
 Like the frame decoder this module is sans-IO: no trio, no clock. The caller
 passes monotonic seconds (``now``) and, where a message needs a timestamp,
 epoch milliseconds.
@@ -35,6 +43,7 @@ from ._messages import (
 )
 
 __all__ = [
+    "MAX_OPEN_TASKS",
     "TaskKey",
     "TaskOutcome",
     "TaskRecord",
@@ -43,6 +52,12 @@ __all__ = [
     "TaskTimeoutData",
     "exit_cause",
 ]
+
+MAX_OPEN_TASKS = 10_000
+"""Open tasks tracked per program. Real task runners have a handful open at
+once (loopwork runs one at a time, or a few in parallel); ten thousand is far
+beyond that, and still only a few megabytes of records, and a lost-task burst
+at exit that routes deliver in seconds."""
 
 TaskKey: TypeAlias = tuple[str | None, str]
 """``(namespace, taskId)``: the same id in two namespaces is two tasks."""
@@ -147,17 +162,45 @@ def _key(data: Any) -> TaskKey:
     return (data.namespace, data.taskId)
 
 
+def _lost(record: TaskRecord, cause: str, now: float, epoch_ms: int) -> TaskFailed:
+    """The synthetic ``task_failed`` (``lost: true``) that closes ``record``."""
+    fields: dict[str, Any] = {"taskId": record.task_id}
+    # Only the fields the task_start had: JSON output omits unset ones.
+    if record.title is not None:
+        fields["title"] = record.title
+    if record.namespace is not None:
+        fields["namespace"] = record.namespace
+    if record.iteration is not None:
+        fields["iteration"] = record.iteration
+    fields.update(error=cause, lost=True, duration=now - record.started_at)
+    return TaskFailed(
+        type="ipc",
+        event="task_failed",
+        data=TaskFailedData.model_validate(fields),
+        timestamp=epoch_ms,
+    )
+
+
 class TaskTable:
     """The tasks of one child that have started and not yet ended.
 
     Feed it every message with :meth:`observe`. Ask :meth:`next_deadline`
     how long to sleep, then :meth:`overdue` what to report. When the process
-    exits or is restarted, :meth:`lose_all` closes what was left open.
+    exits or is restarted, :meth:`lose_all` closes what was left open; after
+    each batch, :meth:`take_evicted` closes the tasks evicted to keep the
+    table within ``max_open``.
+
+    Args:
+        max_open: how many open tasks are tracked (see :data:`MAX_OPEN_TASKS`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_open: int = MAX_OPEN_TASKS) -> None:
+        if max_open < 1:
+            raise ValueError(f"max_open must be at least 1, got {max_open}")
+        self.max_open = max_open
         # Insertion order is start order: a restarted key is moved to the end.
         self._tasks: dict[TaskKey, TaskRecord] = {}
+        self._evicted: list[TaskRecord] = []
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -183,7 +226,9 @@ class TaskTable:
         if isinstance(message, TaskStart):
             data = message.data
             key = _key(data)
-            self._tasks.pop(key, None)
+            if self._tasks.pop(key, None) is None and len(self._tasks) >= self.max_open:
+                oldest = next(iter(self._tasks))
+                self._evicted.append(self._tasks.pop(oldest))
             self._tasks[key] = TaskRecord(
                 key=key,
                 title=data.title,
@@ -227,27 +272,21 @@ class TaskTable:
             (those it had), ``error=cause``, ``lost=True`` and ``duration``
             (seconds measured here).
         """
-        failures = []
-        for record in self._tasks.values():
-            fields: dict[str, Any] = {"taskId": record.task_id}
-            # Only the fields the task_start had: JSON output omits unset ones.
-            if record.title is not None:
-                fields["title"] = record.title
-            if record.namespace is not None:
-                fields["namespace"] = record.namespace
-            if record.iteration is not None:
-                fields["iteration"] = record.iteration
-            fields.update(error=cause, lost=True, duration=now - record.started_at)
-            failures.append(
-                TaskFailed(
-                    type="ipc",
-                    event="task_failed",
-                    data=TaskFailedData.model_validate(fields),
-                    timestamp=epoch_ms,
-                )
-            )
+        failures = [_lost(record, cause, now, epoch_ms) for record in self._tasks.values()]
         self._tasks.clear()
         return failures
+
+    def take_evicted(self, now: float, epoch_ms: int) -> list[TaskFailed]:
+        """Close the tasks evicted since the last call, oldest first.
+
+        Each gets the ``task_failed`` of :meth:`lose_all`, with an ``error``
+        naming the limit.
+        """
+        if not self._evicted:
+            return []
+        cause = f"no longer tracked: more than {self.max_open} tasks open at once"
+        evicted, self._evicted = self._evicted, []
+        return [_lost(record, cause, now, epoch_ms) for record in evicted]
 
     def overdue(self, now: float, timeout: float) -> list[TaskTimeout]:
         """Report tasks that have run for ``timeout`` seconds or more, once each.

@@ -11,14 +11,14 @@ import trio.testing
 from conftest import child
 
 import supervisor
-from supervisor import Event, ProgramConfig, ProgramRunner, SpawnError
+from supervisor import Event, EventQueue, ProgramConfig, ProgramRunner, SpawnError
 
 
 def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
-async def collect(receive: trio.MemoryReceiveChannel[Event]) -> list[Event]:
+async def collect(receive: EventQueue) -> list[Event]:
     events = []
     while True:
         try:
@@ -30,16 +30,16 @@ async def collect(receive: trio.MemoryReceiveChannel[Event]) -> list[Event]:
 async def test_run_to_completion_leaks_no_fd() -> None:
     """A run yields output and events, and leaves no file descriptor behind."""
     before = open_fds()
-    send, receive = trio.open_memory_channel[Event](100)
+    queue = EventQueue(100)
     output = trio.testing.MemorySendStream()
     runner = ProgramRunner(
-        ProgramConfig(command=tuple(child("all_bytes"))), events=send, output=output
+        ProgramConfig(command=tuple(child("all_bytes"))), events=queue, output=output
     )
     with trio.fail_after(20):
         returncode = await runner.run()
     assert returncode == 0
     assert output.get_data_nowait().endswith(b"tail without newline")
-    events = await collect(receive)
+    events = await collect(queue)
     assert [e.event for e in events if e.event != "process_state"] == [
         "process_start",
         "log",
@@ -60,7 +60,6 @@ async def test_request_stop_forwards_the_signal() -> None:
             assert runner.pid == pid
             seen = b""
             while b"READY" not in seen:
-                await output.wait_send_all_might_not_block()
                 seen += await output.get_data()
             runner.request_stop(signal.SIGTERM)
     assert b"got SIGTERM" in seen + output.get_data_nowait()

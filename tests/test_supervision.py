@@ -12,7 +12,7 @@ import trio
 import trio.testing
 from conftest import child
 
-from supervisor import Event, ProgramConfig
+from supervisor import Event, EventQueue, ProgramConfig
 from supervisor._questions import AlreadyAnsweredError, UnknownQuestionError
 from supervisor._supervisor import ControlError, ProgramSupervisor
 
@@ -30,7 +30,6 @@ class Harness:
 
     async def output_until(self, marker: bytes) -> None:
         while marker not in self.seen:
-            await self.output.wait_send_all_might_not_block()
             self.seen += await self.output.get_data()
 
     async def event(self, name: str, count: int = 1) -> list[Event]:
@@ -42,13 +41,13 @@ class Harness:
 @asynccontextmanager
 async def supervised(**settings: Any) -> AsyncIterator[Harness]:
     """Run a program under a ProgramSupervisor; stop it at the end, whatever happens."""
-    send, receive = trio.open_memory_channel[Event](10_000)
+    queue = EventQueue(10_000)
     output = trio.testing.MemorySendStream()
-    program = ProgramSupervisor(ProgramConfig(**settings), events=send, output=output)
+    program = ProgramSupervisor(ProgramConfig(**settings), events=queue, output=output)
     harness = Harness(program, output)
 
     async def collect() -> None:
-        async for event in receive:
+        async for event in queue:
             harness.events.append(event)
 
     with trio.fail_after(30):
@@ -161,7 +160,7 @@ async def test_manual_restart_is_not_a_failure(tmp_path: Path) -> None:
 
 async def test_backoff_schedule_on_trio_clock(autojump_clock: trio.abc.Clock) -> None:
     """Spawn failures back off 10, 20, 40, 40 s (capped) on trio's clock, then go FATAL."""
-    send, receive = trio.open_memory_channel[Event](1000)
+    queue = EventQueue(1000)
     notices: list[str] = []
     config = ProgramConfig(
         command=("no-such-command-xyz",),
@@ -169,14 +168,14 @@ async def test_backoff_schedule_on_trio_clock(autojump_clock: trio.abc.Clock) ->
         backoff={"initial": 10, "factor": 2, "cap": 40, "jitter": "none"},
         give_up={"max_failures": 5, "window": 1000},
     )
-    program = ProgramSupervisor(config, events=send, report=notices.append)
+    program = ProgramSupervisor(config, events=queue, report=notices.append)
     began = trio.current_time()
     assert await program.run() == 127
     assert trio.current_time() - began == pytest.approx(10 + 20 + 40 + 40)
     states = []
     while True:
         try:
-            event = receive.receive_nowait()
+            event = queue.receive_nowait()
         except trio.WouldBlock:
             break
         states.append(event.data.to)

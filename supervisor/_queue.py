@@ -1,0 +1,135 @@
+"""The one queue between the programs and the delivery loop.
+
+Every event of a run, the child's frames and supervise's own facts alike, is
+numbered (``seq``) and appended here in the same synchronous step, so the
+queue's order is the numbering's order and the delivered stream's ``seq``
+strictly increases (the journal refuses anything else).
+
+Appending never waits: supervise's own events (a lost task's
+``task_failed``, the final ``process_state``) are facts about the run and
+must all arrive, however many there are at once. A child that exits with
+20,000 tasks open gets 20,000 lost-task reports, then its last state change.
+
+Backpressure is kept where it belongs, on the child: after appending a batch
+of its frames, the program's output reader waits (:meth:`EventQueue.wait_for_room`)
+until the delivery loop has brought the queue under ``room``. So what the
+child can make supervise hold is ``room`` events plus one read's worth of
+frames, and supervise's own events never wait behind that limit.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+import trio
+
+from ._events import Event
+
+__all__ = ["DEFAULT_ROOM", "EventQueue"]
+
+DEFAULT_ROOM = 16384
+"""Events the delivery loop may fall behind before a child's output reader waits."""
+
+
+class EventQueue:
+    """A FIFO of events: appending never blocks, only the child's reader waits for room.
+
+    The sending side is every program of a run (:class:`ProgramSupervisor`,
+    :class:`ProgramRunner`) and the supervisor itself; the receiving side is
+    one delivery loop, which takes events in batches.
+
+    Args:
+        room: when this many events are queued, :meth:`wait_for_room` waits.
+    """
+
+    def __init__(self, room: int = DEFAULT_ROOM) -> None:
+        if room < 1:
+            raise ValueError(f"room must be at least 1, got {room}")
+        self.room = room
+        self._items: deque[Event] = deque()
+        self._closed = False
+        self._readers = trio.lowlevel.ParkingLot()
+        self._writers = trio.lowlevel.ParkingLot()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    # -- sending ---------------------------------------------------------------
+
+    def put(self, events: Iterable[Event]) -> None:
+        """Append ``events`` in order, at once (no checkpoint, never waits).
+
+        Number an event and put it in the same synchronous step: that is
+        what keeps the queue in ``seq`` order.
+
+        Raises:
+            trio.ClosedResourceError: the queue was closed (the run is over).
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("the event queue is closed")
+        self._items.extend(events)
+        if self._items:
+            self._readers.unpark_all()
+
+    def send_nowait(self, event: Event) -> None:
+        """Append one event (what a memory channel's sender would call)."""
+        self.put((event,))
+
+    async def wait_for_room(self) -> None:
+        """Wait until fewer than ``room`` events are queued: backpressure for the child.
+
+        Returns at once, without a checkpoint, when there is room, so the
+        child's hot path costs what a ``send_nowait`` cost.
+        """
+        while len(self._items) >= self.room and not self._closed:
+            await self._writers.park()
+
+    def close(self) -> None:
+        """No more events: the receiver gets what is queued, then the end."""
+        self._closed = True
+        self._readers.unpark_all()
+        self._writers.unpark_all()
+
+    # -- receiving -------------------------------------------------------------
+
+    async def receive_batch(self, limit: int) -> list[Event]:
+        """The next events, oldest first, at most ``limit``; waits for one.
+
+        Raises:
+            trio.EndOfChannel: the queue is closed and empty.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._items:
+            if self._closed:
+                raise trio.EndOfChannel
+            await self._readers.park()
+        items = self._items
+        batch = [items.popleft() for _ in range(min(limit, len(items)))]
+        if len(items) < self.room:
+            self._writers.unpark_all()
+        return batch
+
+    def receive_nowait(self) -> Event:
+        """The oldest event.
+
+        Raises:
+            trio.WouldBlock: nothing is queued.
+            trio.EndOfChannel: the queue is closed and empty.
+        """
+        if not self._items:
+            raise trio.EndOfChannel if self._closed else trio.WouldBlock
+        event = self._items.popleft()
+        if len(self._items) < self.room:
+            self._writers.unpark_all()
+        return event
+
+    def __aiter__(self) -> EventQueue:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            (event,) = await self.receive_batch(1)
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+        return event
