@@ -202,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"supervise {__version__}")
     one = parser.add_argument_group("the one-program form (settings of a config file's program)")
     add = one.add_argument
-    add("--name", default=SUPPRESS, help="program name in events (default: COMMAND's basename)")
+    add(
+        "--name",
+        default=SUPPRESS,
+        help="program name in events (default: the script or package COMMAND runs, "
+        "not its interpreter or launcher)",
+    )
     add("--cwd", default=SUPPRESS, metavar="DIR", help="run COMMAND in DIR")
     add(
         "--env",

@@ -34,6 +34,7 @@ from pydantic_core import ErrorDetails
 from ._errors import ConfigError
 from ._frames import DEFAULT_MAX_FRAME_BYTES
 from ._paths import instance_name_problem, validate_instance_name
+from ._program_name import default_program_name
 from ._routes import FileRouteConfig, sink_secret_env
 
 __all__ = [
@@ -166,7 +167,8 @@ class ProgramConfig(_Settings):
 
     Attributes:
         command: program and arguments (a string is split like a shell would).
-        name: the program's name in events (default: the command's basename).
+        name: the program's name in events (default: what the command runs,
+            not its interpreter: ``bun src/index.ts`` in ``loopwork/`` is ``loopwork``).
         cwd: working directory (default: supervise's).
         env: variables added to (or overriding) supervise's environment.
         pass_env: secrets supervise withholds from the child (its Telegram
@@ -250,7 +252,15 @@ class ProgramConfig(_Settings):
 
     @property
     def program_name(self) -> str:
-        return self.name or os.path.basename(self.command[0]) or self.command[0]
+        """``name``, else what the command runs (see :func:`default_program_name`)."""
+        if self.name:
+            return self.name
+        try:
+            here = os.getcwd()
+        except OSError:  # the working directory was removed
+            here = ""
+        cwd = os.path.join(here, self.cwd) if self.cwd is not None else here
+        return default_program_name(self.command, cwd)
 
     def child_env(self, withheld: Collection[str] = ()) -> dict[str, str] | None:
         """The child's whole environment, or None to inherit supervise's as is.

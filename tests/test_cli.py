@@ -141,11 +141,17 @@ def test_events_file_lines(tmp_path: Path) -> None:
     assert lost["data"]["error"] == "process exited with code 4"
 
 
-def test_program_name_defaults_to_basename(tmp_path: Path) -> None:
-    """Without --name, events carry the command's basename."""
+def test_program_name_defaults_to_what_the_command_runs(tmp_path: Path) -> None:
+    """Without --name, events carry the command's basename, or, behind a shell
+    and an interpreter, the script's."""
     events = tmp_path / "events.jsonl"
     supervise("--events", str(events), "--", "/bin/true")
     assert {e["program"] for e in read_events(events)} == {"true"}
+    events = tmp_path / "launched.jsonl"
+    script = " ".join(child("frames", "1"))
+    result = supervise("--events", str(events), "--", "sh", "-c", f"exec {script}")
+    assert result.returncode == 0, result.stderr
+    assert {e["program"] for e in read_events(events)} == {"frames"}
 
 
 def test_invalid_frame_is_visible_counted_and_reported(tmp_path: Path) -> None:

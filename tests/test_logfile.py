@@ -95,7 +95,7 @@ def test_ctl_reopen_logs(tmp_path: Path) -> None:
     read_until(proc, b"READY")
     log.rename(tmp_path / "p.log.1")
     reopened = supervise("ctl", "--instance", "logs", "reopen-logs")
-    assert reopened.stdout == b"reopened logs of: python\n"
+    assert reopened.stdout == b"reopened logs of: winsize\n"
     assert proc.stdin is not None
     proc.stdin.write(b"quit\n")
     proc.stdin.flush()

@@ -246,7 +246,7 @@ def test_pushgateway_gets_the_final_metrics(tmp_path: Path) -> None:
     families = {f.name: f for f in text_string_to_metric_families(body)}
     started = families["supervise_tasks_started"].samples
     assert [(s.labels, s.value) for s in started] == [
-        ({"program": "python", "namespace": "demo"}, 2.0)
+        ({"program": "fake_loopwork", "namespace": "demo"}, 2.0)
     ]
 
 
@@ -263,7 +263,7 @@ def test_served_by_the_real_command(tmp_path: Path) -> None:
     response = httpx.get(match.group(1).decode(), timeout=5)
     families = {f.name: f for f in text_string_to_metric_families(response.text)}
     (up,) = families["supervise_program_up"].samples
-    assert (up.labels, up.value) == ({"program": "sh"}, 1.0)
+    assert (up.labels, up.value) == ({"program": "echo"}, 1.0)
     (rss,) = families["supervise_program_resident_memory_bytes"].samples
     assert rss.value > 0
     proc.terminate()

@@ -40,13 +40,13 @@ def test_a_child_on_pipes_reaches_running() -> None:
     while True:
         status = supervise("ctl", "--instance", "nopty", "status", timeout=10)
         assert status.returncode == 0, status.stderr
-        if re.search(rb"^sh +running ", status.stdout, re.MULTILINE):
+        if re.search(rb"^echo +running ", status.stdout, re.MULTILINE):
             break
         assert time.monotonic() < deadline, status.stdout
     response = httpx.get(match.group(1).decode(), timeout=5)
     families = {f.name: f for f in text_string_to_metric_families(response.text)}
     (up,) = families["supervise_program_up"].samples
-    assert (up.labels, up.value) == ({"program": "sh"}, 1.0)
+    assert (up.labels, up.value) == ({"program": "echo"}, 1.0)  # sh -c names its script
     running = [
         sample
         for sample in families["supervise_program_state"].samples

@@ -117,24 +117,25 @@ def test_prometheus_scrapes_what_the_child_did(tmp_path: Path) -> None:
         wait_for(lambda: query(base, 'up{job="supervise"} == 1'))
 
         def counter(name: str) -> float | None:
-            result = query(base, f'sum({name}{{program="sh",namespace="demo"}})')
+            result = query(base, f'sum({name}{{program="fake_loopwork",namespace="demo"}})')
             return float(result[0]["value"][1]) if result else None
 
         wait_for(lambda: counter("supervise_tasks_completed_total") == 4)
         assert counter("supervise_tasks_failed_total") == 2
         assert counter("supervise_tasks_started_total") == 6
         durations = query(
-            base, 'sum by (outcome) (supervise_task_duration_seconds_count{program="sh"})'
+            base,
+            'sum by (outcome) (supervise_task_duration_seconds_count{program="fake_loopwork"})',
         )
         assert {r["metric"]["outcome"]: float(r["value"][1]) for r in durations} == {
             "completed": 4.0,
             "failed": 2.0,
         }
-        (up,) = query(base, 'supervise_program_up{program="sh"}')
+        (up,) = query(base, 'supervise_program_up{program="fake_loopwork"}')
         assert up["value"][1] == "1"
-        (running,) = query(base, 'supervise_program_state{program="sh",state="running"}')
+        (running,) = query(base, 'supervise_program_state{program="fake_loopwork",state="running"}')
         assert running["value"][1] == "1"
-        frames = query(base, 'supervise_frames_total{program="sh",event="task_start"}')
+        frames = query(base, 'supervise_frames_total{program="fake_loopwork",event="task_start"}')
         assert frames[0]["value"][1] == "6"
         assert query(base, "supervise_program_resident_memory_bytes > 0")
         # Every query of the Grafana dashboard is valid PromQL for this server.

@@ -137,7 +137,7 @@ def test_the_example_notifier() -> None:
     status, out, err = finish(proc, timeout=60)
     assert status == 0, err
     lines = [line for line in out.decode().splitlines() if line.startswith("[notifier]")]
-    assert lines[0] == "[notifier] 🔄 python: stopped → starting (start requested)"
+    assert lines[0] == "[notifier] 🔄 fake_loopwork: stopped → starting (start requested)"
     assert any(line.startswith("[notifier] ✅ FEAT-001 ") for line in lines)
     assert any(line.startswith("[notifier] ❌ FEAT-003 ") for line in lines)
     # The example denies high-severity approvals, and the child saw the denial.
