@@ -36,7 +36,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import trio
@@ -63,6 +63,15 @@ if TYPE_CHECKING:
 __all__ = ["BotApi", "BotApiError", "RateLimiter", "TelegramBot"]
 
 _NOT_MODIFIED = "message is not modified"
+_MAX_TRACKED = 1000
+"""Tasks (progress message, start time) and questions the chat remembers.
+
+The child picks task ids and message ids, so these tables are bounded: the
+least recently used entry goes first. A task forgotten this way gets a new
+progress message instead of an edit, and no measured duration; a question
+forgotten this way is no longer edited with its verdict, and a tap on it is
+told it is no longer open. A real run has a few open at once."""
+_MAX_TOKENS = 10 * _MAX_TRACKED
 _ROUTE = "telegram"
 
 
@@ -293,7 +302,7 @@ class TelegramBot:
             return None
         key = (event.program, str(task))
         if event.event == "task_start":
-            self._task_starts[key] = event.received_at / 1000
+            _remember(self._task_starts, key, event.received_at / 1000, _MAX_TRACKED)
             return None
         self._progress.pop(key, None)
         started = self._task_starts.pop(key, None)
@@ -355,13 +364,13 @@ class TelegramBot:
         tokens = [self._token_for(event.message_id, response) for _, response in choices]
         buttons = [(label, f"a:{token}") for (label, _), token in zip(choices, tokens, strict=True)]
         tg_message_id = await self._send(html, buttons)
-        self._asked[event.message_id] = _Asked(tg_message_id, html)
+        _remember(self._asked, event.message_id, _Asked(tg_message_id, html), _MAX_TRACKED)
 
     def _token_for(self, message_id: str, response: str) -> str:
         token = secrets.token_urlsafe(6)
         while token in self._tokens:
             token = secrets.token_urlsafe(6)
-        self._tokens[token] = (message_id, response)
+        _remember(self._tokens, token, (message_id, response), _MAX_TOKENS)
         return token
 
     async def _answered_elsewhere(self, event: Event) -> None:
@@ -387,10 +396,10 @@ class TelegramBot:
         text = render_progress(event)
         known = self._progress.get(key)
         if known is None:
-            self._progress[key] = (await self._send(text), text)
+            _remember(self._progress, key, (await self._send(text), text), _MAX_TRACKED)
         elif known[1] != text:
             await self._edit(known[0], text)
-            self._progress[key] = (known[0], text)
+            _remember(self._progress, key, (known[0], text), _MAX_TRACKED)
 
     # -- the polling side -------------------------------------------------------------
 
@@ -556,6 +565,18 @@ def _newsworthy(event: Event) -> bool:
     if data.to == "exited":
         return "code 0" not in data.reason
     return data.to == "stopping" and "restart" in data.reason
+
+
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
+
+
+def _remember(table: dict[_Key, _Value], key: _Key, value: _Value, limit: int) -> None:
+    """Set ``table[key]`` as the most recent entry; forget the oldest beyond ``limit``."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > limit:
+        del table[next(iter(table))]
 
 
 def _keyboard(buttons: Sequence[tuple[str, str]]) -> dict[str, Any] | None:

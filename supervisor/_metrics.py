@@ -19,7 +19,10 @@ supervisors can live in one process and tests can read it directly.
 
 Names follow Prometheus conventions: base units, ``_total`` for counters,
 ``_seconds``, ``_bytes``, all prefixed ``supervise_``. No label ever holds a
-task id or message id (unbounded); ``namespace`` can be switched off.
+task id or message id (unbounded); ``namespace`` can be switched off. Label
+values that come from the child (event names, namespaces) are bounded per
+program, the rest folding into ``other`` (see ``_bounds``), so a child cannot
+grow the scrape or supervise's memory without limit.
 
 ``supervise_program_state`` is one-hot: one series per state (stopped,
 starting, running, backoff, stopping, exited, fatal), 1 for the current one.
@@ -43,6 +46,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ._bounds import MAX_CHANNELS, MAX_EVENT_NAMES, MAX_NAMESPACES, LabelFold
 from ._events import Event
 from ._state import ProcessState
 
@@ -66,7 +70,8 @@ DELIVERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 """Seconds from receipt to delivery: milliseconds for files, more for webhooks."""
 
 # Tasks whose end never comes (a child that forgets task_complete) must not
-# grow the start table for ever.
+# grow the start table for ever: beyond this, the oldest start is forgotten
+# (that task's duration is not measured).
 _MAX_OPEN_TASKS = 100_000
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -126,6 +131,9 @@ class MetricsState:
         self.answer_time = Histogram(ANSWER_BUCKETS)
         self.delivery_latency = Histogram(DELIVERY_BUCKETS)
         self.events_total = 0
+        self.event_names = LabelFold("event", MAX_EVENT_NAMES)
+        self.namespaces = LabelFold("namespace", MAX_NAMESPACES)
+        self.channels = LabelFold("channel", MAX_CHANNELS)
         self._task_starts: dict[tuple[str, str, str], int] = {}
 
     def observe(self, events: Iterable[Event]) -> None:
@@ -134,26 +142,28 @@ class MetricsState:
             self.events_total += 1
             name = event.message.event
             if event.source == "child":
-                self.frames[(event.program, name)] += 1
+                self.frames[(event.program, self.event_names(event.program, name))] += 1
                 if name in _TASK_EVENTS:
                     self._task_event(event, name)
             elif name in _OWN_EVENTS:
                 self._own_event(event, name)
 
-    def _namespace(self, data: Any) -> str:
+    def _namespace(self, program: str, data: Any) -> str:
         if not self.namespace_label:
             return ""
-        return getattr(data, "namespace", None) or ""
+        return self.namespaces(program, str(getattr(data, "namespace", None) or ""))
 
     def _task_event(self, event: Event, name: str) -> None:
         data = event.data
-        namespace = self._namespace(data)
+        namespace = self._namespace(event.program, data)
         labels = (event.program, namespace)
         key = (event.program, str(getattr(data, "namespace", "")), str(data.taskId))
         if name == "task_start":
             self.tasks["started"][labels] += 1
-            if len(self._task_starts) < _MAX_OPEN_TASKS:
-                self._task_starts[key] = event.received_at
+            starts = self._task_starts
+            if starts.pop(key, None) is None and len(starts) >= _MAX_OPEN_TASKS:
+                del starts[next(iter(starts))]
+            starts[key] = event.received_at
             return
         failed = name == "task_failed" or getattr(data, "success", None) is False
         outcome = "failed" if failed else "completed"
@@ -170,7 +180,7 @@ class MetricsState:
         elif name == "frame_untrusted":
             self.frames_invalid[(event.program, "untrusted")] += 1
         elif name == "task_failed":  # a task lost when its child died
-            labels = (event.program, self._namespace(data))
+            labels = (event.program, self._namespace(event.program, data))
             self.tasks["lost"][labels] += 1
             key = (event.program, str(getattr(data, "namespace", "")), str(data.taskId))
             self._task_starts.pop(key, None)
@@ -178,9 +188,9 @@ class MetricsState:
             if isinstance(duration, int | float):
                 self.task_duration.observe((*labels, "lost"), float(duration))
         elif name == "task_timeout":
-            self.tasks["timed_out"][(event.program, self._namespace(data))] += 1
+            self.tasks["timed_out"][(event.program, self._namespace(event.program, data))] += 1
         elif name == "question_answered":
-            self.answered[(event.program, _channel(data.by))] += 1
+            self.answered[(event.program, self.channels(event.program, _channel(data.by)))] += 1
             self.answer_time.observe((event.program,), float(data.latency))
         elif name == "question_timeout":
             self.question_timeouts[(event.program, data.kind)] += 1
@@ -324,7 +334,17 @@ class SupervisorCollector(Collector):
             "supervise_events", "Events routed (frames and supervise's own)."
         )
         events.add_metric([], self._state.events_total)
-        yield from (frames, invalid, events)
+        folded = CounterMetricFamily(
+            "supervise_label_values_folded",
+            "Events counted under the label value 'other': the program's label "
+            "already had as many distinct values as supervise keeps.",
+            labels=["program", "label"],
+        )
+        state = self._state
+        for fold in (state.event_names, state.namespaces, state.channels):
+            for program, count in fold.folded.items():
+                folded.add_metric([program, fold.label], count)
+        yield from (frames, invalid, events, folded)
 
     def _tasks(self) -> Iterator[Metric]:
         labels = ["program", "namespace"]

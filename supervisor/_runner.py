@@ -24,6 +24,7 @@ from typing import Any
 
 import trio
 
+from ._bounds import MAX_EVENT_NAMES, MAX_LABEL_LENGTH, OTHER
 from ._child import Child, ChildSpec, describe_returncode, open_child, uptime
 from ._config import ProgramConfig
 from ._events import (
@@ -87,7 +88,12 @@ class TerminalSettings:
 
 @dataclass
 class RunStats:
-    """Counters of one run, for summaries and metrics."""
+    """Counters of one run, for summaries and metrics.
+
+    ``frames`` holds at most ``MAX_EVENT_NAMES`` event names (the child picks
+    them); frames with a name beyond that, or a very long one, count under
+    ``other``.
+    """
 
     output_bytes: int = 0
     frames: Counter[str] = field(default_factory=Counter)
@@ -352,7 +358,12 @@ class ProgramRunner:
                         continue
                 if keep_frames:
                     chunks.append(item.raw)
-                self.stats.frames[message.event] += 1
+                name, frames = message.event, self.stats.frames
+                if name not in frames and (
+                    len(frames) >= MAX_EVENT_NAMES or len(name) > MAX_LABEL_LENGTH
+                ):
+                    name = OTHER
+                frames[name] += 1
                 messages.append((message, "child", position))
             elif type(item) is InvalidFrame:
                 self.stats.frames_invalid[item.reason] += 1

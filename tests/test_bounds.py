@@ -12,12 +12,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from conftest import child, supervise
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from telegram_stub import telegram_stub
+from test_telegram import running
 
-from supervisor import Event, EventQueue, ProgramConfig
+from adapters import telegram
+from supervisor import Event, EventQueue, ProgramConfig, ProgramRunner, Supervisor
+from supervisor._bounds import MAX_EVENT_NAMES, MAX_NAMESPACES, OTHER
 from supervisor._messages import parse_message
 from supervisor._supervisor import ProgramSupervisor
 from supervisor._tasks import TaskTable
@@ -123,3 +130,89 @@ def test_the_task_table_is_bounded_and_every_task_ends_once(
     ended += [lost.data.taskId for lost in table.lose_all("exit", float(len(steps)), 0)]
     starts = sum(event == "task_start" for event, _ in steps)
     assert len(ended) == starts
+
+
+def scrape(registry: CollectorRegistry) -> tuple[bytes, list[Any]]:
+    """The exposition text, and its samples parsed back by prometheus_client."""
+    text = generate_latest(registry)
+    samples = [
+        sample
+        for family in text_string_to_metric_families(text.decode())
+        for sample in family.samples
+    ]
+    return text, samples
+
+
+async def run_flood(kind: str, count: int) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    config = ProgramConfig(command=tuple(child("flood", kind, str(count))), name="flood")
+    sup = Supervisor([config], outputs={"flood": None}, registry=registry)
+    with trio.fail_after(60):
+        await sup.run()
+    return registry
+
+
+async def test_event_names_fold_into_other() -> None:
+    """5,000 distinct event names from a real child: 100 series and ``other``, counts add up."""
+    registry = await run_flood("events", 5000)
+    text, samples = scrape(registry)
+    frames = {s.labels["event"]: s.value for s in samples if s.name == "supervise_frames_total"}
+    assert len(frames) == MAX_EVENT_NAMES + 1
+    assert sum(frames.values()) == 5000
+    assert frames[OTHER] == 5000 - MAX_EVENT_NAMES
+    assert all(frames[f"ev-{i}"] == 1 for i in range(MAX_EVENT_NAMES))  # first come, first kept
+    folded = [s for s in samples if s.name == "supervise_label_values_folded_total"]
+    assert [(s.labels, s.value) for s in folded] == [
+        ({"program": "flood", "label": "event"}, 5000 - MAX_EVENT_NAMES)
+    ]
+    assert len(text) < 64 * 1024
+
+
+async def test_namespaces_fold_into_other() -> None:
+    """2,000 tasks in 2,000 namespaces: every task counter has 50 namespaces and ``other``."""
+    registry = await run_flood("namespaces", 2000)
+    _, samples = scrape(registry)
+    for outcome in ("started", "completed"):
+        counts = {
+            s.labels["namespace"]: s.value
+            for s in samples
+            if s.name == f"supervise_tasks_{outcome}_total"
+        }
+        assert len(counts) == MAX_NAMESPACES + 1
+        assert sum(counts.values()) == 2000
+        assert counts[OTHER] == 2000 - MAX_NAMESPACES
+    durations = {
+        s.labels["namespace"] for s in samples if s.name == "supervise_task_duration_seconds_count"
+    }
+    assert len(durations) == MAX_NAMESPACES + 1
+    folded = {
+        s.labels["label"]: s.value
+        for s in samples
+        if s.name == "supervise_label_values_folded_total"
+    }
+    assert folded == {"namespace": 2 * (2000 - MAX_NAMESPACES)}
+
+
+async def test_run_stats_keep_a_bounded_table_of_event_names() -> None:
+    """A runner's per-name frame counter holds 100 names and ``other``."""
+    runner = ProgramRunner(ProgramConfig(command=tuple(child("flood", "events", "1000"))))
+    with trio.fail_after(30):
+        assert await runner.run() == 0
+    frames = runner.stats.frames
+    assert len(frames) == MAX_EVENT_NAMES + 1
+    assert sum(frames.values()) == 1000
+    assert frames[OTHER] == 1000 - MAX_EVENT_NAMES
+
+
+async def test_the_telegram_chat_remembers_a_bounded_number_of_tasks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Progress for 60 tasks that never end: the chat keeps the 20 most recent."""
+    monkeypatch.setattr(telegram, "_MAX_TRACKED", 20)
+    config = ProgramConfig(command=tuple(child("flood", "progress", "60")), name="flood")
+    with telegram_stub() as stub:
+        settings = {"per_chat_interval": 0, "global_rate": 10_000, "events": ("progress_update",)}
+        async with running(stub, config, **settings) as run:
+            await run.calls("sendMessage", 60)
+            tracked = [task for _, task in run.bot._progress]
+    assert tracked == [f"T-{i}" for i in range(40, 60)]
