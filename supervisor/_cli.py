@@ -49,6 +49,7 @@ from ._control import (
     socket_answers,
 )
 from ._errors import ConfigError, SinkError
+from ._notices import LineAwareOutput, NoticeGate, same_terminal
 from ._paths import validate_instance_name
 from ._prefix import PrefixedOutput, program_prefixes
 from ._reaper import become_subreaper, run_orphan_reaper, stop_orphans
@@ -62,6 +63,7 @@ from ._routes import (
 from ._runner import TerminalSettings
 from ._state import ProcessState
 from ._terminal import (
+    holding_notices,
     open_input_stream,
     open_output_stream,
     raw_terminal,
@@ -537,6 +539,7 @@ async def _run(
     stdin: trio.abc.ReceiveStream | None,
     socket_path: Path | None,
     metrics: _MetricsServing | None,
+    notices: NoticeGate | None = None,
 ) -> int:
     """Run the programs to the end; return supervise's exit status.
 
@@ -558,6 +561,8 @@ async def _run(
                     )
                 if metrics is not None:
                     await control_nursery.start(_serve_metrics_and_push, sup, metrics, sup.instance)
+                if notices is not None:
+                    await control_nursery.start(notices.serve)
                 with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGWINCH) as signals:
                     async with trio.open_nursery() as signal_nursery:
                         signal_nursery.start_soon(_forward_signals, signals, sup, single)
@@ -913,7 +918,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     terminal = _terminal_settings()
     single = file_config is None
     raw = terminal.input_is_terminal and single
-    output = open_output_stream(1)
+    output: trio.abc.SendStream = open_output_stream(1)
+    # On a terminal shared with stderr, notices wait for the child's line to end.
+    gate = NoticeGate() if same_terminal(1, 2) else None
+    if gate is not None:
+        output = LineAwareOutput(output, gate)
     stdin: trio.abc.ReceiveStream | None = None
     if single:
         with contextlib.suppress(OSError):  # stdin may be closed
@@ -930,8 +939,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the collector's way, so full collections stay cheap while frames flow.
     gc.freeze()
     try:
-        with raw_terminal(0) if raw else contextlib.nullcontext():
-            return trio.run(_run, sup, single, terminal, output, stdin, socket_path, metrics)
+        with (
+            raw_terminal(0) if raw else contextlib.nullcontext(),
+            holding_notices(gate) if gate is not None else contextlib.nullcontext(),
+        ):
+            return trio.run(_run, sup, single, terminal, output, stdin, socket_path, metrics, gate)
     except (SinkError, ConfigError, BaseExceptionGroup) as exc:
         error = _find_error(exc)
         if error is None:

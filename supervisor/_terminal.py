@@ -22,8 +22,11 @@ from typing import Any
 
 import trio
 
+from ._notices import NoticeGate
+
 __all__ = [
     "BlockingFdSendStream",
+    "holding_notices",
     "open_input_stream",
     "open_output_stream",
     "raw_terminal",
@@ -122,13 +125,32 @@ def open_input_stream(fd: int) -> trio.abc.ReceiveStream:
     return trio.lowlevel.FdStream(own if own is not None else os.dup(fd))
 
 
+_notice_gate: NoticeGate | None = None
+
+
+@contextmanager
+def holding_notices(gate: NoticeGate) -> Iterator[None]:
+    """While inside, ``warn`` lets ``gate`` hold notices until the child's line ends."""
+    global _notice_gate
+    previous, _notice_gate = _notice_gate, gate
+    try:
+        yield
+    finally:
+        _notice_gate = previous
+        gate.flush()
+
+
 def warn(message: str) -> None:
     """Print one line on stderr, ``supervise: message``.
 
-    Ends with ``\\r\\n`` on a terminal, which may be in raw mode.
+    Ends with ``\\r\\n`` on a terminal, which may be in raw mode. Inside
+    ``holding_notices`` the line may wait for the end of the child's line.
     """
     ending = "\r\n" if os.isatty(2) else "\n"
     data = f"supervise: {message}{ending}".encode(errors="replace")
+    gate = _notice_gate
+    if gate is not None and gate.hold(data):
+        return
     with suppress(OSError):
         sys.stderr.flush()
         os.write(2, data)
