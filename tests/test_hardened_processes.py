@@ -20,12 +20,12 @@ from conftest import SUPERVISE, clean_env, finish, pid_alive, popen, read_until,
 # The child: start DAEMON in a session of its own (its argument: the child's
 # pid), then exit 5 while the daemon goes on writing to the same output.
 CHILD = 'setsid sh -c "$1" daemon "$$" & sleep 0.2; exit 5'
-TICKING = 'echo "DAEMON $$"; while :; do echo tick; sleep 0.3; done'
+TICKING = 'echo "DAEMON $$ END"; while :; do echo tick; sleep 0.3; done'
 IGNORES_TERM = f'trap "" TERM; {TICKING}'
 # Says when the child has been reaped, so the test knows supervise is in the
 # wait after the child's exit; says when it gets SIGTERM.
 WAITS_FOR_THE_CHILD = (
-    'trap "echo GOT-TERM; exit 0" TERM; echo "DAEMON $$";'
+    'trap "echo GOT-TERM; exit 0" TERM; echo "DAEMON $$ END";'
     ' while kill -0 "$1" 2>/dev/null; do sleep 0.05; done; echo CHILD-GONE;'
     " while :; do echo tick; sleep 0.1; done"
 )
@@ -47,46 +47,52 @@ def _flags(use_pty: bool) -> list[str]:
     return [] if use_pty else ["--no-pty"]
 
 
-@pytest.mark.parametrize("use_pty", [True, False], ids=["pty", "no-pty"])
-def test_a_setsid_daemon_holding_the_output_is_stopped(use_pty: bool) -> None:
-    """supervise exits with the child's status although a daemon keeps writing its output."""
-    result = supervise(*_flags(use_pty), "--", "sh", "-c", CHILD, "child", TICKING, timeout=30)
-    daemon = _daemon_pid(result.stdout)
-    _assert_gone(daemon)
-    assert result.returncode == 5, result.stderr
-    assert b"tick" in result.stdout
-    assert result.stderr == b""
-
-
-@pytest.mark.parametrize("use_pty", [True, False], ids=["pty", "no-pty"])
-def test_a_daemon_ignoring_sigterm_is_killed(use_pty: bool) -> None:
-    """SIGTERM, then SIGKILL after --stop-timeout, for a daemon that ignores SIGTERM."""
-    result = supervise(
-        *_flags(use_pty),
-        "--stop-timeout",
-        "1",
-        "--",
-        "sh",
-        "-c",
-        CHILD,
-        "child",
-        IGNORES_TERM,
-        timeout=30,
-    )
-    _assert_gone(_daemon_pid(result.stdout))
-    assert result.returncode == 5, result.stderr
-
-
-def _start_waiting(use_pty: bool, daemon: str, *flags: str) -> tuple[subprocess.Popen[bytes], int]:
-    """supervise with a daemon that outlives the child; return once the child is reaped."""
+def _start(use_pty: bool, daemon: str, *flags: str) -> tuple[subprocess.Popen[bytes], int, bytes]:
+    """supervise running CHILD with ``daemon``; return it, the daemon's pid, the output so far."""
     proc = popen(
         [*SUPERVISE, *_flags(use_pty), *flags, "--", "sh", "-c", CHILD, "child", daemon],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
-    seen = read_until(proc, b"CHILD-GONE")
-    return proc, _daemon_pid(seen)
+    seen = read_until(proc, b" END\n")
+    return proc, _daemon_pid(seen), seen
+
+
+@pytest.mark.parametrize("use_pty", [True, False], ids=["pty", "no-pty"])
+def test_a_setsid_daemon_holding_the_output_is_stopped(use_pty: bool) -> None:
+    """supervise exits with the child's status although a daemon keeps writing its output."""
+    proc, daemon, _ = _start(use_pty, TICKING)
+    try:
+        status, out, err = finish(proc)
+    finally:
+        _assert_gone(daemon)
+    assert status == 5, err
+    assert b"tick" in out
+    assert err == b""
+
+
+@pytest.mark.parametrize("use_pty", [True, False], ids=["pty", "no-pty"])
+def test_a_daemon_ignoring_sigterm_is_killed(use_pty: bool) -> None:
+    """SIGTERM, then SIGKILL after --stop-timeout, for a daemon that ignores SIGTERM."""
+    proc, daemon, _ = _start(use_pty, IGNORES_TERM, "--stop-timeout", "1")
+    try:
+        status, _, err = finish(proc)
+    finally:
+        _assert_gone(daemon)
+    assert status == 5, err
+
+
+def _start_waiting(use_pty: bool, daemon: str, *flags: str) -> tuple[subprocess.Popen[bytes], int]:
+    """supervise with a daemon that outlives the child; return once the child is reaped."""
+    proc, pid, seen = _start(use_pty, daemon, *flags)
+    if b"CHILD-GONE" not in seen:
+        try:
+            read_until(proc, b"CHILD-GONE")
+        except BaseException:
+            _assert_gone(pid)
+            raise
+    return proc, pid
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
@@ -128,7 +134,7 @@ def test_a_stop_signal_while_orphans_are_stopped_kills_them(tmp_path: Path) -> N
     """
     marker = tmp_path / "term"
     orphan = (
-        f'trap "echo TERM >> {marker}" TERM; echo "DAEMON $$" > {marker}.pid;'
+        f'trap "echo TERM >> {marker}" TERM; echo "DAEMON $$ END" > {marker}.pid;'
         " while :; do sleep 0.05; done"
     )
     child_script = (
