@@ -38,6 +38,7 @@ import pexpect
 import trio
 
 from ._errors import SpawnError
+from ._holders import FileId, holders, pipe_id, pty_slave_id
 from ._reaper import forget_child, register_child, spawning
 
 __all__ = ["Child", "ChildSpec", "open_child", "resolve_command"]
@@ -122,14 +123,21 @@ class Child(ABC):
         pid: the child's pid, which is also its process group id.
         argv: the command line that was run.
         started_at: ``time.monotonic()`` when it was started.
+        output_id: the identity of the child's output (the pty's slave or the
+            stdout pipe), to find who still holds it after the child exits.
     """
 
-    def __init__(self, pid: int, argv: Sequence[str]) -> None:
+    def __init__(self, pid: int, argv: Sequence[str], output_id: FileId | None) -> None:
         self.pid = pid
         self.argv = tuple(argv)
         self.started_at = time.monotonic()
         self.returncode: int | None = None
+        self.output_id = output_id
         self._wait_lock = trio.Lock()
+
+    def output_holders(self) -> set[int]:
+        """supervise's descendants that still hold the child's output open."""
+        return holders(self.output_id)
 
     @abstractmethod
     async def receive_some(self) -> bytes:
@@ -209,7 +217,7 @@ class PtyChild(Child):
     """A child on a pseudo-terminal forked by pexpect."""
 
     def __init__(self, process: pexpect.spawn, argv: Sequence[str]) -> None:
-        super().__init__(process.pid, argv)
+        super().__init__(process.pid, argv, pty_slave_id(process.child_fd))
         self._process = process
         self._master = trio.lowlevel.FdStream(os.dup(process.child_fd))
         self._last_sent = b"\n"
@@ -283,7 +291,8 @@ class PipeChild(Child):
     """A child on pipes (``--no-pty``): stdout is parsed, stderr inherited."""
 
     def __init__(self, process: trio.Process, argv: Sequence[str]) -> None:
-        super().__init__(process.pid, argv)
+        assert isinstance(process.stdout, trio.lowlevel.FdStream)
+        super().__init__(process.pid, argv, pipe_id(process.stdout.fileno()))
         self._process = process
         self._input_closed = False
 

@@ -63,6 +63,7 @@ from ._routes import (
 from ._runner import TerminalSettings
 from ._state import ProcessState
 from ._terminal import (
+    fill_closed_standard_fds,
     holding_notices,
     open_input_stream,
     open_output_stream,
@@ -503,6 +504,21 @@ async def _reap_orphans_until(done: trio.Event) -> None:
         nursery.cancel_scope.cancel()
 
 
+async def _stop_orphans(signals: AsyncIterator[int], grace: float) -> None:
+    """Stop the orphans; a stop signal meanwhile ends their grace at once."""
+    hurry = trio.Event()
+
+    async def listen() -> None:
+        async for signum in signals:
+            if signum in _STOP_SIGNALS:
+                hurry.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(listen)
+        await stop_orphans(grace, hurry)
+        nursery.cancel_scope.cancel()
+
+
 async def _forward_signals(signals: AsyncIterator[int], sup: Supervisor, single: bool) -> None:
     """Stop signals stop the programs; SIGWINCH resizes the one program's pty.
 
@@ -568,14 +584,16 @@ async def _run(
                         signal_nursery.start_soon(_forward_signals, signals, sup, single)
                         await sup.run()
                         signal_nursery.cancel_scope.cancel()
-                # Helpers the children left behind go when supervise goes.
-                await stop_orphans(max(config.stop_timeout for config in configs))
+                    # Helpers the children left behind go when supervise goes.
+                    grace = max(config.stop_timeout for config in configs)
+                    await _stop_orphans(signals, grace)
                 reaper_done.set()
                 with trio.move_on_after(5):
                     await requests.wait_idle()  # a `ctl stop` that ended it all gets its reply
                 control_nursery.cancel_scope.cancel()
-        if any(program.output_lost for program in programs):
-            warn("standard output was closed; stopped the child")
+        lost = [program for program in programs if program.output_lost]
+        if lost:
+            warn(f"standard output {lost[0].output_problem}; stopped the child")
     finally:
         with trio.CancelScope(shield=True):
             await output.aclose()
@@ -895,6 +913,7 @@ def _parse(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``supervise`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    fill_closed_standard_fds()
     try:
         if argv[:1] == ["check-config"]:
             return _check_config(argv[1:])

@@ -250,6 +250,20 @@ class ProgramConfig(_Settings):
                 raise ValueError(f"{name!r} is not an environment variable name")
         return value
 
+    @field_validator("env")
+    @classmethod
+    def _env_can_exist(cls, value: dict[str, str]) -> dict[str, str]:
+        """Refuse what no environment can hold; exec would fail on every start."""
+        for key, text in value.items():
+            if not key:
+                raise ValueError("an environment variable name is empty")
+            if "=" in key or "\0" in key:
+                bad = "'='" if "=" in key else "a NUL byte"
+                raise ValueError(f"{key!r} is not an environment variable name (it contains {bad})")
+            if "\0" in text:
+                raise ValueError(f"the value of {key} contains a NUL byte")
+        return value
+
     @property
     def program_name(self) -> str:
         """``name``, else what the command runs (see :func:`default_program_name`)."""

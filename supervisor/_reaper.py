@@ -102,23 +102,31 @@ async def run_orphan_reaper(interval: float = 1.0) -> None:
         await trio.sleep(interval)
 
 
-async def stop_orphans(grace: float) -> int:
+async def stop_orphans(grace: float, hurry: trio.Event | None = None) -> int:
     """SIGTERM every orphan, SIGKILL those still there after ``grace`` seconds; reap all.
+
+    An orphan that appears meanwhile (the child of one just stopped, re-parented
+    to supervise) gets the same treatment. ``hurry``, once set, ends the grace
+    at once (a stop signal while supervise waits for them).
 
     Returns:
         How many orphans there were.
     """
-    found = orphans()
-    for pid in found:
-        _signal(pid, signal.SIGTERM)
-    with trio.move_on_after(grace):
+    found: set[int] = set()
+    with trio.move_on_after(grace) as scope:
         while orphans():
+            for pid in orphans() - found:
+                _signal(pid, signal.SIGTERM)
+                found.add(pid)
             reap_orphans()
+            if hurry is not None and hurry.is_set():
+                scope.cancel()
             await trio.sleep(0.02)
-    for pid in orphans():
-        _signal(pid, signal.SIGKILL)
     with trio.move_on_after(1.0):
-        while orphans():
+        while remaining := orphans():
+            for pid in remaining:
+                _signal(pid, signal.SIGKILL)
+            found |= remaining
             reap_orphans()
             await trio.sleep(0.02)
     return len(found)

@@ -9,12 +9,16 @@
   supervisor when a line of it ends (the person at the terminal may just have
   answered the child's prompt);
 * after the child exits, the pump keeps reading until the output ends, then
-  escalates against helpers that still hold it open (SIGTERM, SIGKILL, give
-  up), so supervise never hangs on an orphan and never leaves one running.
+  escalates against the processes that still hold it open, in the child's
+  group or in a session of their own (SIGTERM, SIGKILL, give up), so
+  supervise never hangs on an orphan and never leaves one running; a stop
+  signal cuts each wait short.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 import time
 from collections import Counter
@@ -56,9 +60,12 @@ from ._queue import EventQueue
 __all__ = ["ProgramRunner", "RunStats", "TerminalSettings"]
 
 # After the child exits, how long its output may stay open with nothing
-# arriving before the process group gets SIGTERM, and, after SIGKILL, before
-# supervise stops waiting for processes that left the group.
+# arriving before whoever holds it gets SIGTERM; and how long at most while
+# something keeps writing (a daemon that never goes quiet).
 _ORPHAN_QUIET_SECONDS = 0.5
+_LINGER_SECONDS = 2.0
+# After SIGKILL, how long supervise keeps reading before it stops waiting.
+_KILL_WAIT_SECONDS = 1.0
 _POLL_SECONDS = 0.05
 
 # A line the child leaves unfinished for this long is a prompt it waits at
@@ -171,9 +178,15 @@ class ProgramRunner:
         """Set once the child exists (a pipe child is spawned asynchronously)."""
         self._stopping = False
         self._pending_stop: int | None = None
+        # After the child's exit: a stop request ends the current wait of the
+        # drain, a kill goes straight to SIGKILL.
+        self._hurry = trio.Event()
+        self._kill_now = False
         self._last_received = 0.0
         self._writing = False
         self.output_lost = False
+        self.output_problem = "was closed"
+        """What went wrong with the output, once lost: "was closed", "failed (...)"."""
         # The stdin pump and answers both write to the child; one at a time.
         self._input_lock = trio.Lock()
 
@@ -192,9 +205,12 @@ class ProgramRunner:
         """Forward ``signum`` to the child's group; SIGKILL after stop_timeout.
 
         A second SIGINT while stopping kills at once, like a second Control-C.
+        Once the child has exited, what still holds its output is stopped now
+        rather than after the usual wait.
         """
         child = self._child
         if self._exited.is_set():
+            self._hurry.set()
             return
         if child is None:
             # Not spawned yet: stop it as soon as it is.
@@ -209,8 +225,11 @@ class ProgramRunner:
             self._nursery.start_soon(self._kill_after_timeout, child)
 
     def kill(self) -> None:
-        """SIGKILL the child's process group now."""
-        if self._child is not None and not self._exited.is_set():
+        """SIGKILL the child's process group now; after its exit, what holds its output."""
+        if self._exited.is_set():
+            self._kill_now = True
+            self._hurry.set()
+        elif self._child is not None:
             self._child.signal(signal.SIGKILL)
 
     def resize(self, rows: int, columns: int) -> None:
@@ -279,33 +298,75 @@ class ProgramRunner:
             child.signal(signal.SIGKILL)
 
     async def _drain_after_exit(self, child: Child, output_done: trio.Event) -> None:
-        """Read to the end of the output, escalating against orphans that hold it."""
-        escalation: list[tuple[float, int | None]] = [
-            (_ORPHAN_QUIET_SECONDS, signal.SIGTERM),
-            (self.config.stop_timeout, signal.SIGKILL),
-            (_ORPHAN_QUIET_SECONDS, None),
-        ]
-        for quiet_seconds, signum in escalation:
-            if not await self._quiet_for(quiet_seconds, output_done):
-                return
-            if signum is None:
-                return  # only processes outside the group still hold it
-            child.signal(signum)
+        """Read to the end of the output; stop whatever still holds it open.
 
-    async def _quiet_for(self, seconds: float, done: trio.Event) -> bool:
-        """Wait until output ends (False) or nothing arrives for ``seconds`` (True).
-
-        Time spent writing to a slow stdout does not count as quiet.
+        Helpers may finish writing for a moment (until the output has been
+        quiet for ``_ORPHAN_QUIET_SECONDS``, ``_LINGER_SECONDS`` at most);
+        then the child's group and every descendant of supervise holding the
+        output get SIGTERM, ``stop_timeout`` later SIGKILL, and
+        ``_KILL_WAIT_SECONDS`` after that supervise stops reading. A stop
+        request skips the wait at hand; a kill goes to SIGKILL at once.
         """
-        self._last_received = trio.current_time()
+        if await self._linger(output_done):
+            return
+        if not self._kill_now and await self._stop_holders(
+            child, signal.SIGTERM, self.config.stop_timeout, output_done
+        ):
+            return
+        await self._stop_holders(child, signal.SIGKILL, _KILL_WAIT_SECONDS, output_done)
+
+    async def _linger(self, done: trio.Event) -> bool:
+        """Let helpers finish writing; True if the output ended by itself.
+
+        Time spent writing to a slow stdout counts neither as quiet nor as
+        lingering: what is written then was read before.
+        """
+        hurry = self._hurry = trio.Event()
+        self._last_received = last_poll = trio.current_time()
+        lingered = 0.0
         while not done.is_set():
             with trio.move_on_after(_POLL_SECONDS):
                 await done.wait()
+            now = trio.current_time()
+            if done.is_set():
+                break
+            if hurry.is_set() or self._kill_now:
+                return False
             if self._writing:
-                self._last_received = trio.current_time()
-            elif trio.current_time() - self._last_received >= seconds:
-                return not done.is_set()
-        return False
+                self._last_received = now
+            else:
+                lingered += now - last_poll
+                if now - self._last_received >= _ORPHAN_QUIET_SECONDS:
+                    return False
+                if lingered >= _LINGER_SECONDS:
+                    return False
+            last_poll = now
+        return True
+
+    async def _stop_holders(
+        self, child: Child, signum: int, seconds: float, done: trio.Event
+    ) -> bool:
+        """Signal the group and the output's holders; True if the output then ends.
+
+        Holders are looked for again at each poll, so a process that appears
+        meanwhile (the child of a holder just stopped) gets the signal too.
+        """
+        hurry = self._hurry = trio.Event()
+        child.signal(signum)
+        signalled: set[int] = set()
+        deadline = trio.current_time() + seconds
+        while not done.is_set():
+            for pid in child.output_holders() - signalled:
+                _signal(pid, signum)
+                if signum != signal.SIGKILL:
+                    signalled.add(pid)
+            if trio.current_time() >= deadline or (hurry.is_set() and signum != signal.SIGKILL):
+                return done.is_set()
+            if self._kill_now and signum != signal.SIGKILL:
+                return False
+            with trio.move_on_after(_POLL_SECONDS):
+                await done.wait()
+        return True
 
     async def _pump_output(self, child: Child, done: trio.Event) -> None:
         decoder: FrameDecoder[IpcMessage] = FrameDecoder(
@@ -404,11 +465,13 @@ class ProgramRunner:
         self._writing = True
         try:
             await self._output.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # Whoever read our output has gone (`supervise -- cmd | head`).
-            # Writing there directly, the child would die of SIGPIPE; stop it
-            # the usual way instead, and keep reading so frames still count.
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            # Whoever read our output has gone (`supervise -- cmd | head`), or
+            # it cannot take more (a full disk). Writing there directly, the
+            # child would die of SIGPIPE; stop it the usual way instead, and
+            # keep reading so frames still count.
             self.output_lost = True
+            self.output_problem = _output_problem(exc)
             self._output = None
             self.request_stop(signal.SIGTERM)
         finally:
@@ -506,3 +569,20 @@ class ProgramRunner:
                     del self._typed[-1]
             elif byte >= 0x20 and len(self._typed) < _MAX_TYPED:
                 self._typed.append(byte)
+
+
+def _signal(pid: int, signum: int) -> None:
+    """Send ``signum`` to ``pid``, which may have exited meanwhile."""
+    try:
+        os.kill(pid, signum)
+    except OSError as exc:
+        if exc.errno != errno.ESRCH:
+            raise
+
+
+def _output_problem(exc: BaseException) -> str:
+    """Why writing the output failed, for "standard output ...; stopped the child"."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.errno not in (errno.EPIPE, errno.EBADF, None):
+        return f"failed ({cause.strerror or cause})"
+    return "was closed"

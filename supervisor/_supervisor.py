@@ -171,6 +171,7 @@ class ProgramSupervisor:
         self.restarts = 0
         self.last_returncode: int | None = None
         self.output_lost = False
+        self.output_problem = "was closed"
         # Output bytes of the runs that have ended; see output_bytes.
         self._output_bytes_before = 0
         self.started_at: float | None = None
@@ -454,6 +455,7 @@ class ProgramSupervisor:
         if runner.output_lost:
             # Nobody reads our output any more: this stop is final.
             self.output_lost = self._stop_requested = self._final = True
+            self.output_problem = runner.output_problem
         cause = exit_cause(*describe_returncode(returncode))
         if self._restart_reason is not None:
             cause = f"process restarted: {self._restart_reason} ({cause})"

@@ -7,10 +7,18 @@ the child's inherited stderr). Setting it on fd 0 or 1 directly would leave
 the user's shell, or the child, with non-blocking streams. So terminals and
 pipes are reopened through ``/proc/self/fd`` to get a description of our own;
 regular files and ``/dev/null`` never block and are used as they are.
+
+A standard stream may also be closed (``supervise ... <&- >&-``), or refuse
+writes (``>/dev/full``). Closed ones get a placeholder first, so that no file
+supervise opens later takes their number; a failed write ends like a reader
+that went away, never in a traceback.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import io
 import os
 import stat
 import sys
@@ -26,6 +34,7 @@ from ._notices import NoticeGate
 
 __all__ = [
     "BlockingFdSendStream",
+    "fill_closed_standard_fds",
     "holding_notices",
     "open_input_stream",
     "open_output_stream",
@@ -94,10 +103,15 @@ class BlockingFdSendStream(trio.abc.SendStream):
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await trio.lowlevel.checkpoint()
+        if self._fd < 0:
+            raise trio.ClosedResourceError("file was already closed")
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:  # ENOSPC from /dev/full or a full disk, EBADF, EIO
+            raise trio.BrokenResourceError(str(exc)) from exc
 
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -107,6 +121,36 @@ class BlockingFdSendStream(trio.abc.SendStream):
             os.close(self._fd)
             self._fd = -1
         await trio.lowlevel.checkpoint()
+
+
+def fill_closed_standard_fds() -> frozenset[int]:
+    """Open ``/dev/null`` read-only on each of fds 0-2 that is closed; return which were.
+
+    Read-only, the placeholder behaves as the closed stream would: stdin reads
+    as empty, and writes to stdout or stderr fail (EBADF), so a closed stdout
+    stops the child as a reader that went away does. Without it, the next
+    file supervise opened (its own dup of stdout, the journal) would get the
+    number and receive what was meant for the stream.
+    """
+    closed: list[int] = []
+    for fd in (0, 1, 2):
+        try:
+            fcntl.fcntl(fd, fcntl.F_GETFD)
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise
+            closed.append(fd)
+            placeholder = os.open(os.devnull, os.O_RDONLY)
+            if placeholder == fd:
+                os.set_inheritable(fd, True)
+            else:
+                os.dup2(placeholder, fd)
+                os.close(placeholder)
+    if 2 in closed and sys.stderr is None:
+        # Python leaves sys.stderr None then, and argparse falls back to
+        # stdout for its usage message: give it a stderr that refuses writes.
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
+    return frozenset(closed)
 
 
 def open_output_stream(fd: int) -> trio.abc.SendStream:
@@ -152,5 +196,6 @@ def warn(message: str) -> None:
     if gate is not None and gate.hold(data):
         return
     with suppress(OSError):
-        sys.stderr.flush()
+        if sys.stderr is not None:  # None when supervise started with stderr closed
+            sys.stderr.flush()
         os.write(2, data)
