@@ -1,4 +1,4 @@
-"""Real loopwork output (../shared/fixtures/loopwork) replayed through supervise.
+"""Real loopwork output (tests/fixtures/loopwork) replayed through supervise.
 
 The expected counts are the ones the captures' README gives; the expected
 plain output is computed here independently, with a simple line-based scan
