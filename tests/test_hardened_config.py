@@ -110,3 +110,18 @@ def test_filter_within_limits_compiles() -> None:
 )
 def test_meaningless_flags_refused(flags: list[str], expected: str) -> None:
     _one_line_error(supervise(*flags, "--", "true"), expected)
+
+
+def test_journal_header_without_tables(tmp_path: Path) -> None:
+    import sqlite3
+
+    from supervisor._journal import _APPLICATION_ID
+
+    path = tmp_path / "j.db"
+    connection = sqlite3.connect(path)
+    connection.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+    connection.execute("PRAGMA user_version = 1")
+    connection.commit()
+    connection.close()
+    _one_line_error(supervise("events", "--journal", str(path)), "j.db: is a damaged journal")
+    _one_line_error(supervise("--journal", str(path), "--", "true"), "j.db: is a damaged journal")
