@@ -895,6 +895,10 @@ def _parse(
     if command and command[0] == "--":
         command = command[1:]
     values = _flag_values(args)
+    if values.get("name") == "":
+        raise ConfigError("--name", "must not be empty")
+    if args.journal == "":
+        raise ConfigError("--journal", "must not be empty (use --no-journal to run without)")
     if args.instance is not None:
         validate_instance_name(args.instance)
     if args.config:

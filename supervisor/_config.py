@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from ._config_bounds import MAX_COUNT, MAX_FACTOR, MAX_NESTING, Count, Seconds
 from ._errors import ConfigError
 from ._frames import DEFAULT_MAX_FRAME_BYTES
 from ._paths import instance_name_problem, validate_instance_name
@@ -104,17 +105,18 @@ SignalNumber = Annotated[int, BeforeValidator(_signal_number)]
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf and nan are never a usable number of seconds or bytes.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class BackoffConfig(_Settings):
     """Delay between restarts: exponential, capped, jittered, reset after a stable run."""
 
-    initial: float = Field(default=1.0, gt=0)
-    factor: float = Field(default=2.0, ge=1)
-    cap: float = Field(default=60.0, gt=0)
+    initial: Seconds = Field(default=1.0, gt=0)
+    factor: float = Field(default=2.0, ge=1, le=MAX_FACTOR)
+    cap: Seconds = Field(default=60.0, gt=0)
     jitter: Literal["full", "equal", "none"] = "equal"
-    reset_after: float = Field(default=60.0, ge=0)
+    reset_after: Seconds = Field(default=60.0, ge=0)
 
     @model_validator(mode="after")
     def _cap_not_below_initial(self) -> BackoffConfig:
@@ -129,8 +131,8 @@ class GiveUpConfig(_Settings):
     ``max_failures = 0`` means never give up.
     """
 
-    max_failures: int = Field(default=5, ge=0)
-    window: float = Field(default=300.0, gt=0)
+    max_failures: Count = Field(default=5, ge=0)
+    window: Seconds = Field(default=300.0, gt=0)
 
 
 class AnswersConfig(_Settings):
@@ -145,7 +147,7 @@ class AnswersConfig(_Settings):
     deny: str = "n"
     approval_timeout: Literal["approve", "deny"] = "deny"
     question_timeout: str | None = None
-    default_timeout: float = Field(default=300.0, ge=0, description="0 waits forever")
+    default_timeout: Seconds = Field(default=300.0, ge=0, description="0 waits forever")
 
 
 class LogConfig(_Settings):
@@ -153,8 +155,8 @@ class LogConfig(_Settings):
 
     path: Path | None = None
     timestamps: bool = False
-    max_bytes: Size = Field(default=10 * 1024 * 1024, ge=0, description="0: never rotate")
-    backups: int = Field(default=5, ge=0)
+    max_bytes: Size = Field(default=10 * 1024 * 1024, ge=0, le=2**62, description="0: never rotate")
+    backups: Count = Field(default=5, ge=0)
 
     @field_validator("path")
     @classmethod
@@ -208,16 +210,16 @@ class ProgramConfig(_Settings):
     pass_env: tuple[str, ...] = ()
     pty: bool = True
     keep_frames: bool = False
-    max_frame_bytes: Size = Field(default=DEFAULT_MAX_FRAME_BYTES, ge=64)
+    max_frame_bytes: Size = Field(default=DEFAULT_MAX_FRAME_BYTES, ge=64, le=1024**3)
     restart: RestartPolicy = "no"
-    start_seconds: float = Field(default=1.0, ge=0)
+    start_seconds: Seconds = Field(default=1.0, ge=0)
     backoff: BackoffConfig = BackoffConfig()
     give_up: GiveUpConfig = GiveUpConfig()
     stop_signal: SignalNumber = int(signal.SIGTERM)
-    stop_timeout: float = Field(default=10.0, ge=0)
-    stall_timeout: float = Field(default=0.0, ge=0)
+    stop_timeout: Seconds = Field(default=10.0, ge=0)
+    stall_timeout: Seconds = Field(default=0.0, ge=0)
     stall_action: Literal["none", "restart"] = "none"
-    task_timeout: float = Field(default=0.0, ge=0)
+    task_timeout: Seconds = Field(default=0.0, ge=0)
     task_timeout_action: Literal["none", "restart"] = "none"
     answers: AnswersConfig = AnswersConfig()
     log: LogConfig = LogConfig()
@@ -330,8 +332,8 @@ class JournalConfig(_Settings):
 
     enabled: bool = True
     path: Path | None = None
-    max_age: float = Field(default=7 * 24 * 3600.0, gt=0)
-    max_bytes: Size = Field(default=256 * 1024 * 1024, ge=0, description="0: no limit")
+    max_age: Seconds = Field(default=7 * 24 * 3600.0, gt=0)
+    max_bytes: Size = Field(default=256 * 1024 * 1024, ge=0, le=2**62, description="0: no limit")
 
     @field_validator("path")
     @classmethod
@@ -403,13 +405,13 @@ class TelegramConfig(_Settings):
 
     token: str | None = Field(default=None, repr=False)
     token_env: str = "TELEGRAM_BOT_TOKEN"
-    chat_id: int | None = None
+    chat_id: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     allowed_users: tuple[int | str, ...] = ()
     events: tuple[str, ...] = TELEGRAM_EVENTS
     api_url: str = Field(default="https://api.telegram.org", pattern=r"^https?://[^/]+")
     poll_timeout: float = Field(default=25.0, ge=0, le=50)
-    per_chat_interval: float = Field(default=1.0, ge=0)
-    global_rate: float = Field(default=30.0, gt=0)
+    per_chat_interval: Seconds = Field(default=1.0, ge=0)
+    global_rate: float = Field(default=30.0, gt=0, le=MAX_COUNT)
 
     @field_validator("allowed_users", mode="before")
     @classmethod
@@ -492,7 +494,7 @@ class SupervisorConfig(_Settings):
     journal: JournalConfig = JournalConfig()
     metrics: MetricsConfig = MetricsConfig()
     telegram: TelegramConfig | None = None
-    drain_timeout: float = Field(default=5.0, ge=0)
+    drain_timeout: Seconds = Field(default=5.0, ge=0)
 
     def secret_env(self) -> tuple[str, ...]:
         """The variables holding secrets of this file's routes and bot, in order.
@@ -564,6 +566,12 @@ def _friendly(error: ErrorDetails) -> str:
         return "required"
     if kind == "too_short" and "min_length" in ctx:
         return f"needs at least {ctx['min_length']} entry"
+    if (kind in ("less_than_equal", "less_than") and "le" in ctx) or "lt" in ctx:
+        bound = ctx.get("le", ctx.get("lt"))
+        word = "at most" if "le" in ctx else "below"
+        return f"must be {word} {bound} (got {error.get('input')!r})"
+    if kind == "finite_number":
+        return f"must be a finite number (got {error.get('input')!r})"
     if kind in ("value_error", "assertion_error"):
         return str(ctx.get("error", error["msg"]))
     message = error["msg"]
@@ -623,7 +631,7 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
             existing = {k.lower(): k for k in node}
             key = existing.get(part.lower(), part.lower())
             if depth == len(path) - 1:
-                node[key] = _env_value(raw)
+                node[key] = _env_value(variable, raw)
             else:
                 child = node.setdefault(key, {})
                 if not isinstance(child, dict):
@@ -631,7 +639,22 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
                 node = child
 
 
-def _env_value(raw: str) -> Any:
+def _nesting(text: str) -> int:
+    """How deep ``[`` and ``{`` nest in ``text`` (strings included: an over-estimate
+    that costs one pass, and keeps tomllib's recursion from ever running out)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def _env_value(variable: str, raw: str) -> Any:
+    if _nesting(raw) > MAX_NESTING:
+        raise ConfigError(variable, f"nested deeper than {MAX_NESTING} levels")
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -649,9 +672,17 @@ def load_config(
     source = os.fspath(path)
     try:
         with open(path, "rb") as file:
-            data = tomllib.load(file)
+            raw = file.read()
     except OSError as exc:
         raise ConfigError(source, f"cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, f"not UTF-8 (byte {exc.start + 1})") from None
+    if _nesting(text) > MAX_NESTING:
+        raise ConfigError(source, f"arrays or tables nested deeper than {MAX_NESTING} levels")
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, f"invalid TOML: {exc}") from None
     _env_overrides(data, os.environ if environ is None else environ)

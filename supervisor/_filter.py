@@ -65,6 +65,13 @@ _ORDERING: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+MAX_FILTER_LENGTH = 10_000
+"""The longest filter expression, in characters: a route filter is a line, not a program."""
+MAX_FILTER_DEPTH = 100
+"""The deepest nesting of parentheses, ``not`` and list literals: deeper would
+exhaust the parser's recursion long before it meant anything."""
+
+
 class FilterError(ValueError):
     """A filter expression does not parse; the message names the position."""
 
@@ -175,6 +182,7 @@ class _Parser:
         self.source = source
         self.tokens = _tokenize(source)
         self.index = 0
+        self.depth = 0
 
     @property
     def token(self) -> _Token:
@@ -184,6 +192,15 @@ class _Parser:
         token = self.tokens[self.index]
         self.index += 1
         return token
+
+    def deeper(self) -> None:
+        """Count one nesting level; refuse beyond :data:`MAX_FILTER_DEPTH`."""
+        self.depth += 1
+        if self.depth > MAX_FILTER_DEPTH:
+            raise FilterError(
+                f"nested deeper than {MAX_FILTER_DEPTH} levels at character "
+                f"{self.token.position + 1}"
+            )
 
     def error(self, expected: str) -> FilterError:
         token = self.token
@@ -219,15 +236,19 @@ class _Parser:
 
     def parse_not(self) -> Predicate:
         if self.at_word("not"):
+            self.deeper()
             self.advance()
             inner = self.parse_not()
+            self.depth -= 1
             return lambda event: not inner(event)
         return self.parse_atom()
 
     def parse_atom(self) -> Predicate:
         if self.token.kind == "punct" and self.token.text == "(":
+            self.deeper()
             self.advance()
             inner = self.parse_or()
+            self.depth -= 1
             if not (self.token.kind == "punct" and self.token.text == ")"):
                 raise self.error("')'")
             self.advance()
@@ -276,6 +297,7 @@ class _Parser:
             self.advance()
             return {"true": True, "false": False, "null": None}[token.text]
         if token.kind == "punct" and token.text == "[":
+            self.deeper()
             self.advance()
             items: list[Any] = []
             while not (self.token.kind == "punct" and self.token.text == "]"):
@@ -285,6 +307,7 @@ class _Parser:
                 elif not (self.token.kind == "punct" and self.token.text == "]"):
                     raise self.error("',' or ']'")
             self.advance()
+            self.depth -= 1
             return items
         raise self.error('a value (a "string", number, true, false, null or [list])')
 
@@ -296,4 +319,6 @@ def compile_filter(source: str) -> Predicate:
         FilterError: the expression does not parse; the message gives the
             1-based character position.
     """
+    if len(source) > MAX_FILTER_LENGTH:
+        raise FilterError(f"longer than {MAX_FILTER_LENGTH} characters ({len(source)})")
     return _Parser(source).parse()

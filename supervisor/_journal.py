@@ -781,6 +781,15 @@ def _check_identity(connection: sqlite3.Connection, where: str) -> int:
                 f"journal schema version {version} is newer than this supervise"
                 f" supports ({SCHEMA_VERSION}); upgrade ipc-supervisor",
             )
+        if version > 0:
+            # The header alone proves little: a truncated or hand-made file
+            # can carry it without the tables every read and write needs.
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            missing = {"events", "meta"} - {row[0] for row in rows}
+            if missing:
+                raise ConfigError(
+                    where, f"is a damaged journal: no {', '.join(sorted(missing))} table"
+                )
         return version
     has_tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     if application_id != 0 or version != 0 or has_tables:

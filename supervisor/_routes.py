@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ._config_bounds import MAX_FACTOR, Count, Seconds
 from ._errors import ConfigError
 from ._events import Event
 from ._filter import FilterError, compile_filter
@@ -69,11 +70,13 @@ DEFAULT_NOTIFY_EVENTS = (
 )
 """What ``--notify`` sends: what a person wants to be told about."""
 
+_EVENT_GLOB = re.compile(r"^[A-Za-z0-9_.*?-]+$")
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf and nan are never a usable number of seconds or entries.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class RetryConfig(_Settings):
@@ -91,10 +94,10 @@ class RetryConfig(_Settings):
         jitter: as for restarts (``equal``: between half and all the delay).
     """
 
-    max_attempts: int | None = Field(default=None, ge=0)
-    initial: float = Field(default=0.5, gt=0)
-    factor: float = Field(default=2.0, ge=1)
-    cap: float = Field(default=60.0, gt=0)
+    max_attempts: Count | None = Field(default=None, ge=0)
+    initial: Seconds = Field(default=0.5, gt=0)
+    factor: float = Field(default=2.0, ge=1, le=MAX_FACTOR)
+    cap: Seconds = Field(default=60.0, gt=0)
     jitter: Literal["full", "equal", "none"] = "equal"
 
     @model_validator(mode="after")
@@ -109,8 +112,8 @@ class FileSinkConfig(_Settings):
 
     type: Literal["file"] = "file"
     path: Path
-    max_bytes: int = Field(default=0, ge=0)
-    backups: int = Field(default=5, ge=0)
+    max_bytes: int = Field(default=0, ge=0, le=2**62)
+    backups: Count = Field(default=5, ge=0)
 
     @field_validator("path")
     @classmethod
@@ -143,7 +146,7 @@ class CommandSinkConfig(_Settings):
     type: Literal["command"] = "command"
     command: Annotated[tuple[str, ...], Field(min_length=1)]
     shell: bool = False
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: Seconds = Field(default=30.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -175,7 +178,7 @@ class WebhookSinkConfig(_Settings):
     url: str = Field(min_length=1)
     secret: str | None = Field(default=None, repr=False)
     secret_env: str | None = None
-    timeout: float = Field(default=10.0, gt=0)
+    timeout: Seconds = Field(default=10.0, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
 
     def resolved_secret(self) -> str | None:
@@ -211,9 +214,9 @@ class RedisSinkConfig(_Settings):
     type: Literal["redis"] = "redis"
     url: str = Field(default="redis://127.0.0.1:6379/0", pattern=r"^rediss?://")
     stream: str = Field(default="ipc:events", min_length=1)
-    maxlen: int = Field(default=100_000, ge=0)
+    maxlen: int = Field(default=100_000, ge=0, le=2**62)
     password_env: str | None = None
-    timeout: float = Field(default=5.0, gt=0)
+    timeout: Seconds = Field(default=5.0, gt=0)
 
 
 SinkConfig: TypeAlias = Annotated[
@@ -268,11 +271,11 @@ class RouteConfig(_Settings):
     filter: str | None = None
     sink: SinkConfig | None = None
     durable: bool = False
-    queue: int = Field(default=1000, ge=1)
+    queue: Count = Field(default=1000, ge=1)
     overflow: Literal["drop-oldest", "block"] = "drop-oldest"
     coalesce: tuple[str, ...] = ()
     retry: RetryConfig = RetryConfig()
-    ttl: float | None = Field(default=None, gt=0)
+    ttl: Seconds | None = Field(default=None, gt=0)
 
     @field_validator("name")
     @classmethod
@@ -390,12 +393,16 @@ def parse_sink_spec(spec: str) -> dict[str, Any]:
 def parse_route_shortcut(text: str) -> dict[str, Any]:
     """``--route 'task_*,question=tmux:mgr:notify'``: event globs, then a sink."""
     events, equals, spec = text.partition("=")
-    if not equals or not events:
+    globs = tuple(glob.strip() for glob in events.split(",") if glob.strip())
+    if not equals or not globs:
         raise ValueError(f"bad route {text!r} (expected EVENTS=SINK, e.g. 'task_*=tmux:mgr')")
-    return {
-        "events": tuple(glob.strip() for glob in events.split(",") if glob.strip()),
-        "sink": parse_sink_spec(spec),
-    }
+    for glob in globs:
+        if not _EVENT_GLOB.match(glob):
+            raise ValueError(
+                f"bad route {text!r}: {glob!r} is not an event-name glob "
+                "(letters, digits, '_', '.', '-', '*' and '?')"
+            )
+    return {"events": globs, "sink": parse_sink_spec(spec)}
 
 
 # -- building the adapters ----------------------------------------------------------
