@@ -49,7 +49,11 @@ program "") before the next event it does get.
 A bad request is answered with an error line and never ends the server:
 ``request is not JSON: ...``, ``unknown command "x" (commands: ...)``,
 ``missing field 'program'``, ``no program named 'x' (programs: a, b)``, or
-the one-line message of the refused control request or answer.
+the one-line message of the refused control request or answer. A request
+must be JSON text: one nested deeper than Python's parser goes, or with a
+string holding a lone surrogate (``"\\ud800"``), is refused as not JSON.
+At most ``MAX_CONNECTIONS`` (128) connections are served at once; one more
+gets ``too many control connections ...`` and is closed.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ if TYPE_CHECKING:
     from ._app import Supervisor
 
 __all__ = [
+    "MAX_CONNECTIONS",
     "EventHub",
     "EventsDropped",
     "EventsDroppedData",
@@ -94,6 +99,10 @@ __all__ = [
 DEFAULT_TAIL_BUFFER = 1000
 """Events a tail may fall behind by before it loses some."""
 
+MAX_CONNECTIONS = 128
+"""Control connections served at once (tails included); more are refused."""
+_TOO_MANY = f"too many control connections (at most {MAX_CONNECTIONS} at once); try again later"
+
 _MAX_REQUEST = 65536
 _TAIL_BATCH = 256
 # sun_path holds 108 bytes including the terminating NUL.
@@ -101,6 +110,8 @@ _MAX_SOCKET_PATH = 107
 # Longest a start/stop/restart reply waits for the program to get there.
 _MAX_WAIT = 30.0
 _POLL = 0.01
+# Seqs and dead-letter ids are SQLite integers; a larger number matches nothing.
+_MIN_ID, _MAX_ID = -(2**63), 2**63 - 1
 _COMMANDS = (
     "answer",
     "dead",
@@ -342,9 +353,22 @@ async def serve_control(
         bound = os.stat(path)
 
         in_flight = requests or RequestsInFlight()
+        connections = 0
 
         async def handler(stream: trio.SocketStream) -> None:
-            await _serve_connection(stream, sup, in_flight)
+            nonlocal connections
+            if connections >= MAX_CONNECTIONS:
+                # Each connection holds a file descriptor; a client that opens
+                # them without end would leave none for restarting a child.
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    async with stream:
+                        await stream.send_all(_reply(False, _TOO_MANY))
+                return
+            connections += 1
+            try:
+                await _serve_connection(stream, sup, in_flight)
+            finally:
+                connections -= 1
 
         async with trio.open_nursery() as nursery:
             await nursery.start(trio.serve_listeners, handler, [trio.SocketListener(sock)])
@@ -480,8 +504,19 @@ def _parse(line: bytes) -> dict[str, Any]:
         request = json.loads(line)
     except ValueError as exc:  # also UnicodeDecodeError
         raise _RequestError(f"request is not JSON: {exc}") from None
+    except RecursionError:
+        raise _RequestError("request is not JSON: nested too deeply") from None
     if not isinstance(request, dict):
         raise _RequestError("request must be a JSON object")
+    try:
+        # A "\ud800" escape decodes to a lone surrogate, which no reply, event
+        # or journal line could carry on: UTF-8 has no encoding for it.
+        json.dumps(request, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        raise _RequestError(
+            "request is not JSON text: a string holds a lone surrogate"
+            f" \\u{ord(exc.object[exc.start]):04x}"
+        ) from None
     return request
 
 
@@ -592,6 +627,11 @@ async def _answer(request: dict[str, Any], sup: Supervisor) -> Any:
     return answered.data.model_dump(mode="json")
 
 
+def _is_seq(value: object) -> bool:
+    """A seq or dead-letter id: an integer SQLite can store (a signed 64-bit one)."""
+    return type(value) is int and _MIN_ID <= value <= _MAX_ID
+
+
 def _optional_text(request: dict[str, Any], name: str) -> str | None:
     value = request.get(name)
     if value is not None and not isinstance(value, str):
@@ -619,10 +659,8 @@ async def _dead(request: dict[str, Any], sup: Supervisor) -> Any:
 
 async def _retry(request: dict[str, Any], sup: Supervisor) -> Any:
     ids = request.get("ids", [])
-    if not isinstance(ids, list) or not all(
-        isinstance(i, int) and not isinstance(i, bool) for i in ids
-    ):
-        raise _RequestError("field 'ids' must be a list of dead-letter ids")
+    if not isinstance(ids, list) or not all(_is_seq(i) for i in ids):
+        raise _RequestError("field 'ids' must be a list of dead-letter ids (64-bit integers)")
     return {"requeued": await sup.retry_dead(_optional_text(request, "route"), ids)}
 
 
@@ -673,8 +711,8 @@ async def _tail(
     try:
         pattern = _optional_text(request, "pattern")
         since = request.get("since")
-        if since is not None and (not isinstance(since, int) or isinstance(since, bool)):
-            raise _RequestError("field 'since' must be a seq number")
+        if since is not None and not _is_seq(since):
+            raise _RequestError("field 'since' must be a seq number (a 64-bit integer)")
         if since is not None and sup.journal is None:
             raise _RequestError("tail --since needs the event journal, which is off")
     except _RequestError as exc:
