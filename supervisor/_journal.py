@@ -484,7 +484,7 @@ class Journal:
     def _parse(self, seq: int, line: bytes | str) -> Event | None:
         try:
             return Event.from_json(line)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             self.unreadable += 1
             if seq not in self._reported and len(self._reported) < _MAX_REPORTED:
                 self._reported.add(seq)

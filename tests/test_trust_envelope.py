@@ -259,8 +259,16 @@ def test_reserved_names_cover_every_event_supervise_emits() -> None:
         assert refused.reason == "reserved"
 
 
+_DEEP = b"[" * 100_000 + b"]" * 100_000  # json.loads gives up on it with RecursionError
+
+
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.binary(max_size=60) | st.text(max_size=60).map(str.encode), max_size=12))
+@given(
+    st.lists(
+        st.binary(max_size=60) | st.text(max_size=60).map(str.encode) | st.just(_DEEP),
+        max_size=12,
+    )
+)
 def test_replay_never_raises_whatever_the_journal_holds(lines: list[bytes]) -> None:
     """Lines that are not events (another version's, hand-edited, garbage) are
     skipped, counted and reported once; every readable one is returned."""
