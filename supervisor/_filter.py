@@ -292,7 +292,12 @@ class _Parser:
                 raise FilterError(f"bad string at character {token.position + 1}") from None
         if token.kind == "number":
             self.advance()
-            return json.loads(token.text)
+            try:
+                return json.loads(token.text)
+            except ValueError:  # `04`, `1.`: the tokenizer is wider than JSON's numbers
+                raise FilterError(
+                    f"bad number {token.text!r} at character {token.position + 1}"
+                ) from None
         if token.kind == "name" and token.text in ("true", "false", "null"):
             self.advance()
             return {"true": True, "false": False, "null": None}[token.text]

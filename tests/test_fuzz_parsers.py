@@ -7,6 +7,7 @@ import contextlib
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -176,3 +177,10 @@ def test_route_and_notify_shortcuts(text: str) -> None:
         # pydantic's ValidationError (a ValueError): the CLI names the flag.
         with contextlib.suppress(ValueError):
             FileRouteConfig.model_validate({"name": "route", **values})
+
+
+@pytest.mark.parametrize("source", ["seq > 04", "data.x == -01"])
+def test_a_number_json_cannot_read_is_a_filter_error(source: str) -> None:
+    """Found by the coverage-guided fuzzer: these raised JSONDecodeError."""
+    with pytest.raises(FilterError, match=r"bad number .* at character \d+"):
+        compile_filter(source)
