@@ -198,6 +198,22 @@ class DeadLetter:
     event: Event
 
 
+def _text(value: object) -> str:
+    """A column read back as text, whatever a hand edit stored in it."""
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def _stored_line(value: object) -> bytes:
+    """A ``line`` column as bytes: SQLite keeps whatever type was written.
+
+    A line that is not an event is passed on as it is; its readers skip and
+    report it (``Journal.read``, ``supervise events``).
+    """
+    if isinstance(value, bytes):
+        return value
+    return _text(value).encode(errors="replace")
+
+
 def pattern_matcher(pattern: str | None) -> Callable[[str, str], bool] | None:
     """``EVENT_GLOB`` or ``PROGRAM_GLOB:EVENT_GLOB`` as a test on (program, event).
 
@@ -437,7 +453,7 @@ class Journal:
                 "SELECT seq, line FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
                 (since, upper, limit),
             )
-            return [JournalLine(seq, line) for seq, line in rows]
+            return [JournalLine(seq, _stored_line(line)) for seq, line in rows]
         found: list[JournalLine] = []
         while len(found) < limit:
             chunk = self._db.execute(
@@ -446,8 +462,8 @@ class Journal:
                 (since, upper, _SCAN_CHUNK),
             ).fetchall()
             for seq, program, event, line in chunk:
-                if matches(program, event):
-                    found.append(JournalLine(seq, line))
+                if matches(_text(program), _text(event)):
+                    found.append(JournalLine(seq, _stored_line(line)))
                     if len(found) == limit:
                         break
             if len(chunk) < _SCAN_CHUNK:

@@ -369,3 +369,43 @@ async def test_ctl_tail_since_0_survives_a_poisoned_journal(
     seqs = [json.loads(line)["seq"] for line in lines]
     assert 3 not in seqs
     assert seqs[:3] == [1, 2, 4]
+
+
+_COLUMN = (
+    st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+)
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_COLUMN, _COLUMN, _COLUMN), min_size=1, max_size=8))
+def test_raw_journal_reads_never_raise_whatever_the_columns_hold(
+    rows: list[tuple[object, object, object]],
+) -> None:
+    """Hand-edited columns of any SQLite type: lines come back as bytes, filtered or not."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "j.journal.db"
+        stamper = EventStamper("p")
+        message = validate_payload(b'{"type":"ipc","event":"log","data":{"message":"m"}}')
+        assert isinstance(message, IpcMessage)
+        with Journal.open(path) as journal:
+            journal.append([stamper.stamp(message, 1) for _ in rows])
+        db = sqlite3.connect(path)
+        with db:
+            for seq, (program, event, line) in enumerate(rows, start=1):
+                db.execute(
+                    "UPDATE events SET program = ?, event = ?, line = ? WHERE seq = ?",
+                    (program, event, line, seq),
+                )
+        db.close()
+        with Journal.open(path) as journal:
+            everything = journal.read_lines(0, 1000)
+            filtered = journal.read_lines(0, 1000, pattern="*:*")
+            journal.read(0, 1000)
+        assert [line.seq for line in everything] == list(range(1, len(rows) + 1))
+        assert [line.seq for line in filtered] == [line.seq for line in everything]
+        assert all(isinstance(line.line, bytes) for line in everything + filtered)
