@@ -31,6 +31,7 @@ __all__ = [
     "reap_orphans",
     "register_child",
     "run_orphan_reaper",
+    "signal_if_alive",
     "spawning",
     "stop_orphans",
 ]
@@ -116,7 +117,7 @@ async def stop_orphans(grace: float, hurry: trio.Event | None = None) -> int:
     with trio.move_on_after(grace) as scope:
         while orphans():
             for pid in orphans() - found:
-                _signal(pid, signal.SIGTERM)
+                signal_if_alive(pid, signal.SIGTERM)
                 found.add(pid)
             reap_orphans()
             if hurry is not None and hurry.is_set():
@@ -125,14 +126,15 @@ async def stop_orphans(grace: float, hurry: trio.Event | None = None) -> int:
     with trio.move_on_after(1.0):
         while remaining := orphans():
             for pid in remaining:
-                _signal(pid, signal.SIGKILL)
+                signal_if_alive(pid, signal.SIGKILL)
             found |= remaining
             reap_orphans()
             await trio.sleep(0.02)
     return len(found)
 
 
-def _signal(pid: int, signum: int) -> None:
+def signal_if_alive(pid: int, signum: int) -> None:
+    """Send ``signum`` to ``pid``, which may have exited meanwhile."""
     try:
         os.kill(pid, signum)
     except OSError as exc:

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import errno
-import os
 import signal
 import time
 from collections import Counter
@@ -56,6 +55,7 @@ from ._frames import (
 )
 from ._messages import IpcMessage, validate_payload
 from ._queue import EventQueue
+from ._reaper import signal_if_alive
 
 __all__ = ["ProgramRunner", "RunStats", "TerminalSettings"]
 
@@ -357,7 +357,7 @@ class ProgramRunner:
         deadline = trio.current_time() + seconds
         while not done.is_set():
             for pid in child.output_holders() - signalled:
-                _signal(pid, signum)
+                signal_if_alive(pid, signum)
                 if signum != signal.SIGKILL:
                     signalled.add(pid)
             if trio.current_time() >= deadline or (hurry.is_set() and signum != signal.SIGKILL):
@@ -569,15 +569,6 @@ class ProgramRunner:
                     del self._typed[-1]
             elif byte >= 0x20 and len(self._typed) < _MAX_TYPED:
                 self._typed.append(byte)
-
-
-def _signal(pid: int, signum: int) -> None:
-    """Send ``signum`` to ``pid``, which may have exited meanwhile."""
-    try:
-        os.kill(pid, signum)
-    except OSError as exc:
-        if exc.errno != errno.ESRCH:
-            raise
 
 
 def _output_problem(exc: BaseException) -> str:
