@@ -214,5 +214,10 @@ async def test_the_telegram_chat_remembers_a_bounded_number_of_tasks(
         settings = {"per_chat_interval": 0, "global_rate": 10_000, "events": ("progress_update",)}
         async with running(stub, config, **settings) as run:
             await run.calls("sendMessage", 60)
+            # The bot records a task once its message's reply is back, just
+            # after the stub counted the call.
+            with trio.fail_after(10):
+                while "T-59" not in [task for _, task in run.bot._progress]:
+                    await trio.sleep(0.01)
             tracked = [task for _, task in run.bot._progress]
     assert tracked == [f"T-{i}" for i in range(40, 60)]
