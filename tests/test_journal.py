@@ -336,6 +336,49 @@ def test_prune_age_and_size_together(journal: Journal) -> None:
     assert journal.size() == stored_bytes(journal)
 
 
+def test_prune_with_a_limit_deletes_at_most_that_many(journal: Journal) -> None:
+    """A limited prune stops at ``limit`` rows; called again it goes on where it stopped."""
+    journal.append([make_event(seq, received_at=T0 - 3_600_000) for seq in range(10, 16)])
+    journal.append([make_event(seq, received_at=T0) for seq in range(16, 30)])
+    line = len(make_event(10).to_json())
+    now = T0 / 1000
+    limits = {"max_age": 60, "max_bytes": 4 * line, "keep_after": None, "now": now}
+    assert journal.prune(**limits, limit=4) == 4  # type: ignore[arg-type]
+    assert all_seqs(journal)[0] == 14
+    assert journal.prune(**limits, limit=4) == 4  # type: ignore[arg-type]  # 2 by age, 2 by size
+    assert all_seqs(journal)[0] == 18
+    deleted = [journal.prune(**limits, limit=4) for _ in range(4)]  # type: ignore[arg-type]
+    assert deleted == [4, 4, 0, 0]
+    assert all_seqs(journal) == [26, 27, 28, 29]
+    assert journal.size() == 4 * line == stored_bytes(journal)
+
+
+def test_async_prune_releases_the_journal_between_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big prune is many short transactions, so appends and reads get the thread between them."""
+    monkeypatch.setattr("supervisor._journal.PRUNE_CHUNK", 7)
+
+    async def main() -> None:
+        with trio.fail_after(10):
+            async with await AsyncJournal.open(tmp_path / "chunks.journal.db") as journal:
+                await journal.append(events(range(1, 51)))
+                calls: list[tuple[int | None, int]] = []
+                prune = journal.journal.prune
+
+                def counted(**kwargs: object) -> int:
+                    deleted = prune(**kwargs)  # type: ignore[arg-type]
+                    calls.append((kwargs["limit"], deleted))  # type: ignore[arg-type]
+                    return deleted
+
+                monkeypatch.setattr(journal.journal, "prune", counted)
+                assert await journal.prune(max_age=None, max_bytes=0, keep_after=45) == 45
+                assert calls == [(7, 7)] * 6 + [(7, 3)]
+                assert [e.seq for e in await journal.read(0)] == [46, 47, 48, 49, 50]
+
+    trio.run(main)
+
+
 # -- opening errors -------------------------------------------------------------------
 
 
