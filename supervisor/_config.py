@@ -16,7 +16,7 @@ import re
 import shlex
 import signal
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -639,24 +639,59 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
                 node = child
 
 
-def _nesting(text: str) -> int:
-    """How deep ``[`` and ``{`` nest in ``text`` (strings included: an over-estimate
-    that costs one pass, and keeps tomllib's recursion from ever running out)."""
-    depth = deepest = 0
-    for char in text:
-        if char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth = max(depth - 1, 0)
+def _nesting(value: object) -> int:
+    """How deep arrays and tables nest in a parsed value (a scalar is 0).
+
+    Walked with a stack of its own: the value may be deeper than Python's
+    recursion limit allows a recursive walk to go.
+    """
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_NESTING:
+            break
+        stack.extend((child, depth + 1) for child in children)
     return deepest
 
 
-def _env_value(variable: str, raw: str) -> Any:
-    if _nesting(raw) > MAX_NESTING:
-        raise ConfigError(variable, f"nested deeper than {MAX_NESTING} levels")
+class _TooDeep(Exception):
+    """Arrays or tables nested deeper than MAX_NESTING."""
+
+
+def _parse_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads``, refusing nesting deeper than MAX_NESTING.
+
+    tomllib recurses once per level, so a file nested thousands deep ends
+    in RecursionError (Python's limit keeps that clean); anything deeper
+    than MAX_NESTING that it can parse is refused the same way. Brackets
+    inside strings are text, not nesting.
+
+    Raises:
+        _TooDeep: nested too deep.
+        tomllib.TOMLDecodeError: not TOML.
+    """
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise _TooDeep from None
+    if _nesting(data) > MAX_NESTING:
+        raise _TooDeep
+    return data
+
+
+def _env_value(variable: str, raw: str) -> Any:
+    try:
+        return _parse_toml(f"v = {raw}")["v"]
+    except _TooDeep:
+        raise ConfigError(variable, f"nested deeper than {MAX_NESTING} levels") from None
     except tomllib.TOMLDecodeError:
         return raw
 
@@ -679,10 +714,11 @@ def load_config(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(source, f"not UTF-8 (byte {exc.start + 1})") from None
-    if _nesting(text) > MAX_NESTING:
-        raise ConfigError(source, f"arrays or tables nested deeper than {MAX_NESTING} levels")
     try:
-        data = tomllib.loads(text)
+        data = _parse_toml(text)
+    except _TooDeep:
+        too_deep = f"arrays or tables nested deeper than {MAX_NESTING} levels"
+        raise ConfigError(source, too_deep) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, f"invalid TOML: {exc}") from None
     _env_overrides(data, os.environ if environ is None else environ)

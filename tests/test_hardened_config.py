@@ -76,6 +76,28 @@ def test_env_override_nested_too_deep(tmp_path: Path) -> None:
         load_config(path, {"SUPERVISE_PROGRAMS__X__ENV": deep})
 
 
+def test_brackets_inside_strings_are_not_nesting(tmp_path: Path) -> None:
+    """Only real arrays and tables count: a string full of brackets is just text."""
+    path = tmp_path / "ok.toml"
+    text = "[" * 200 + "{" * 200
+    path.write_text(
+        f"[programs.x]\ncommand = [\"echo\", '{text}']\n# {text}\n"
+        f'env = {{ A = """{text}""" }}\n'
+    )
+    config = load_config(path, {"SUPERVISE_PROGRAMS__X__ENV__B": f"'{text}'"})
+    program = config.programs["x"]
+    assert list(program.command) == ["echo", text]
+    assert program.env == {"A": text, "b": text}
+
+
+def test_table_headers_nested_too_deep(tmp_path: Path) -> None:
+    """Depth counts tables made by dotted headers too, not only brackets."""
+    path = tmp_path / "deep.toml"
+    path.write_text(PROGRAM + "[" + ".".join(["t"] * 60) + "]\nx = 1\n")
+    with pytest.raises(ConfigError, match=r"deep\.toml: arrays or tables nested deeper than 50"):
+        load_config(path, {})
+
+
 @pytest.mark.parametrize(
     "source",
     [
