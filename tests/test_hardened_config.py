@@ -81,8 +81,7 @@ def test_brackets_inside_strings_are_not_nesting(tmp_path: Path) -> None:
     path = tmp_path / "ok.toml"
     text = "[" * 200 + "{" * 200
     path.write_text(
-        f"[programs.x]\ncommand = [\"echo\", '{text}']\n# {text}\n"
-        f'env = {{ A = """{text}""" }}\n'
+        f'[programs.x]\ncommand = ["echo", \'{text}\']\n# {text}\nenv = {{ A = """{text}""" }}\n'
     )
     config = load_config(path, {"SUPERVISE_PROGRAMS__X__ENV__B": f"'{text}'"})
     program = config.programs["x"]
