@@ -57,6 +57,10 @@ __all__ = [
 
 # Events handed to a sink that can take several at once (a file's one write).
 _BATCH = 256
+# Events a durable route reads from the journal at a time while catching up:
+# each read is two thread hops, which cost milliseconds when the event loop
+# is busy, so a small read could not keep up with a busy child.
+_BACKLOG_READ = 1024
 # How often durable routes' progress is saved to the journal.
 _MARK_INTERVAL = 0.2
 _OVERFLOW_REPORT_INTERVAL = 1.0
@@ -197,6 +201,10 @@ class _RouteWorker:
         self.cursor = 0
         self.marked = 0
         self.backlog_until = 0
+        # Read from the journal, not yet delivered; all rows up to
+        # `_backlog_read_to` are in it or did not match.
+        self._backlog: deque[Event] = deque()
+        self._backlog_read_to = 0
         self._batches = getattr(sink, "send_batch", None) is not None
 
     @property
@@ -211,6 +219,12 @@ class _RouteWorker:
 
     def offer(self, event: Event) -> bool:
         """Queue ``event``; False if a ``block`` route is full and it must wait."""
+        if self.durable and self.backlog_until > self.cursor and not self._router.journal_failed:
+            # Catching up from the journal, which has this event too: it is
+            # read from there in its turn, not queued to be dropped again.
+            self.backlog_until = event.seq
+            self._wake()
+            return True
         if self._live >= self.config.queue:
             if self.durable:
                 # The journal has it: drop the memory copy of everything and
@@ -308,10 +322,10 @@ class _RouteWorker:
     async def _next_batch(self) -> tuple[list[Event], int]:
         """The next events to deliver, and the seq the cursor reaches after them."""
         while True:
+            if self._backlog:
+                return self._pop_backlog()
             if self.durable and self.backlog_until > self.cursor:
-                backlog = await self._read_backlog()
-                if backlog is not None:
-                    return backlog
+                await self._read_backlog()
                 continue
             queued = self._pop_queued()
             if queued:
@@ -323,21 +337,26 @@ class _RouteWorker:
             finally:
                 self._parked = False
 
-    async def _read_backlog(self) -> tuple[list[Event], int] | None:
+    async def _read_backlog(self) -> None:
+        """Fill the backlog from the journal, or move the cursor past what does not match."""
         journal = self._router.journal
         assert journal is not None
-        rows = await journal.read(self.cursor, limit=_BATCH, until=self.backlog_until)
+        rows = await journal.read(self.cursor, limit=_BACKLOG_READ, until=self.backlog_until)
         if not rows:
             # Pruned or never journaled (a failed write): nothing more to read.
             self.cursor = self.backlog_until
-            return None
+            return
+        self._backlog_read_to = rows[-1].seq
         matching = [event for event in rows if self.matches(event)]
         if not matching:
             self.cursor = rows[-1].seq
-            return None
-        return (matching if self._batches else matching[:1]), (
-            rows[-1].seq if self._batches or len(matching) == 1 else matching[0].seq
-        )
+        self._backlog.extend(matching)
+
+    def _pop_backlog(self) -> tuple[list[Event], int]:
+        limit = min(_BATCH if self._batches else 1, len(self._backlog))
+        batch = [self._backlog.popleft() for _ in range(limit)]
+        # The last of what was read: past the rows after it that did not match.
+        return batch, (batch[-1].seq if self._backlog else self._backlog_read_to)
 
     def _pop_queued(self) -> list[Event]:
         batch: list[Event] = []
@@ -427,7 +446,7 @@ class _RouteWorker:
     def idle(self) -> bool:
         """Nothing queued, nothing being delivered, no backlog in the journal."""
         backlog = self.durable and self.backlog_until > self.cursor
-        return self._parked and self._live == 0 and not backlog
+        return self._parked and self._live == 0 and not backlog and not self._backlog
 
     async def wait_idle(self) -> None:
         # Only shutdown waits for this, so a short poll is simpler than

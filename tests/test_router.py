@@ -328,6 +328,34 @@ async def test_durable_route_reads_its_backlog_from_the_journal(tmp_path: Path) 
     await journal.aclose()
 
 
+async def test_a_durable_route_catching_up_holds_nothing_in_memory(tmp_path: Path) -> None:
+    """Once behind, a durable route reads everything from the journal until it has caught up.
+
+    Queueing the new events in memory as well would only fill the queue to
+    drop it again, paying for each event twice while the route is slowest.
+    """
+    journal = await AsyncJournal.open(tmp_path / "j.db")
+    sink = GatedSink()
+    stream = [event() for _ in range(103)]
+    async with trio.open_nursery() as nursery:
+        run = await start(nursery, [(route(durable=True, queue=5), sink)], journal)
+        for chunk in range(0, 103, 10):
+            await run.router.publish(stream[chunk : chunk + 10])
+            if chunk >= 10:
+                assert run.router.stats()[0].queued == 0
+        sink.gate.set()
+        await until(lambda: len(sink.events) == 103)
+        assert await run.router.drain(5)
+        # Caught up, it queues in memory again.
+        await run.router.publish([late := event()])
+        await until(lambda: len(sink.events) == 104)
+        assert await run.router.drain(5)
+        nursery.cancel_scope.cancel()
+    assert [e.seq for e in sink.events] == [e.seq for e in [*stream, late]]
+    assert await journal.delivered("r") == late.seq
+    await journal.aclose()
+
+
 async def test_durable_route_resumes_after_a_crash(tmp_path: Path) -> None:
     """Undelivered events of a run that died are delivered by the next run."""
     journal = await AsyncJournal.open(tmp_path / "j.db")
