@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from supervisor import Event, SinkError
-from supervisor._logfile import LineLog
+from supervisor._process.logfile import LineLog
 
 __all__ = ["FileSink"]
 

@@ -52,8 +52,8 @@ from supervisor import (
     TelegramConfig,
     UnknownQuestionError,
 )
-from supervisor._questions import QuestionAnsweredData
-from supervisor._summary import format_duration
+from supervisor._core.questions import QuestionAnsweredData
+from supervisor._core.summary import format_duration
 
 from .telegram_format import cut_html, escape, render_event, render_progress, render_question
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from supervisor import Event
-from supervisor._summary import format_duration, summarize
+from supervisor._core.summary import format_duration, summarize
 
 __all__ = [
     "MAX_MESSAGE",

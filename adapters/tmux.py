@@ -3,7 +3,7 @@
 Three actions, chosen per sink:
 
 ``notify``
-    Show a one-line summary (:func:`supervisor._summary.summarize`) on every
+    Show a one-line summary (:func:`supervisor._core.summary.summarize`) on every
     client attached to the target session, and store it in the session's
     user option ``@ipc_last`` (the event name in ``@ipc_last_event``), so a
     status line can show it: ``set -g status-right '#{@ipc_last}'``.
@@ -47,7 +47,7 @@ from typing import Any, Literal, TypeAlias
 import trio
 
 from supervisor import ConfigError, Event, SinkError
-from supervisor._summary import summarize
+from supervisor._core.summary import summarize
 
 __all__ = [
     "MAX_COMMAND_BYTES",

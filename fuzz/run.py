@@ -26,14 +26,14 @@ import atheris
 
 with atheris.instrument_imports():
     from supervisor._config import load_config
-    from supervisor._control import _parse as parse_control_request
-    from supervisor._control import _RequestError
-    from supervisor._errors import ConfigError
-    from supervisor._events import Event
-    from supervisor._filter import FilterError, compile_filter
-    from supervisor._frames import Frame, FrameDecoder, InvalidFrame, LineEndRemoved, Output
-    from supervisor._messages import validate_payload
-    from supervisor._routes import parse_route_shortcut
+    from supervisor._control.server import _parse as parse_control_request
+    from supervisor._control.server import _RequestError
+    from supervisor._core.errors import ConfigError
+    from supervisor._core.events import Event
+    from supervisor._core.filter import FilterError, compile_filter
+    from supervisor._core.frames import Frame, FrameDecoder, InvalidFrame, LineEndRemoved, Output
+    from supervisor._core.messages import validate_payload
+    from supervisor._routing.config import parse_route_shortcut
 
 
 def _decoder(data: bytes) -> None:

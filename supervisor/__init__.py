@@ -9,8 +9,6 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
-    from ._app import Supervisor as Supervisor
-    from ._child import ChildSpec as ChildSpec
     from ._config import AnswersConfig as AnswersConfig
     from ._config import BackoffConfig as BackoffConfig
     from ._config import GiveUpConfig as GiveUpConfig
@@ -21,88 +19,90 @@ if _typing.TYPE_CHECKING:
     from ._config import SupervisorConfig as SupervisorConfig
     from ._config import TelegramConfig as TelegramConfig
     from ._config import load_config as load_config
-    from ._errors import ConfigError as ConfigError
-    from ._errors import SinkError as SinkError
-    from ._errors import SpawnError as SpawnError
-    from ._errors import StateTransitionError as StateTransitionError
-    from ._errors import SupervisorError as SupervisorError
-    from ._events import Event as Event
-    from ._events import EventStamper as EventStamper
-    from ._events import FrameInvalid as FrameInvalid
-    from ._events import FrameInvalidData as FrameInvalidData
-    from ._events import ProcessExit as ProcessExit
-    from ._events import ProcessExitData as ProcessExitData
-    from ._events import ProcessStart as ProcessStart
-    from ._events import ProcessStartData as ProcessStartData
-    from ._events import ProcessStateChanged as ProcessStateChanged
-    from ._filter import FilterError as FilterError
-    from ._filter import compile_filter as compile_filter
-    from ._frames import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
-    from ._frames import Frame as Frame
-    from ._frames import FrameDecoder as FrameDecoder
-    from ._frames import InvalidFrame as InvalidFrame
-    from ._frames import LineEndRemoved as LineEndRemoved
-    from ._frames import Output as Output
-    from ._frames import Rejected as Rejected
-    from ._journal import AsyncJournal as AsyncJournal
-    from ._journal import DeadLetter as DeadLetter
-    from ._journal import Journal as Journal
-    from ._messages import ApprovalRequest as ApprovalRequest
-    from ._messages import ApprovalRequestData as ApprovalRequestData
-    from ._messages import GenericMessage as GenericMessage
-    from ._messages import IpcMessage as IpcMessage
-    from ._messages import LogData as LogData
-    from ._messages import LogMessage as LogMessage
-    from ._messages import LoopEnd as LoopEnd
-    from ._messages import LoopStart as LoopStart
-    from ._messages import LoopStartData as LoopStartData
-    from ._messages import LoopStats as LoopStats
-    from ._messages import ProgressUpdate as ProgressUpdate
-    from ._messages import ProgressUpdateData as ProgressUpdateData
-    from ._messages import Question as Question
-    from ._messages import QuestionData as QuestionData
-    from ._messages import QuestionOption as QuestionOption
-    from ._messages import TaskComplete as TaskComplete
-    from ._messages import TaskCompleteData as TaskCompleteData
-    from ._messages import TaskData as TaskData
-    from ._messages import TaskFailed as TaskFailed
-    from ._messages import TaskFailedData as TaskFailedData
-    from ._messages import TaskStart as TaskStart
-    from ._messages import validate_payload as validate_payload
-    from ._metrics import MetricsState as MetricsState
-    from ._metrics import SupervisorCollector as SupervisorCollector
-    from ._metrics_server import MetricsAddress as MetricsAddress
-    from ._metrics_server import bind_metrics_socket as bind_metrics_socket
-    from ._metrics_server import serve_metrics as serve_metrics
-    from ._questions import AlreadyAnsweredError as AlreadyAnsweredError
-    from ._questions import AnswerError as AnswerError
-    from ._questions import InvalidResponseError as InvalidResponseError
-    from ._questions import QuestionAnswered as QuestionAnswered
-    from ._questions import QuestionExpiredError as QuestionExpiredError
-    from ._questions import QuestionTimeout as QuestionTimeout
-    from ._questions import UnknownQuestionError as UnknownQuestionError
-    from ._queue import EventQueue as EventQueue
-    from ._router import DeliveryDead as DeliveryDead
-    from ._router import DeliveryDeadData as DeliveryDeadData
-    from ._router import RouteOverflow as RouteOverflow
-    from ._router import RouteOverflowData as RouteOverflowData
-    from ._router import RouteStats as RouteStats
-    from ._routes import CommandSinkConfig as CommandSinkConfig
-    from ._routes import FileSinkConfig as FileSinkConfig
-    from ._routes import RetryConfig as RetryConfig
-    from ._routes import RouteConfig as RouteConfig
-    from ._routes import TmuxSinkConfig as TmuxSinkConfig
-    from ._routes import WebhookSinkConfig as WebhookSinkConfig
-    from ._runner import ProgramRunner as ProgramRunner
-    from ._runner import RunStats as RunStats
-    from ._runner import TerminalSettings as TerminalSettings
-    from ._state import ProcessState as ProcessState
-    from ._summary import summarize as summarize
-    from ._supervisor import ControlError as ControlError
-    from ._supervisor import ProcessStalled as ProcessStalled
-    from ._supervisor import ProgramStatus as ProgramStatus
-    from ._supervisor import ProgramSupervisor as ProgramSupervisor
-    from ._tasks import TaskTimeout as TaskTimeout
+    from ._core.errors import ConfigError as ConfigError
+    from ._core.errors import SinkError as SinkError
+    from ._core.errors import SpawnError as SpawnError
+    from ._core.errors import StateTransitionError as StateTransitionError
+    from ._core.errors import SupervisorError as SupervisorError
+    from ._core.events import Event as Event
+    from ._core.events import EventStamper as EventStamper
+    from ._core.events import FrameInvalid as FrameInvalid
+    from ._core.events import FrameInvalidData as FrameInvalidData
+    from ._core.events import ProcessExit as ProcessExit
+    from ._core.events import ProcessExitData as ProcessExitData
+    from ._core.events import ProcessStart as ProcessStart
+    from ._core.events import ProcessStartData as ProcessStartData
+    from ._core.events import ProcessStateChanged as ProcessStateChanged
+    from ._core.filter import FilterError as FilterError
+    from ._core.filter import compile_filter as compile_filter
+    from ._core.frames import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
+    from ._core.frames import Frame as Frame
+    from ._core.frames import FrameDecoder as FrameDecoder
+    from ._core.frames import InvalidFrame as InvalidFrame
+    from ._core.frames import LineEndRemoved as LineEndRemoved
+    from ._core.frames import Output as Output
+    from ._core.frames import Rejected as Rejected
+    from ._core.messages import ApprovalRequest as ApprovalRequest
+    from ._core.messages import ApprovalRequestData as ApprovalRequestData
+    from ._core.messages import GenericMessage as GenericMessage
+    from ._core.messages import IpcMessage as IpcMessage
+    from ._core.messages import LogData as LogData
+    from ._core.messages import LogMessage as LogMessage
+    from ._core.messages import LoopEnd as LoopEnd
+    from ._core.messages import LoopStart as LoopStart
+    from ._core.messages import LoopStartData as LoopStartData
+    from ._core.messages import LoopStats as LoopStats
+    from ._core.messages import ProgressUpdate as ProgressUpdate
+    from ._core.messages import ProgressUpdateData as ProgressUpdateData
+    from ._core.messages import Question as Question
+    from ._core.messages import QuestionData as QuestionData
+    from ._core.messages import QuestionOption as QuestionOption
+    from ._core.messages import TaskComplete as TaskComplete
+    from ._core.messages import TaskCompleteData as TaskCompleteData
+    from ._core.messages import TaskData as TaskData
+    from ._core.messages import TaskFailed as TaskFailed
+    from ._core.messages import TaskFailedData as TaskFailedData
+    from ._core.messages import TaskStart as TaskStart
+    from ._core.messages import validate_payload as validate_payload
+    from ._core.questions import AlreadyAnsweredError as AlreadyAnsweredError
+    from ._core.questions import AnswerError as AnswerError
+    from ._core.questions import InvalidResponseError as InvalidResponseError
+    from ._core.questions import QuestionAnswered as QuestionAnswered
+    from ._core.questions import QuestionExpiredError as QuestionExpiredError
+    from ._core.questions import QuestionTimeout as QuestionTimeout
+    from ._core.questions import UnknownQuestionError as UnknownQuestionError
+    from ._core.state import ProcessState as ProcessState
+    from ._core.summary import summarize as summarize
+    from ._core.tasks import TaskTimeout as TaskTimeout
+    from ._metrics.server import MetricsAddress as MetricsAddress
+    from ._metrics.server import bind_metrics_socket as bind_metrics_socket
+    from ._metrics.server import serve_metrics as serve_metrics
+    from ._metrics.state import MetricsState as MetricsState
+    from ._metrics.state import SupervisorCollector as SupervisorCollector
+    from ._process.child import ChildSpec as ChildSpec
+    from ._process.program import ControlError as ControlError
+    from ._process.program import ProcessStalled as ProcessStalled
+    from ._process.program import ProgramStatus as ProgramStatus
+    from ._process.program import ProgramSupervisor as ProgramSupervisor
+    from ._process.queue import EventQueue as EventQueue
+    from ._process.runner import ProgramRunner as ProgramRunner
+    from ._process.runner import RunStats as RunStats
+    from ._process.runner import TerminalSettings as TerminalSettings
+    from ._routing.config import CommandSinkConfig as CommandSinkConfig
+    from ._routing.config import FileSinkConfig as FileSinkConfig
+    from ._routing.config import RetryConfig as RetryConfig
+    from ._routing.config import RouteConfig as RouteConfig
+    from ._routing.config import TmuxSinkConfig as TmuxSinkConfig
+    from ._routing.config import WebhookSinkConfig as WebhookSinkConfig
+    from ._routing.journal import AsyncJournal as AsyncJournal
+    from ._routing.journal import DeadLetter as DeadLetter
+    from ._routing.journal import Journal as Journal
+    from ._routing.router import DeliveryDead as DeliveryDead
+    from ._routing.router import DeliveryDeadData as DeliveryDeadData
+    from ._routing.router import RouteOverflow as RouteOverflow
+    from ._routing.router import RouteOverflowData as RouteOverflowData
+    from ._routing.router import RouteStats as RouteStats
+    from ._supervisor import Supervisor as Supervisor
     from .sinks import CallbackSink as CallbackSink
     from .sinks import CapturingSink as CapturingSink
     from .sinks import Sink as Sink
@@ -211,103 +211,103 @@ __all__ = [
 
 
 _LAZY: dict[str, str] = {
-    "ChildSpec": "._child",
+    "ChildSpec": "._process.child",
     "ProgramConfig": "._config",
-    "ConfigError": "._errors",
-    "SinkError": "._errors",
-    "SpawnError": "._errors",
-    "SupervisorError": "._errors",
-    "Event": "._events",
-    "EventStamper": "._events",
-    "FrameInvalid": "._events",
-    "FrameInvalidData": "._events",
-    "ProcessExit": "._events",
-    "ProcessExitData": "._events",
-    "ProcessStart": "._events",
-    "ProcessStartData": "._events",
-    "DEFAULT_MAX_FRAME_BYTES": "._frames",
-    "Frame": "._frames",
-    "FrameDecoder": "._frames",
-    "InvalidFrame": "._frames",
-    "LineEndRemoved": "._frames",
-    "Output": "._frames",
-    "Rejected": "._frames",
-    "ApprovalRequest": "._messages",
-    "ApprovalRequestData": "._messages",
-    "GenericMessage": "._messages",
-    "IpcMessage": "._messages",
-    "LogData": "._messages",
-    "LogMessage": "._messages",
-    "LoopEnd": "._messages",
-    "LoopStart": "._messages",
-    "LoopStartData": "._messages",
-    "LoopStats": "._messages",
-    "ProgressUpdate": "._messages",
-    "ProgressUpdateData": "._messages",
-    "Question": "._messages",
-    "QuestionData": "._messages",
-    "QuestionOption": "._messages",
-    "TaskComplete": "._messages",
-    "TaskCompleteData": "._messages",
-    "TaskData": "._messages",
-    "TaskFailed": "._messages",
-    "TaskFailedData": "._messages",
-    "TaskStart": "._messages",
-    "validate_payload": "._messages",
-    "EventQueue": "._queue",
-    "ProgramRunner": "._runner",
-    "RunStats": "._runner",
-    "TerminalSettings": "._runner",
+    "ConfigError": "._core.errors",
+    "SinkError": "._core.errors",
+    "SpawnError": "._core.errors",
+    "SupervisorError": "._core.errors",
+    "Event": "._core.events",
+    "EventStamper": "._core.events",
+    "FrameInvalid": "._core.events",
+    "FrameInvalidData": "._core.events",
+    "ProcessExit": "._core.events",
+    "ProcessExitData": "._core.events",
+    "ProcessStart": "._core.events",
+    "ProcessStartData": "._core.events",
+    "DEFAULT_MAX_FRAME_BYTES": "._core.frames",
+    "Frame": "._core.frames",
+    "FrameDecoder": "._core.frames",
+    "InvalidFrame": "._core.frames",
+    "LineEndRemoved": "._core.frames",
+    "Output": "._core.frames",
+    "Rejected": "._core.frames",
+    "ApprovalRequest": "._core.messages",
+    "ApprovalRequestData": "._core.messages",
+    "GenericMessage": "._core.messages",
+    "IpcMessage": "._core.messages",
+    "LogData": "._core.messages",
+    "LogMessage": "._core.messages",
+    "LoopEnd": "._core.messages",
+    "LoopStart": "._core.messages",
+    "LoopStartData": "._core.messages",
+    "LoopStats": "._core.messages",
+    "ProgressUpdate": "._core.messages",
+    "ProgressUpdateData": "._core.messages",
+    "Question": "._core.messages",
+    "QuestionData": "._core.messages",
+    "QuestionOption": "._core.messages",
+    "TaskComplete": "._core.messages",
+    "TaskCompleteData": "._core.messages",
+    "TaskData": "._core.messages",
+    "TaskFailed": "._core.messages",
+    "TaskFailedData": "._core.messages",
+    "TaskStart": "._core.messages",
+    "validate_payload": "._core.messages",
+    "EventQueue": "._process.queue",
+    "ProgramRunner": "._process.runner",
+    "RunStats": "._process.runner",
+    "TerminalSettings": "._process.runner",
     "Sink": ".sinks",
-    "ProgramSupervisor": "._supervisor",
-    "ProgramStatus": "._supervisor",
-    "ControlError": "._supervisor",
-    "ProcessStalled": "._supervisor",
+    "ProgramSupervisor": "._process.program",
+    "ProgramStatus": "._process.program",
+    "ControlError": "._process.program",
+    "ProcessStalled": "._process.program",
     "SupervisorConfig": "._config",
     "load_config": "._config",
     "BackoffConfig": "._config",
     "GiveUpConfig": "._config",
     "AnswersConfig": "._config",
     "LogConfig": "._config",
-    "ProcessState": "._state",
-    "StateTransitionError": "._errors",
-    "ProcessStateChanged": "._events",
-    "AnswerError": "._questions",
-    "AlreadyAnsweredError": "._questions",
-    "UnknownQuestionError": "._questions",
-    "QuestionExpiredError": "._questions",
-    "InvalidResponseError": "._questions",
-    "QuestionAnswered": "._questions",
-    "QuestionTimeout": "._questions",
-    "TaskTimeout": "._tasks",
-    "Supervisor": "._app",
+    "ProcessState": "._core.state",
+    "StateTransitionError": "._core.errors",
+    "ProcessStateChanged": "._core.events",
+    "AnswerError": "._core.questions",
+    "AlreadyAnsweredError": "._core.questions",
+    "UnknownQuestionError": "._core.questions",
+    "QuestionExpiredError": "._core.questions",
+    "InvalidResponseError": "._core.questions",
+    "QuestionAnswered": "._core.questions",
+    "QuestionTimeout": "._core.questions",
+    "TaskTimeout": "._core.tasks",
+    "Supervisor": "._supervisor",
     "CallbackSink": ".sinks",
     "CapturingSink": ".sinks",
     "JournalConfig": "._config",
-    "RouteConfig": "._routes",
-    "RetryConfig": "._routes",
-    "FileSinkConfig": "._routes",
-    "TmuxSinkConfig": "._routes",
-    "CommandSinkConfig": "._routes",
-    "WebhookSinkConfig": "._routes",
-    "RouteStats": "._router",
-    "RouteOverflow": "._router",
-    "RouteOverflowData": "._router",
-    "DeliveryDead": "._router",
-    "DeliveryDeadData": "._router",
-    "DeadLetter": "._journal",
-    "Journal": "._journal",
-    "AsyncJournal": "._journal",
-    "FilterError": "._filter",
-    "compile_filter": "._filter",
-    "summarize": "._summary",
+    "RouteConfig": "._routing.config",
+    "RetryConfig": "._routing.config",
+    "FileSinkConfig": "._routing.config",
+    "TmuxSinkConfig": "._routing.config",
+    "CommandSinkConfig": "._routing.config",
+    "WebhookSinkConfig": "._routing.config",
+    "RouteStats": "._routing.router",
+    "RouteOverflow": "._routing.router",
+    "RouteOverflowData": "._routing.router",
+    "DeliveryDead": "._routing.router",
+    "DeliveryDeadData": "._routing.router",
+    "DeadLetter": "._routing.journal",
+    "Journal": "._routing.journal",
+    "AsyncJournal": "._routing.journal",
+    "FilterError": "._core.filter",
+    "compile_filter": "._core.filter",
+    "summarize": "._core.summary",
     "TelegramConfig": "._config",
-    "serve_metrics": "._metrics_server",
-    "bind_metrics_socket": "._metrics_server",
-    "MetricsAddress": "._metrics_server",
+    "serve_metrics": "._metrics.server",
+    "bind_metrics_socket": "._metrics.server",
+    "MetricsAddress": "._metrics.server",
     "MetricsConfig": "._config",
-    "MetricsState": "._metrics",
-    "SupervisorCollector": "._metrics",
+    "MetricsState": "._metrics.state",
+    "SupervisorCollector": "._metrics.state",
 }
 
 

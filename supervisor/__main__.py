@@ -1,5 +1,5 @@
 """``python -m supervisor``: the same as the ``supervise`` command."""
 
-from ._cli import main
+from ._cli.main import main
 
 raise SystemExit(main())

@@ -31,12 +31,12 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from ._config_bounds import MAX_COUNT, MAX_FACTOR, MAX_NESTING, Count, Seconds
-from ._errors import ConfigError
-from ._frames import DEFAULT_MAX_FRAME_BYTES
+from ._core.errors import ConfigError
+from ._core.frames import DEFAULT_MAX_FRAME_BYTES
+from ._core.limits import MAX_COUNT, MAX_FACTOR, MAX_NESTING, Count, Seconds
+from ._core.program_name import default_program_name
 from ._paths import instance_name_problem, validate_instance_name
-from ._program_name import default_program_name
-from ._routes import FileRouteConfig, sink_secret_env
+from ._routing.config import FileRouteConfig, sink_secret_env
 
 __all__ = [
     "AnswersConfig",

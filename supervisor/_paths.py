@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path
 
-from ._errors import ConfigError
+from ._core.errors import ConfigError
 
 __all__ = [
     "MAX_INSTANCE_NAME",

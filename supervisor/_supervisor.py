@@ -1,688 +1,684 @@
-"""Keep one program alive: restart policy, backoff, give-up, lost tasks.
+"""Supervisor: programs, routes and the journal put together; the SDK's entry point.
 
-:class:`ProgramSupervisor` runs a program again and again through
-:class:`ProgramRunner` (one run each), driving the pure state machine in
-``_state`` and the restart arithmetic in ``_backoff``. Every transition is a
-``process_state`` event and every run ends with ``process_exit``; tasks the
-child had in flight when it died end as ``task_failed`` with ``lost = true``,
-so no task is left without an outcome.
+``supervise`` is a thin command line around this class, and a bot or a
+dashboard can use it directly::
 
-Policy, in one place:
+    sup = Supervisor([ProgramConfig(command=["npx", "loopwork"])])
 
-* ``restart = "no"``: one run; the state goes STARTING → RUNNING → EXITED.
-* otherwise a run shorter than ``start_seconds`` (or a spawn failure) is a
-  failed start: BACKOFF, a jittered exponential delay, and FATAL once the
-  give-up rule trips. A longer run that ends is EXITED; ``always`` restarts
-  it, ``on-failure`` restarts it unless it exited 0. Those restarts wait a
-  backoff delay too, which a run longer than ``backoff.reset_after`` resets.
-* a stop request is never a failure: the program ends STOPPED.
+    @sup.on("task_failed")
+    async def page_me(event: Event) -> None:
+        await notify(f"{event.data.taskId} failed: {event.data.error}")
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sup.run)
+            async with sup.subscribe("question") as questions:
+                async for question in questions:
+                    await sup.answer(question.message_id, "yes")
+
+Events flow one way: each program's runner stamps them into one channel; a
+single delivery task reports invalid frames, feeds ``subscribe`` listeners
+and hands each batch to the :class:`~supervisor._routing.router.Router`, which
+journals it and gives every route its own queue and task.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import math
-import random
-import signal
 import time
-from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from ._backoff import BackoffPolicy, GiveUpRule, RestartTracker
-from ._child import describe_returncode
-from ._config import ProgramConfig
-from ._errors import ConfigError, SpawnError, SupervisorError
-from ._events import (
-    Event,
-    EventStamper,
-    ProcessStateChanged,
-    ProcessStateData,
-    _OwnMessage,
-)
-from ._logfile import LineLog, TeeOutput
-from ._messages import ApprovalRequest, EventData, IpcMessage, Question
-from ._questions import (
-    AnswerVocabulary,
-    ApprovalIgnored,
-    ApprovalIgnoredData,
-    PendingQuestion,
-    QuestionAnswered,
-    QuestionBook,
-    QuestionExpiredError,
-)
-from ._queue import EventQueue
-from ._runner import ProgramRunner, TerminalSettings
-from ._state import ProcessState, Trigger, is_alive, transition
-from ._tasks import TaskTable, exit_cause
-from ._terminal import warn
+from ._cli.terminal import open_output_stream, warn
+from ._config import JournalConfig, ProgramConfig, SupervisorConfig
+from ._control.server import EventHub
+from ._core.errors import ConfigError, SinkError
+from ._core.events import Event, EventStamper, FrameInvalidData, FrameUntrustedData
+from ._core.messages import IpcMessage
+from ._core.questions import AnswerError, QuestionAnswered, UnknownQuestionError
+from ._process.program import ProgramStatus, ProgramSupervisor
+from ._process.queue import DEFAULT_ROOM, EventQueue
+from ._process.runner import TerminalSettings
+from ._routing.config import RetryConfig, RouteConfig, build_route_sink, sink_secret_env
+from ._routing.journal import AsyncJournal, DeadLetter, Journal, journal_path
+from ._routing.router import Router, RouteStats
+from .sinks import CallbackSink, Sink
 
-__all__ = [
-    "ControlError",
-    "ProcessStalled",
-    "ProcessStalledData",
-    "ProgramStatus",
-    "ProgramSupervisor",
-]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
+    from ._metrics.state import MetricsState
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+__all__ = ["Supervisor"]
+
+_Callback = TypeVar("_Callback", bound=Callable[[Event], Awaitable[object]])
+
+# Events wait in one queue for the router; a program's output reader waits
+# only if routing falls this far behind (or a `block` route is full).
+# supervise's own events never wait: see EventQueue.
+_EVENT_BUFFER = DEFAULT_ROOM
+_BATCH = 1024
+_PRUNE_INTERVAL = 60.0
+_CHECKPOINT_INTERVAL = 1.0
+SEQ_BLOCK = 100_000
+"""Seqs reserved in the journal at a time, before they are handed out."""
+# After a reservation failed, the next try comes this many seqs later.
+_SEQ_RETRY = 1000
+SUPERVISOR_PROGRAM = "supervise"
+"""The ``program`` of the router's own events (``route_overflow`` ...)."""
 
 
-class ControlError(SupervisorError):
-    """A control request that cannot be carried out (e.g. start a running program)."""
-
-
-class ProcessStalledData(EventData):
-    """``process_stalled`` data: how long the child has been silent."""
-
-    silent_for: float
-    stall_timeout: float
-    action: str
-
-
-class ProcessStalled(_OwnMessage):
-    event: Literal["process_stalled"] = "process_stalled"
-    data: ProcessStalledData
-
-
-@dataclass(frozen=True)
-class ProgramStatus:
-    """A snapshot for ``supervise ctl status``."""
-
-    name: str
-    state: str
-    pid: int | None
-    uptime: float | None
-    restarts: int
-    last_exit: str | None
-    tasks_in_flight: int
-    pending_questions: int
-
-
-def _open_log(config: ProgramConfig) -> LineLog | None:
-    settings = config.log
-    if settings.path is None:
-        return None
-    try:
-        return LineLog(
-            settings.path,
-            timestamps=settings.timestamps,
-            max_bytes=settings.max_bytes,
-            backups=settings.backups,
-        )
-    except OSError as exc:
-        raise ConfigError(f"{settings.path}", f"cannot open log file: {exc.strerror}") from None
-
-
-# The child's events that the task and question tables care about.
-_ACCOUNTED = frozenset(
-    {"task_start", "task_complete", "task_failed", "question", "approval_request"}
-)
-
-
-class ProgramSupervisor:
-    """One program under supervision, across restarts.
+class Supervisor:
+    """Runs programs and routes their events; answers their questions.
 
     Args:
-        config: the program and its policies.
-        events: where events go (shared by all programs of a supervise run).
-        output: where the program's plain output goes.
-        input: supervise's stdin, for the one-program form.
-        terminal: pty settings from supervise's own streams.
-        sequence: the run's event numbering, shared by all programs.
-        rng: randomness for backoff jitter (seed it in tests).
-        report: shows a one-line notice to the person watching (spawn errors,
-            FATAL); the multi-program form puts the program's name in front.
-        keep_alive: when the program settles (exits for good, FATAL, or is
-            stopped), wait for a start request instead of returning; a final
-            stop (``request_stop(final=True)``) still ends :meth:`run`.
-        withheld_env: variables of supervise's environment the child does
-            not inherit (its secrets); read at each start, so the owner may
-            add to it until then.
-        on_settled: called each time the program settles, so the owner of
-            several programs can tell when all of them are done.
+        programs: the programs (a :class:`SupervisorConfig` brings its routes
+            and journal settings along).
+        routes: more routes; their sinks are built from their settings.
+        journal: the event journal's settings; None or ``False`` runs
+            without one. A :class:`SupervisorConfig`'s journal is used when
+            this is not given.
+        instance: the journal's default name (``INSTANCE.journal.db``).
+        outputs: where each program's plain output goes, by program name;
+            by default every program writes to standard output, prefixed
+            with its name.
+        input: the one program's standard input (keystrokes), if any.
+        terminal: terminal settings for the programs' ptys.
+        keep_alive: programs that settle wait for :meth:`start` instead of
+            ending their supervision.
+        exit_when_settled: :meth:`run` returns once every program has
+            settled (exited for good, given up or stopped); off, it runs
+            until :meth:`stop` with no name.
+        drain_timeout: seconds :meth:`run` waits at the end for routes to
+            deliver what they still hold.
+        report: where one-line warnings go (invalid frames, failing sinks).
+        report_invalid_frames: whether invalid frames are reported (at most
+            one line a second).
+        prefix_reports: start each program's warnings with its name (off
+            for the one-program command line).
+        registry: where to register the ``supervise_*`` Prometheus metrics
+            (None: no metrics are kept). Serve it with
+            :func:`supervisor.serve_metrics`, or read it in tests.
+        namespace_label: break task metrics down by namespace.
     """
 
     def __init__(
         self,
-        config: ProgramConfig,
+        programs: Sequence[ProgramConfig] | SupervisorConfig = (),
         *,
-        events: EventQueue | None = None,
-        output: trio.abc.SendStream | None = None,
+        routes: Sequence[RouteConfig] = (),
+        journal: JournalConfig | bool | None = None,
+        instance: str | None = None,
+        outputs: Mapping[str, trio.abc.SendStream | None] | None = None,
         input: trio.abc.ReceiveStream | None = None,
         terminal: TerminalSettings | None = None,
-        sequence: Iterator[int] | None = None,
-        rng: random.Random | None = None,
-        wall_clock: Callable[[], int] = _now_ms,
+        keep_alive: bool = True,
+        exit_when_settled: bool = True,
+        drain_timeout: float | None = None,
         report: Callable[[str], None] = warn,
-        keep_alive: bool = False,
-        on_settled: Callable[[], None] | None = None,
-        withheld_env: Collection[str] = (),
+        report_invalid_frames: bool = True,
+        prefix_reports: bool = True,
+        registry: CollectorRegistry | None = None,
+        namespace_label: bool = True,
     ) -> None:
-        self.config = config
-        self._withheld_env = withheld_env
-        self.name = config.program_name
-        self.state = ProcessState.STOPPED
-        self.restarts = 0
-        self.last_returncode: int | None = None
-        self.output_lost = False
-        self.output_problem = "was closed"
-        # Output bytes of the runs that have ended; see output_bytes.
-        self._output_bytes_before = 0
-        self.started_at: float | None = None
-        """Epoch seconds the current (or last) child started, for metrics."""
-        self.tasks = TaskTable()
-        answers = config.answers
-        self.questions = QuestionBook(
-            AnswerVocabulary(
-                approve=answers.approve,
-                deny=answers.deny,
-                approval_timeout_default=answers.approval_timeout,
-                question_timeout_default=answers.question_timeout,
-                default_timeout=answers.default_timeout or None,
-            )
-        )
-        self._events = events
-        self._log = _open_log(config)
-        self._output: trio.abc.SendStream | None = (
-            TeeOutput(output, self._log) if self._log is not None else output
-        )
-        self._input = input
-        self._terminal = terminal or TerminalSettings()
-        self._wall_clock = wall_clock
-        self._report = report
-        self._keep_alive = keep_alive
-        self._on_settled = on_settled
-        self._stamper = EventStamper(self.name, sequence or itertools.count(1))
-        give_up = config.give_up
-        self._tracker = RestartTracker(
-            BackoffPolicy(**config.backoff.model_dump()),
-            GiveUpRule(give_up.max_failures or None, give_up.window),
-            rng,
-        )
-        self._runner: ProgramRunner | None = None
-        # Tasks whose approval was denied, with who denied it and the
-        # request's id: a later frame for one of them means the program
-        # went on regardless.
-        self._denied: dict[str, tuple[str, str]] = {}
-        self._run_started: float | None = None
-        self._stop_requested = False
-        self._final = False
-        self._restart_reason: str | None = None
-        self._start_requested = trio.Event()
-        self._rearm = trio.Event()
-        self._stall_reported = False
-        self._wait_scope: trio.CancelScope | None = None
-        # True while the program has settled and nothing will start it but a
-        # request: what ``ctl start`` may act on.
-        self._settled = False
-
-    # -- control ---------------------------------------------------------
-
-    @property
-    def pid(self) -> int | None:
-        return self._runner.pid if self._runner is not None else None
-
-    @property
-    def output_bytes(self) -> int:
-        """Plain output bytes of every run so far, the current one included."""
-        runner = self._runner
-        return self._output_bytes_before + (runner.stats.output_bytes if runner else 0)
-
-    def status(self) -> ProgramStatus:
-        """What ``supervise ctl status`` shows for this program."""
-        uptime = None
-        if self._run_started is not None and self._runner is not None:
-            uptime = round(trio.current_time() - self._run_started, 3)
-        last_exit = None
-        if self.last_returncode is not None:
-            last_exit = exit_cause(*describe_returncode(self.last_returncode))
-        return ProgramStatus(
-            name=self.name,
-            state=self.state.value,
-            pid=self.pid,
-            uptime=uptime,
-            restarts=self.restarts,
-            last_exit=last_exit,
-            tasks_in_flight=len(self.tasks),
-            pending_questions=len(self.questions.pending()),
-        )
-
-    def request_stop(self, signum: int | None = None, *, final: bool = True) -> None:
-        """Stop the program (``signum``, else its stop_signal); never a failure.
-
-        Args:
-            signum: the signal for the child's group (the one-program form
-                passes on what supervise received). A second SIGINT kills.
-            final: end :meth:`run` once stopped; with ``final=False`` (``ctl
-                stop``) a keep-alive supervisor waits for a start request.
-        """
-        self._final = self._final or final
-        if self._settled:
-            # Nothing runs and nothing is scheduled: the state stays as it is;
-            # a final stop wakes the keep-alive loop so that run() can end.
-            if final:
-                self._start_requested.set()
-            return
-        if self._stop_requested and signum != signal.SIGINT:
-            return
-        self._stop_requested = True
-        self._restart_reason = None
-        if self._runner is not None:
-            self._runner.request_stop(signum if signum is not None else self.config.stop_signal)
-        if self._wait_scope is not None:
-            self._wait_scope.cancel()
-        self._move(Trigger.STOP, "stop requested")
-
-    @property
-    def settled(self) -> bool:
-        """No process and nothing scheduled: only a request starts it again."""
-        return self._settled
-
-    def request_start(self) -> None:
-        """Start a program that is not running (``ctl start``).
-
-        Raises:
-            ControlError: it is already running or about to restart.
-        """
-        if not self._settled:
-            raise ControlError(f"{self.name} is already {self.state.value}")
-        if not self._keep_alive or self._final:
-            raise ControlError(f"{self.name} is no longer supervised")
-        self._stop_requested = False
-        self._start_requested.set()
-
-    def request_restart(self, reason: str = "restart requested") -> None:
-        """Stop the running child and start it again at once, without a failure."""
-        if self._final:
-            raise ControlError(f"{self.name} is shutting down")
-        self._restart_reason = reason
-        self._stop_requested = False
-        if self._runner is not None and is_alive(self.state):
-            self._move(Trigger.STOP, reason)
-            self._runner.request_stop(self.config.stop_signal)
-        elif self._wait_scope is not None:
-            self._wait_scope.cancel()
+        if isinstance(programs, SupervisorConfig):
+            config = programs
+            program_configs: list[ProgramConfig] = list(config.programs.values())
+            routes = [*config.routes, *routes]
+            journal = config.journal if journal is None else journal
+            instance = instance or config.instance
+            drain_timeout = config.drain_timeout if drain_timeout is None else drain_timeout
+            telegram = config.telegram
         else:
-            self._start_requested.set()
+            telegram = None
+            program_configs = list(programs)
+        self.instance = instance or (program_configs[0].program_name if program_configs else "sdk")
+        self.drain_timeout = 5.0 if drain_timeout is None else drain_timeout
+        self._report = report
+        self._report_invalid = report_invalid_frames
+        self._prefix_reports = prefix_reports
+        self._outputs = dict(outputs or {})
+        self._input = input
+        self._terminal = terminal
+        self._keep_alive = keep_alive
+        self._exit_when_settled = exit_when_settled
+        self._journal_config, self.journal = self._open_journal(journal)
+        self._sequence = _Sequence(self._first_seq)
+        if self.journal is not None:
+            self._sequence.reserve_with(self.journal.journal.reserve_seqs, report)
+        self._stamper = EventStamper(SUPERVISOR_PROGRAM, self._sequence)
+        self._queue = EventQueue(_EVENT_BUFFER)
+        self.hub = EventHub()
+        self._routes: list[tuple[RouteConfig, Sink]] = []
+        self._withheld_env: set[str] = set()
+        self._services: list[Callable[..., Awaitable[object]]] = []
+        self.programs: dict[str, ProgramSupervisor] = {}
+        self._program_configs: list[ProgramConfig] = []
+        self._all_settled = trio.Event()
+        self._stopped = trio.Event()
+        self._drain_scope = trio.CancelScope()
+        self._router: Router | None = None
+        self._nursery: trio.Nursery | None = None
+        self._started = False
+        self.results: dict[str, int | None] = {}
+        self.registry = registry
+        self.metrics: MetricsState | None = None
+        if registry is not None:
+            # Imported only when asked for: prometheus_client is not free to load.
+            from ._metrics.state import MetricsState, SupervisorCollector
 
-    def kill(self) -> None:
-        """SIGKILL the running child's process group."""
-        if self._runner is not None:
-            self._runner.kill()
+            self.metrics = MetricsState(namespace_label=namespace_label)
+            registry.register(SupervisorCollector(self, self.metrics))
+        if telegram is not None:
+            self.withhold_env(*telegram.secret_env())
+        for program_config in program_configs:
+            self.add_program(program_config)
+        for route in routes:
+            self.add_route(route)
 
-    def set_output(self, output: trio.abc.SendStream) -> None:
-        """Where the plain output goes from the next start on (before ``run``)."""
-        self._output = TeeOutput(output, self._log) if self._log is not None else output
+    # -- building ------------------------------------------------------------
 
-    def resize(self, rows: int, columns: int) -> None:
-        if self._runner is not None:
-            self._runner.resize(rows, columns)
+    def _open_journal(
+        self, journal: JournalConfig | bool | None
+    ) -> tuple[JournalConfig | None, AsyncJournal | None]:
+        self._first_seq = 1
+        if journal is None or journal is False:
+            return None, None
+        config = JournalConfig() if journal is True else journal
+        if not config.enabled:
+            return config, None
+        opened = Journal.open(config.path or journal_path(self.instance))
+        opened.report = self._report
+        # Numbering goes on above every seq the last run appended or handed
+        # out, so seq stays a key even when its last writes failed.
+        self._first_seq = opened.next_seq()
+        return config, AsyncJournal(opened)
 
-    async def answer(
-        self, message_id: str, response: str, by: str, *, raw: bool = False
-    ) -> QuestionAnswered:
-        """Answer the child's question: write the mapped response and a newline.
-
-        Raises:
-            AnswerError: unknown, expired or already answered question, or a
-                response the question does not accept.
-        """
-        pending = {p.message_id: p for p in self.questions.pending()}.get(message_id)
-        text, message = self.questions.answer(
-            message_id, response, by, trio.current_time(), raw=raw
-        )
-        if pending is not None and message.data.decision == "deny":
-            self._note_denial(pending, by)
-        runner = self._runner
-        try:
-            if runner is None:
-                raise trio.BrokenResourceError
-            await runner.send_input(text.encode() + b"\n")
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # The child exited between the question and the answer: its
-            # questions are gone with it, so this one expired.
-            raise QuestionExpiredError(
-                message_id, f"{self.name} exited before the answer"
-            ) from None
-        self._publish(message)
-        return message
-
-    def pending_questions(self) -> list[PendingQuestion]:
-        return self.questions.pending()
-
-    # -- running ---------------------------------------------------------
-
-    async def run(self) -> int | None:
-        """Supervise until the program settles (or, keep-alive, until a final stop).
-
-        Returns:
-            The last run's return code (``-N`` for signal N), or None if the
-            program never ran.
-        """
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watchdog)
-                await self._supervise()
-                nursery.cancel_scope.cancel()
-        finally:
-            if self._log is not None:
-                self._log.close()
-        return self.last_returncode
-
-    def reopen_log(self) -> None:
-        """Reopen the log file, after an external tool rotated it."""
-        if self._log is not None:
-            self._log.reopen()
-
-    async def _supervise(self) -> None:
-        reason = "start requested"
-        while True:
-            self._settled = False
-            while not self._stop_requested:
-                self._move(Trigger.START, reason)
-                uptime = await self._run_once()
-                if self._restart_reason is not None:
-                    reason, self._restart_reason = self._restart_reason, None
-                    self._tracker.reset()
-                    self.restarts += 1
-                    continue
-                if self._stop_requested:
-                    break
-                delay = self._next_delay(uptime)
-                if delay is None:
-                    break
-                reason = await self._wait_before_restart(delay)
-            if self._stop_requested:
-                self._move(Trigger.STOP, "stop requested")  # e.g. BACKOFF -> STOPPED
-            self._settled = True
-            if self._on_settled is not None:
-                self._on_settled()
-            if self._final or not self._keep_alive:
-                return
-            self._start_requested = trio.Event()
-            await self._start_requested.wait()
-            if self._final:
-                return
-            self._tracker.reset()
-            reason = self._restart_reason or "start requested"
-            self._restart_reason = None
-            self._stop_requested = False
-
-    async def _run_once(self) -> float:
-        """One run of the child; returns its uptime in seconds."""
-        runner = ProgramRunner(
-            self.config,
-            events=self._events,
-            output=self._output,
+    def add_program(self, config: ProgramConfig) -> ProgramSupervisor:
+        """Supervise one more program (before :meth:`run`)."""
+        if self._started:
+            raise RuntimeError("add programs before run()")
+        name = config.program_name
+        if name in self.programs:
+            raise ConfigError(f"programs.{name}", "a program of that name is already supervised")
+        program = ProgramSupervisor(
+            config,
+            events=self._queue,
+            output=self._outputs.get(name),
             input=self._input,
             terminal=self._terminal,
-            wall_clock=self._wall_clock,
-            stamper=self._stamper,
-            observe=self._observe,
-            on_prompt_left=self._prompt_left,
-            on_input_line=self._typed_line if self._input is not None else None,
+            sequence=self._sequence,
+            report=_prefixed(self._report, name) if self._prefix_reports else self._report,
+            keep_alive=self._keep_alive,
+            on_settled=self._check_all_settled,
             withheld_env=self._withheld_env,
         )
-        self._runner = runner
-        self._stall_reported = False
-        self.started_at = time.time()
-        started = self._run_started = trio.current_time()
-        spawn_errors: list[SpawnError] = []
-        returncode = 0
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._confirm_start, runner)
-                returncode = self.last_returncode = await runner.run()
-                nursery.cancel_scope.cancel()
-        except* SpawnError as group:
-            spawn_errors = [e for e in group.exceptions if isinstance(e, SpawnError)]
-        finally:
-            self._output_bytes_before += runner.stats.output_bytes
-            self._runner = None
-            self._run_started = None
-        if spawn_errors:
-            error = spawn_errors[0]
-            self._report(str(error))
-            self.last_returncode = error.exit_status
-            self._move(Trigger.SPAWN_FAILED, str(error))
-            return 0.0
-        if runner.output_lost:
-            # Nobody reads our output any more: this stop is final.
-            self.output_lost = self._stop_requested = self._final = True
-            self.output_problem = runner.output_problem
-        cause = exit_cause(*describe_returncode(returncode))
-        if self._restart_reason is not None:
-            cause = f"process restarted: {self._restart_reason} ({cause})"
-        elif self._stop_requested:
-            cause = f"process stopped ({cause})"
-        for message in self.tasks.lose_all(cause, trio.current_time(), self._wall_clock()):
-            self._publish(message)
-        self.questions.forget_program(self.name)
-        self._denied.clear()
-        # A clean exit the policy does not restart is never a failed start,
-        # however soon it came.
-        clean = (
-            returncode == 0
-            and self.config.restart != "always"
-            and self.state in (ProcessState.STARTING, ProcessState.RUNNING)
-            and self._restart_reason is None
-        )
-        self._move(Trigger.FINISHED if clean else Trigger.EXITED, cause)
-        return trio.current_time() - started
+        self.programs[name] = program
+        self._program_configs.append(config)
+        return program
 
-    async def _confirm_start(self, runner: ProgramRunner) -> None:
-        """STARTING becomes RUNNING once the child has lasted start_seconds.
+    def add_route(self, config: RouteConfig, sink: Sink | None = None) -> None:
+        """Route events to a sink: ``sink``, or the one ``config.sink`` describes.
 
-        With ``restart = "no"`` there is no such thing as a failed start, so
-        the child is RUNNING as soon as it is spawned. The time counts from
-        the spawn, which for a child on pipes (``--no-pty``) completes only
-        after this task first runs: checking at once would find no child yet.
+        Raises:
+            ConfigError: a route of that name exists, or the sink refused its
+                settings.
         """
-        wait = 0.0 if self.config.restart == "no" else self.config.start_seconds
-        await runner.spawned.wait()
-        await trio.sleep(wait)
-        if self.state is ProcessState.STARTING and runner.pid is not None:
-            self._move(Trigger.STARTED, f"running for {wait:g}s")
+        if self._started:
+            raise RuntimeError("add routes before run()")
+        if any(existing.name == config.name for existing, _ in self._routes):
+            raise ConfigError(f"routes.{config.name}", "a route of that name already exists")
+        self.withhold_env(*sink_secret_env(config.sink))
+        if sink is None:
+            sink = build_route_sink(config)
+            opener = getattr(sink, "open", None)
+            if callable(opener):
+                try:
+                    opener()  # a file that cannot be opened fails now, not at the first event
+                except SinkError as exc:
+                    raise ConfigError(f"routes.{config.name}.sink", exc.problem) from None
+        self._routes.append((config, sink))
 
-    def _next_delay(self, uptime: float) -> float | None:
-        """The delay before the next start, or None when the program is done."""
-        assert self.last_returncode is not None
-        now = trio.current_time()
-        self._tracker.on_run_ended(now, uptime)
-        if self.config.restart == "no":
-            if self.state is ProcessState.BACKOFF:
-                self._move(Trigger.GIVE_UP, "restart is off")
-            return None
-        if self.state is ProcessState.BACKOFF:  # a failed start
-            delay = self._tracker.on_failure(now)
-            if delay is None:
-                rule = self.config.give_up
-                reason = f"{rule.max_failures} failed starts within {rule.window:g}s"
-                self._report(f"FATAL: gave up after {reason}")
-                self._move(Trigger.GIVE_UP, reason)
-            return delay
-        exit_code, _ = describe_returncode(self.last_returncode)
-        if self.config.restart == "on-failure" and exit_code == 0:
-            return None
-        return self._tracker.next_delay()
+    def withhold_env(self, *names: str) -> None:
+        """Keep these variables of supervise's environment from every program.
 
-    async def _wait_before_restart(self, delay: float) -> str:
-        """Sleep the backoff delay unless a stop or restart request cuts it short."""
-        with trio.CancelScope() as scope:
-            self._wait_scope = scope
-            await trio.sleep(delay)
-        self._wait_scope = None
-        self.restarts += 1
-        if self._restart_reason is not None:
-            reason, self._restart_reason = self._restart_reason, None
-            self._tracker.reset()
-            return reason
-        return f"restart {self.restarts} after {delay:.2f}s"
-
-    def _observe(self, events: list[Event]) -> None:
-        """Keep the task and question tables (called for every batch, in order, once queued)."""
-        now: float | None = None
-        for event in events:
-            message = event.message
-            if event.source != "child":
-                continue
-            if self._denied:
-                self._check_denied(message)
-            if message.event not in _ACCOUNTED:
-                continue
-            now = trio.current_time() if now is None else now
-            if isinstance(message, Question | ApprovalRequest):
-                latest = self.tasks.latest()
-                runner = self._runner
-                self.questions.ask(
-                    self.name,
-                    message,
-                    now,
-                    task_id=latest.task_id if latest is not None else None,
-                    mark=runner.prompts_left if runner is not None else 0,
-                )
-                self._rearm.set()
-                continue
-            self.tasks.observe(message, now, epoch_ms=event.received_at)
-            if message.event == "task_start" and self.config.task_timeout:
-                self._rearm.set()
-        if now is not None:
-            # The batch is queued already, so these come after it in seq order.
-            for lost in self.tasks.take_evicted(now, self._wall_clock()):
-                self._publish(lost)
-
-    def _note_denial(self, pending: PendingQuestion, by: str) -> None:
-        if pending.kind == "approval_request" and pending.task_id is not None:
-            self._denied[pending.task_id] = (pending.message_id, by)
-
-    def _check_denied(self, message: IpcMessage) -> None:
-        """A frame for a task whose approval was denied: did the program go on?
-
-        loopwork ignores a denial (its safety plugin throws, its runner
-        swallows the error and runs the task), so this must not pass quietly.
-        The task's failure is the one frame that honours the denial.
+        The secrets supervise itself uses (a webhook route's ``secret_env``,
+        a Redis route's ``password_env``, the Telegram token) are withheld
+        by default: the child is not trusted with them. A program's
+        ``pass_env`` lets one through on purpose; its ``env`` may set any.
+        Call it before :meth:`run` (a program reads it at each start).
         """
-        task_id = getattr(message.data, "taskId", None)
-        if not isinstance(task_id, str) or task_id not in self._denied:
-            return
-        request_id, by = self._denied.pop(task_id)
-        if message.event == "task_failed":
-            return
-        action = self.config.on_approval_ignored
-        data = ApprovalIgnoredData(
-            messageId=request_id, taskId=task_id, event=message.event, by=by, action=action
-        )
-        self._publish(ApprovalIgnored(data=data))
-        self._report(
-            f"{task_id} goes on although its approval was denied by {by}"
-            + (": stopping" if action == "stop" else "")
-        )
-        if action == "stop":
-            self.request_stop(final=False)
+        self._withheld_env.update(names)
 
-    def _prompt_left(self, prompts_left: int) -> None:
-        """The child wrote past a prompt: questions asked before it are over."""
-        now = trio.current_time()
-        reason = "the program wrote past its prompt"
-        for withdrawn in self.questions.withdraw_before(self.name, prompts_left, reason, now):
-            self._publish(withdrawn)
-            self._rearm.set()
+    @property
+    def withheld_env(self) -> frozenset[str]:
+        """The variables no program inherits unless its ``pass_env`` names them."""
+        return frozenset(self._withheld_env)
 
-    def _typed_line(self, line: str) -> None:
-        """A line typed at supervise's stdin reached the child: it answers its question.
+    def add_service(self, service: Callable[..., Awaitable[object]]) -> None:
+        """Run ``service(task_status=...)`` beside the programs (a chat bot's poller).
 
-        The person at the terminal is a channel too: their Enter went
-        straight to the program's prompt, so the oldest question waiting is
-        settled as answered by them, and nothing more is written.
+        It is started (``nursery.start``) once the router runs, and cancelled
+        when :meth:`run` ends.
         """
-        waiting = [p for p in self.questions.pending() if p.program == self.name]
-        if not waiting:
-            return
-        pending = waiting[0]
-        by = "terminal" if self._terminal.input_is_terminal else "stdin"
-        answered = self.questions.answered_elsewhere(
-            pending.message_id, line, by, trio.current_time()
+        if self._started:
+            raise RuntimeError("add services before run()")
+        self._services.append(service)
+
+    def route(
+        self,
+        name: str,
+        sink: Sink,
+        *,
+        events: Sequence[str] = ("*",),
+        programs: Sequence[str] = ("*",),
+        filter: str | None = None,
+        **options: Any,
+    ) -> None:
+        """Route events to a sink object of your own (see :class:`Sink`).
+
+        ``options`` are the other :class:`RouteConfig` settings (``durable``,
+        ``queue``, ``overflow``, ``coalesce``, ``retry``, ``ttl``).
+        """
+        config = RouteConfig.model_validate(
+            {
+                "name": name,
+                "events": tuple(events),
+                "programs": tuple(programs),
+                "filter": filter,
+                **options,
+            }
         )
-        if answered is None:
-            return
-        if answered.data.decision == "deny":
-            self._note_denial(pending, by)
-        self._publish(answered)
-        self._rearm.set()
+        self.add_route(config, sink)
 
-    async def _watchdog(self) -> None:
-        """Deadlines: question timeouts, task timeouts, stalls. Sleeps until the next."""
-        config = self.config
-        while True:
-            now = trio.current_time()
-            deadlines = [math.inf]
-            for question, text, timed_out in self.questions.expire(now):
-                self._publish(timed_out)
-                if timed_out.data.default == "deny":
-                    self._note_denial(question, "timeout")
-                if text is not None and self._runner is not None:
-                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                        await self._runner.send_input(text.encode() + b"\n")
-            deadlines.append(self.questions.next_deadline() or math.inf)
-            if config.task_timeout:
-                overdue = self.tasks.overdue(now, config.task_timeout)
-                for late in overdue:
-                    self._publish(late)
-                if overdue and config.task_timeout_action == "restart":
-                    self._restart_if_running("task timed out")
-                deadlines.append(self.tasks.next_deadline(config.task_timeout) or math.inf)
-            if config.stall_timeout:
-                deadlines.append(self._check_stall(now))
-            with trio.move_on_at(min(deadlines)):
-                await self._rearm.wait()
-            self._rearm = trio.Event()
+    def on(
+        self, *events: str, programs: Sequence[str] = ("*",), filter: str | None = None
+    ) -> Callable[[_Callback], _Callback]:
+        """Decorate an async function to be called with each matching event.
 
-    def _check_stall(self, now: float) -> float:
-        """Report a stall once per silence; return when to look again."""
-        runner, timeout = self._runner, self.config.stall_timeout
-        if runner is None or runner.pid is None or not is_alive(self.state):
-            return now + timeout
-        silent_for = now - runner.last_activity
-        if silent_for < timeout:
-            self._stall_reported = False
-            return runner.last_activity + timeout
-        if not self._stall_reported:
-            self._stall_reported = True
-            action = self.config.stall_action
-            data = ProcessStalledData(
-                silent_for=round(silent_for, 3), stall_timeout=timeout, action=action
+        Calls happen in event order, one at a time, on a route of their own
+        (``on:FUNCTION``): a slow callback delays only its own later calls. An
+        exception is logged and the event dead-lettered (no retries).
+        """
+
+        def register(callback: _Callback) -> _Callback:
+            name = f"on:{getattr(callback, '__name__', 'callback')}"
+            base, number = name, itertools.count(2)
+            while any(existing.name == name for existing, _ in self._routes):
+                name = f"{base}-{next(number)}"
+            self.route(
+                name,
+                CallbackSink(callback, name),
+                events=events or ("*",),
+                programs=programs,
+                filter=filter,
+                retry=RetryConfig(max_attempts=1),
             )
-            self._publish(ProcessStalled(data=data))
-            if action == "restart":
-                self._restart_if_running(f"no output for {timeout:g}s")
-        return now + timeout
+            return callback
 
-    def _restart_if_running(self, reason: str) -> None:
-        if is_alive(self.state) and self.state is not ProcessState.STOPPING and not self._final:
-            self.request_restart(reason)
+        return register
 
-    def _move(self, trigger: Trigger, reason: str) -> None:
-        """Apply a transition; publish it if the state changed."""
-        before = self.state
-        after = transition(before, trigger)
-        if after is before:
-            return
-        self.state = after
-        data = ProcessStateData(from_=before.value, to=after.value, reason=reason)
-        self._publish(ProcessStateChanged(data=data))
+    # -- using it while it runs ------------------------------------------------------
 
-    def _publish(self, message: IpcMessage) -> None:
-        """Queue one of our own events, numbered now so the series stays in order.
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, pattern: str | None = None, *, buffer: int = 1000
+    ) -> AsyncIterator[trio.MemoryReceiveChannel[Event]]:
+        """Receive matching events while the block runs.
 
-        Never waits and never drops: the queue takes supervise's own events
-        whatever its length (only the child's output reader waits for room).
+        ``pattern`` is an event glob (``task_*``) or ``PROGRAM:EVENT``. A
+        reader that falls ``buffer`` events behind loses events (and is sent
+        an ``events_dropped`` event) rather than slowing anything down; use
+        a durable route when every event matters.
         """
-        if self._events is None:
+        with self.hub.subscribe(pattern, buffer=buffer) as events:
+            await trio.lowlevel.checkpoint()
+            yield events
+
+    async def answer(
+        self, message_id: str, response: str, *, by: str = "sdk", raw: bool = False
+    ) -> QuestionAnswered:
+        """Answer a pending ``question`` or ``approval_request`` of any program.
+
+        ``response`` is an option id, or ``approve``/``deny`` for an approval
+        (mapped through the program's answer vocabulary); ``raw`` writes it
+        as is. The first answer from any channel wins.
+
+        Raises:
+            AnswerError: unknown, expired or already answered, or a response
+                the question does not accept.
+        """
+        asked = [
+            program
+            for program in self.programs.values()
+            if any(pending.message_id == message_id for pending in program.pending_questions())
+        ]
+        # Nobody has it pending: ask each, so an answered or expired question
+        # is reported as such rather than as unknown.
+        refused: AnswerError | None = None
+        for program in asked or self.programs.values():
+            try:
+                return await program.answer(message_id, response, by, raw=raw)
+            except UnknownQuestionError:
+                continue
+            except AnswerError as exc:
+                refused = refused or exc
+        raise refused or UnknownQuestionError(message_id)
+
+    def status(self) -> list[ProgramStatus]:
+        """Each program's state, pid, restarts, tasks and questions, in order."""
+        return [program.status() for program in self.programs.values()]
+
+    def start(self, name: str) -> None:
+        self._program(name).request_start()
+
+    def restart(self, name: str) -> None:
+        self._program(name).request_restart("restart requested")
+
+    def stop(self, name: str | None = None) -> None:
+        """Stop one program, or (with no name) everything, which ends :meth:`run`."""
+        if name is not None:
+            self._program(name).request_stop(final=False)
             return
-        self._events.put((self._stamper.stamp(message, self._wall_clock(), "supervisor"),))
+        self._stopped.set()
+        for program in self.programs.values():
+            program.request_stop(final=True)
+
+    def skip_drain(self) -> None:
+        """Do not wait for routes to deliver what they still hold at the end
+        (a second Control-C): what is durable is delivered by the next run."""
+        self._drain_scope.cancel()
+
+    def _program(self, name: str) -> ProgramSupervisor:
+        try:
+            return self.programs[name]
+        except KeyError:
+            known = ", ".join(self.programs)
+            raise KeyError(f"no program named {name!r} (programs: {known})") from None
+
+    @property
+    def router(self) -> Router:
+        if self._router is None:
+            raise RuntimeError("the router exists once run() has started")
+        return self._router
+
+    @property
+    def journaled_seq(self) -> int | None:
+        """The last seq written to the journal; None without a journal."""
+        if self.journal is None or self._router is None:
+            return None
+        return self._router.journaled_seq
+
+    def route_stats(self) -> list[RouteStats]:
+        return self._router.stats() if self._router is not None else []
+
+    async def dead_letters(self, route: str | None = None) -> list[DeadLetter]:
+        return await self.router.dead_letters(route)
+
+    async def retry_dead(self, route: str | None = None, ids: Sequence[int] = ()) -> int:
+        return await self.router.retry_dead(route, ids)
+
+    async def replay(self, since: int, pattern: str | None = None) -> AsyncIterator[Event]:
+        """Journaled events with seq > ``since``, oldest first (needs the journal)."""
+        if self.journal is None:
+            raise ConfigError("journal", "replay needs the event journal, which is off")
+        if self._router is not None:
+            await self._router.wait_journaled(self._sequence.last)
+        while True:
+            batch = await self.journal.read(since, limit=1000, pattern=pattern)
+            if not batch:
+                return
+            for event in batch:
+                yield event
+            since = batch[-1].seq
+
+    # -- running -----------------------------------------------------------------------
+
+    def report(self, message: str) -> None:
+        """Show a one-line warning where this supervisor's warnings go."""
+        self._report(message)
+
+    def _check_all_settled(self) -> None:
+        if all(program.settled for program in self.programs.values()):
+            self._all_settled.set()
+
+    def _emit(self, message: IpcMessage) -> None:
+        event = self._stamper.stamp(message, time.time_ns() // 1_000_000, "supervisor")
+        with contextlib.suppress(trio.ClosedResourceError):
+            # Closed: the run is ending and nothing is routed any more.
+            self._queue.put((event,))
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> dict[str, int | None]:
+        """Run every program to the end and deliver their events; return exit codes.
+
+        Returns once every program has settled (exited for good, given up,
+        or been stopped with :meth:`stop`), and the routes have delivered
+        what they hold (for at most ``drain_timeout`` seconds).
+        """
+        if self._started:
+            raise RuntimeError("a Supervisor runs once")
+        self._started = True
+        self._router = Router(
+            self._routes,
+            journal=self.journal,
+            emit=self._emit,
+            report=self._report,
+            on_delivered=self.metrics.observe_delivery if self.metrics is not None else None,
+        )
+        default_output: trio.abc.SendStream | None = None
+        try:
+            if any(name not in self._outputs for name in self.programs):
+                default_output = await self._default_outputs()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self._router.run)
+                for service in self._services:
+                    await nursery.start(service)
+                delivered = trio.Event()
+                nursery.start_soon(self._deliver, delivered)
+                if self.journal is not None:
+                    nursery.start_soon(self._prune_periodically)
+                    nursery.start_soon(self._checkpoint_periodically)
+                try:
+                    async with trio.open_nursery() as programs:
+                        for program in self.programs.values():
+                            programs.start_soon(self._run_program, program)
+                        if self._exit_when_settled:
+                            self._check_all_settled()
+                            programs.start_soon(self._finish_when_all_settled)
+                        else:
+                            programs.start_soon(self._finish_when_stopped)
+                        task_status.started()
+                finally:
+                    self._queue.close()
+                await delivered.wait()
+                with self._drain_scope:
+                    await self._router.drain(self.drain_timeout)
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.hub.aclose()
+                await self._router.aclose()
+                if self.journal is not None:
+                    if (
+                        not self._router.journal_failed
+                        and self._router.journaled_seq == self._sequence.last
+                    ):
+                        # Every seq handed out is journaled: the next run may
+                        # number on from the last without a gap.
+                        with contextlib.suppress(Exception):
+                            await self.journal.release_seqs()
+                    await self.journal.aclose()
+                if default_output is not None:
+                    await default_output.aclose()
+        return self.results
+
+    async def _default_outputs(self) -> trio.abc.SendStream:
+        from ._process.prefix import PrefixedOutput, program_prefixes
+
+        output = open_output_stream(1)
+        names = [name for name in self.programs if name not in self._outputs]
+        prefixes = program_prefixes(names, colour=False)
+        lock = trio.Lock()
+        for name in names:
+            prefixed = PrefixedOutput(output, lock, prefixes[name])
+            self._outputs[name] = prefixed
+            self.programs[name].set_output(prefixed)
+        await trio.lowlevel.checkpoint()
+        return output
+
+    async def _run_program(self, program: ProgramSupervisor) -> None:
+        self.results[program.name] = await program.run()
+        flush = getattr(self._outputs.get(program.name), "flush", None)
+        if flush is not None:
+            await flush()
+
+    async def _finish_when_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def _finish_when_all_settled(self) -> None:
+        # Programs that wait for `start` once settled: when every one has
+        # settled, nothing is left to supervise.
+        await self._all_settled.wait()
+        for program in self.programs.values():
+            program.request_stop(final=True)
+
+    async def _deliver(self, done: trio.Event) -> None:
+        router = self.router
+        metrics = self.metrics
+        reporter = _InvalidFrameReporter(self._report)
+        try:
+            while True:
+                try:
+                    batch = await self._queue.receive_batch(_BATCH)
+                except trio.EndOfChannel:
+                    break
+                if self._report_invalid:
+                    for event in batch:
+                        if event.event in _REPORTED and event.source == "supervisor":
+                            reporter.report(event)
+                if metrics is not None:
+                    metrics.observe(batch)
+                await self.hub.send_batch(batch)
+                await router.publish(batch)
+        finally:
+            done.set()
+
+    async def _checkpoint_periodically(self) -> None:
+        journal = self.journal
+        assert journal is not None
+        while True:
+            await trio.sleep(_CHECKPOINT_INTERVAL)
+            try:
+                await journal.checkpoint()
+            except Exception as exc:  # the next one may work; the WAL just grows
+                self._report(f"journal: checkpoint failed: {exc}")
+
+    async def _prune_periodically(self) -> None:
+        journal, config = self.journal, self._journal_config
+        assert journal is not None
+        assert config is not None
+        while True:
+            durable = [stats.delivered_seq for stats in self.router.stats() if stats.durable]
+            try:
+                await journal.prune(
+                    max_age=config.max_age,
+                    max_bytes=config.max_bytes or None,
+                    keep_after=min(durable) if durable else None,
+                )
+            except Exception as exc:  # a full disk must not end supervision
+                self._report(f"journal: pruning failed: {exc}")
+            await trio.sleep(_PRUNE_INTERVAL)
+
+
+class _Sequence:
+    """1, 2, 3 ... shared by every program's stamper, and able to say where it is.
+
+    With a journal, no seq is handed out before the journal has recorded it
+    as reserved (:meth:`Journal.reserve_seqs`), a block at a time: events
+    are journaled later, in a thread, and may fail to be (a full disk), yet
+    the next run must not number an event with a seq a route already got.
+    """
+
+    def __init__(self, first: int = 1, block: int = SEQ_BLOCK) -> None:
+        self.last = first - 1
+        self._block = block
+        self._reserved = self.last
+        self._reserve: Callable[[int], None] | None = None
+        self._report: Callable[[str], None] = warn
+        self._failing = False
+
+    def reserve_with(self, reserve: Callable[[int], None], report: Callable[[str], None]) -> None:
+        """Reserve each block with ``reserve(upto)``, the first one now."""
+        self._reserve, self._report = reserve, report
+        self._reserved = self.last
+        self._extend()
+
+    def _extend(self) -> None:
+        """Reserve the next block: one synchronous UPDATE per block of seqs."""
+        assert self._reserve is not None
+        upto = self.last + self._block
+        try:
+            self._reserve(upto)
+        except Exception as exc:  # a full disk must not stop the numbering
+            if not self._failing:
+                self._report(f"journal: cannot reserve seqs up to {upto}: {exc}")
+            self._failing = True
+            self._reserved = self.last + min(self._block, _SEQ_RETRY)
+            return
+        self._failing = False
+        self._reserved = upto
+
+    def __iter__(self) -> _Sequence:
+        return self
+
+    def __next__(self) -> int:
+        if self._reserve is not None and self.last >= self._reserved:
+            self._extend()
+        self.last += 1
+        return self.last
+
+
+def _prefixed(report: Callable[[str], None], name: str) -> Callable[[str], None]:
+    def prefixed(message: str) -> None:
+        report(f"{name}: {message}")
+
+    return prefixed
+
+
+_REPORTED = frozenset({"frame_invalid", "frame_untrusted"})
+
+
+class _InvalidFrameReporter:
+    """One line per invalid frame, at most one a second: a child spewing
+    garbage must not bury its own output under our warnings."""
+
+    def __init__(self, report: Callable[[str], None], interval: float = 1.0) -> None:
+        self._report = report
+        self._interval = interval
+        self._last = -interval
+        self._unreported = 0
+
+    def report(self, event: Event) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            self._unreported += 1
+            return
+        more = f" ({self._unreported} more not shown)" if self._unreported else ""
+        data = event.data
+        if isinstance(data, FrameUntrustedData):
+            self._report(
+                f"untrusted {data.event} frame at byte {data.offset} ({data.position}),"
+                f" shown as output and not answerable: {data.reason}{more}"
+            )
+        elif isinstance(data, FrameInvalidData):
+            self._report(
+                f"invalid frame at byte {data.offset} ({data.reason}): {data.detail}{more}"
+            )
+        self._last = now
+        self._unreported = 0

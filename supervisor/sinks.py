@@ -27,8 +27,8 @@ from typing import Protocol, runtime_checkable
 
 import trio
 
-from ._errors import SinkError
-from ._events import Event
+from ._core.errors import SinkError
+from ._core.events import Event
 
 __all__ = ["CallbackSink", "CapturingSink", "Sink", "send_batch"]
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor._backoff import BackoffPolicy, GiveUpRule, Jitter, RestartTracker
-from supervisor._state import ProcessState, Trigger, transition
+from supervisor._core.backoff import BackoffPolicy, GiveUpRule, Jitter, RestartTracker
+from supervisor._core.state import ProcessState, Trigger, transition
 
 JITTERS: list[Jitter] = ["full", "equal", "none"]
 

@@ -24,10 +24,10 @@ from test_telegram import running
 
 from adapters import telegram
 from supervisor import Event, EventQueue, ProgramConfig, ProgramRunner, Supervisor
-from supervisor._bounds import MAX_EVENT_NAMES, MAX_NAMESPACES, OTHER
-from supervisor._messages import parse_message
-from supervisor._supervisor import ProgramSupervisor
-from supervisor._tasks import TaskTable
+from supervisor._core.bounds import MAX_EVENT_NAMES, MAX_NAMESPACES, OTHER
+from supervisor._core.messages import parse_message
+from supervisor._core.tasks import TaskTable
+from supervisor._process.program import ProgramSupervisor
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:

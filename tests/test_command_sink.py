@@ -17,7 +17,7 @@ from conftest import pid_alive
 import adapters.command
 from adapters.command import CommandSink
 from supervisor import ConfigError, Event, SinkError
-from supervisor._messages import parse_message
+from supervisor._core.messages import parse_message
 
 # Writes what the command received to the file named by its argument.
 RECORD = """

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, SUPERVISE, child, clean_env, supervise
 
 from supervisor._config import load_config
-from supervisor._errors import ConfigError
+from supervisor._core.errors import ConfigError
 
 
 def toml_list(argv: list[str]) -> str:

@@ -26,17 +26,18 @@ import pytest
 import trio
 from conftest import child, pid_alive
 
-from supervisor import CapturingSink, Event, JournalConfig, ProgramConfig, Supervisor, _ctl
-from supervisor._control import (
+from supervisor import CapturingSink, Event, JournalConfig, ProgramConfig, Supervisor
+from supervisor._cli import ctl as _ctl
+from supervisor._control.server import (
     EventHub,
     control_dir,
     prepare_control_dir,
     serve_control,
 )
-from supervisor._errors import ConfigError
-from supervisor._events import EventStamper
-from supervisor._messages import parse_message
-from supervisor._supervisor import ProgramSupervisor
+from supervisor._core.errors import ConfigError
+from supervisor._core.events import EventStamper
+from supervisor._core.messages import parse_message
+from supervisor._process.program import ProgramSupervisor
 
 MESSAGE_ID = "11111111-2222-4333-8444-555555555555"
 
@@ -310,7 +311,7 @@ async def test_tail_exits_quietly_on_control_c(control: Path, tmp_path: Path) ->
     # (a background job), which the child would inherit.
     code = (
         "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-        "from supervisor._ctl import main; sys.exit(main(sys.argv[1:]))"
+        "from supervisor._cli.ctl import main; sys.exit(main(sys.argv[1:]))"
     )
     with trio.fail_after(30):
         async with running(control) as run:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from conftest import finish, popen, read_until
 
-from supervisor._events import Event
-from supervisor._events_cli import main
-from supervisor._journal import Journal, journal_path
-from supervisor._messages import parse_message
+from supervisor._cli.events import main
+from supervisor._core.events import Event
+from supervisor._core.messages import parse_message
+from supervisor._routing.journal import Journal, journal_path
 
 T0 = 1_795_236_690_000
 
@@ -132,7 +132,7 @@ def test_bad_options_and_bad_files(
 
 def events_command(*args: str) -> subprocess.Popen[bytes]:
     return popen(
-        [sys.executable, "-m", "supervisor._events_cli", *args],
+        [sys.executable, "-m", "supervisor._cli.events", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

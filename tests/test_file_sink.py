@@ -11,7 +11,7 @@ import trio
 
 from adapters.file import FileSink
 from supervisor import Event, SinkError
-from supervisor._messages import parse_message
+from supervisor._core.messages import parse_message
 
 
 def event(seq: int) -> Event:

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor import Event
-from supervisor._filter import FilterError, compile_filter, field_value
-from supervisor._messages import parse_message
+from supervisor._core.filter import FilterError, compile_filter, field_value
+from supervisor._core.messages import parse_message
 
 
 def event(name: str = "task_complete", program: str = "loop", **data: Any) -> Event:

@@ -19,7 +19,7 @@ from supervisor import (
     Rejected,
     validate_payload,
 )
-from supervisor._frames import DecodedItem
+from supervisor._core.frames import DecodedItem
 
 Item = DecodedItem[object]
 

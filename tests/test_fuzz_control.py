@@ -29,7 +29,7 @@ from conftest import ROOT, SUPERVISE, clean_env, read_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor._control import MAX_CONNECTIONS
+from supervisor._control.server import MAX_CONNECTIONS
 
 PROGRAM = "steady"
 _REPLY_TIMEOUT = 10.0

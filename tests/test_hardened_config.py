@@ -9,8 +9,8 @@ import pytest
 from conftest import supervise
 
 from supervisor._config import load_config
-from supervisor._errors import ConfigError
-from supervisor._filter import FilterError, compile_filter
+from supervisor._core.errors import ConfigError
+from supervisor._core.filter import FilterError, compile_filter
 
 PROGRAM = '[programs.x]\ncommand = "true"\n'
 
@@ -136,7 +136,7 @@ def test_meaningless_flags_refused(flags: list[str], expected: str) -> None:
 def test_journal_header_without_tables(tmp_path: Path) -> None:
     import sqlite3
 
-    from supervisor._journal import _APPLICATION_ID
+    from supervisor._routing.journal import _APPLICATION_ID
 
     path = tmp_path / "j.db"
     connection = sqlite3.connect(path)

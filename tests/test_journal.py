@@ -20,16 +20,16 @@ from conftest import popen
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor._errors import ConfigError
-from supervisor._events import Event, ProcessExit, ProcessExitData
-from supervisor._journal import (
+from supervisor._core.errors import ConfigError
+from supervisor._core.events import Event, ProcessExit, ProcessExitData
+from supervisor._core.messages import parse_message
+from supervisor._routing.journal import (
     SCHEMA_VERSION,
     AsyncJournal,
     Journal,
     journal_path,
     state_dir,
 )
-from supervisor._messages import parse_message
 
 T0 = 1_795_236_690_000  # epoch ms
 
@@ -357,7 +357,7 @@ def test_async_prune_releases_the_journal_between_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A big prune is many short transactions, so appends and reads get the thread between them."""
-    monkeypatch.setattr("supervisor._journal.PRUNE_CHUNK", 7)
+    monkeypatch.setattr("supervisor._routing.journal.PRUNE_CHUNK", 7)
 
     async def main() -> None:
         with trio.fail_after(10):
@@ -450,9 +450,9 @@ async def test_async_journal(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from supervisor._events import Event
-from supervisor._journal import Journal
-from supervisor._messages import parse_message
+from supervisor._core.events import Event
+from supervisor._routing.journal import Journal
+from supervisor._core.messages import parse_message
 
 journal = Journal.open(sys.argv[1])
 seq = 0

@@ -25,9 +25,9 @@ from test_prometheus import read_stderr_until
 from test_webhook import http_stub
 
 from supervisor import Event, ProgramConfig, Supervisor
-from supervisor._messages import parse_message
-from supervisor._metrics import MetricsState, SupervisorCollector
-from supervisor._metrics_server import bind_metrics_socket, serve_metrics
+from supervisor._core.messages import parse_message
+from supervisor._metrics.server import bind_metrics_socket, serve_metrics
+from supervisor._metrics.state import MetricsState, SupervisorCollector
 
 FAKE = [sys.executable, str(ROOT / "examples" / "fake_loopwork.py")]
 
@@ -113,8 +113,8 @@ def test_own_events_and_labels_without_namespace() -> None:
         }
     )
     invalid = parse_message({"type": "ipc", "event": "log", "data": {"message": "m"}})
-    from supervisor._events import FrameInvalid, FrameInvalidData
-    from supervisor._questions import QuestionAnswered, QuestionAnsweredData
+    from supervisor._core.events import FrameInvalid, FrameInvalidData
+    from supervisor._core.questions import QuestionAnswered, QuestionAnsweredData
 
     bad = FrameInvalid(data=FrameInvalidData(reason="json", offset=3, detail="d", excerpt="e"))
     answered = QuestionAnswered(

@@ -20,7 +20,7 @@ from conftest import ROOT, SUPERVISE, child, clean_env
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor._notices import LineAwareOutput, LineTracker, NoticeGate
+from supervisor._cli.notices import LineAwareOutput, LineTracker, NoticeGate
 
 TIMEOUT = 20
 NOTICE = b"supervise: invalid frame at byte 13"

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from supervisor import ProgramConfig
 from supervisor._config import _PROGRAM_NAME
-from supervisor._program_name import LAUNCHERS, default_program_name
+from supervisor._core.program_name import LAUNCHERS, default_program_name
 
 CWD = "/home/ada/proj"
 

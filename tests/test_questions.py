@@ -9,9 +9,9 @@ from conftest import FIXTURES
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor._errors import ConfigError, SupervisorError
-from supervisor._messages import ApprovalRequest, Question, parse_message, validate_payload
-from supervisor._questions import (
+from supervisor._core.errors import ConfigError, SupervisorError
+from supervisor._core.messages import ApprovalRequest, Question, parse_message, validate_payload
+from supervisor._core.questions import (
     AlreadyAnsweredError,
     AnswerError,
     AnswerVocabulary,

@@ -28,7 +28,7 @@ from coredis.response.types import StreamPending
 import adapters.redis_stream
 from adapters.redis_stream import RedisStreamSink
 from supervisor import ConfigError, Event, SinkError
-from supervisor._messages import parse_message
+from supervisor._core.messages import parse_message
 from supervisor.sinks import Sink
 
 REDIS_SERVER = shutil.which("redis-server")

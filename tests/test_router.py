@@ -24,9 +24,9 @@ from supervisor import (
     SinkError,
     Supervisor,
 )
-from supervisor._journal import AsyncJournal
-from supervisor._messages import IpcMessage, parse_message
-from supervisor._router import Router
+from supervisor._core.messages import IpcMessage, parse_message
+from supervisor._routing.journal import AsyncJournal
+from supervisor._routing.router import Router
 
 _SEQ = itertools.count(1)
 

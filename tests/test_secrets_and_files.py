@@ -26,11 +26,11 @@ from telegram_stub import telegram_stub
 from test_webhook import http_stub
 
 from supervisor import JournalConfig, ProgramConfig, Supervisor
-from supervisor._app import _Sequence
-from supervisor._events import Event
-from supervisor._journal import SCHEMA_VERSION, Journal
-from supervisor._messages import parse_message
-from supervisor._routes import FileRouteConfig
+from supervisor._core.events import Event
+from supervisor._core.messages import parse_message
+from supervisor._routing.config import FileRouteConfig
+from supervisor._routing.journal import SCHEMA_VERSION, Journal
+from supervisor._supervisor import _Sequence
 
 AS_ROOT = pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a file to another user")
 NOBODY = 65534

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor._errors import StateTransitionError, SupervisorError
-from supervisor._state import (
+from supervisor._core.errors import StateTransitionError, SupervisorError
+from supervisor._core.state import (
     TRANSITIONS,
     ProcessState,
     Trigger,

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from supervisor._events import (
+from supervisor._core.events import (
     Event,
     FrameInvalid,
     FrameInvalidData,
@@ -25,8 +25,8 @@ from supervisor._events import (
     ProcessStateChanged,
     ProcessStateData,
 )
-from supervisor._messages import GenericMessage, IpcMessage, parse_message
-from supervisor._summary import DEFAULT_MAX_LENGTH, format_duration, one_line, summarize
+from supervisor._core.messages import GenericMessage, IpcMessage, parse_message
+from supervisor._core.summary import DEFAULT_MAX_LENGTH, format_duration, one_line, summarize
 
 FRAME = re.compile(rb"__IPC_START__(.*?)__IPC_END__")
 

@@ -13,8 +13,8 @@ import trio.testing
 from conftest import child
 
 from supervisor import Event, EventQueue, ProgramConfig
-from supervisor._questions import AlreadyAnsweredError, UnknownQuestionError
-from supervisor._supervisor import ControlError, ProgramSupervisor
+from supervisor._core.questions import AlreadyAnsweredError, UnknownQuestionError
+from supervisor._process.program import ControlError, ProgramSupervisor
 
 MESSAGE_ID = "11111111-2222-4333-8444-555555555555"
 

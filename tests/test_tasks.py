@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor._events import Event
-from supervisor._messages import (
+from supervisor._core.events import Event
+from supervisor._core.messages import (
     IpcMessage,
     LogMessage,
     TaskComplete,
@@ -18,7 +18,7 @@ from supervisor._messages import (
     TaskStart,
     parse_message,
 )
-from supervisor._tasks import TaskTable, TaskTimeout, exit_cause
+from supervisor._core.tasks import TaskTable, TaskTimeout, exit_cause
 
 
 def message(event: str, **data: Any) -> IpcMessage:

@@ -20,8 +20,8 @@ from adapters.telegram_format import (
     render_question,
 )
 from supervisor import Event
-from supervisor._events import Source
-from supervisor._messages import parse_message
+from supervisor._core.events import Source
+from supervisor._core.messages import parse_message
 
 _PARTS = re.compile(r"<(/?)([a-z-]+)[^>]*>|&(#\d+|lt|gt|amp|quot);|&|<|>|[^<>&]+")
 

@@ -38,8 +38,8 @@ from adapters.tmux import (
     terminal_safe,
 )
 from supervisor import ConfigError, SinkError
-from supervisor._events import Event
-from supervisor._messages import parse_message
+from supervisor._core.events import Event
+from supervisor._core.messages import parse_message
 
 TMUX = shutil.which("tmux")
 needs_tmux = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")

@@ -30,7 +30,7 @@ from conftest import ROOT, child, popen, read_until
 
 from adapters.webhook import USER_AGENT, WebhookSink, parse_retry_after, sign, verify
 from supervisor import ConfigError, Event, SinkError, __version__
-from supervisor._messages import parse_message
+from supervisor._core.messages import parse_message
 
 SECRET = "s3cret-Value-Nobody-Knows"
 _stub_ids = itertools.count()

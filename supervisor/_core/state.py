@@ -11,7 +11,7 @@ better than drifting into a state nobody designed.
 The module does no I/O, reads no clock and starts no timers. Deciding *when*
 a trigger happens (a child has stayed up ``start_seconds``, a backoff delay
 has passed, the give-up rule has tripped) is the caller's job; see
-:mod:`supervisor._backoff` for the delays and the give-up rule.
+:mod:`supervisor._core.backoff` for the delays and the give-up rule.
 
 The usual paths::
 
@@ -31,7 +31,7 @@ import enum
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from ._errors import StateTransitionError
+from .errors import StateTransitionError
 
 __all__ = ["TRANSITIONS", "ProcessState", "Trigger", "is_alive", "is_settled", "transition"]
 

@@ -1,7 +1,7 @@
 """``supervise ctl``: control a running supervise through its control socket.
 
 A short-lived, blocking client: it connects, sends one request (JSON Lines,
-see :mod:`supervisor._control`), prints the reply for people and exits. Only
+see :mod:`supervisor._control.server`), prints the reply for people and exits. Only
 ``tail`` stays, printing events until Control-C or until supervise ends.
 
 Exit status: 0 on success, 1 when supervise refuses or cannot be reached, 2
@@ -21,11 +21,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._control import control_dir, socket_answers
-from ._errors import ConfigError
-from ._paths import check_private_dir, check_private_file, validate_instance_name
-from ._summary import whole_duration
-from ._terminal import warn
+from .._control.server import control_dir, socket_answers
+from .._core.errors import ConfigError
+from .._core.summary import whole_duration
+from .._paths import check_private_dir, check_private_file, validate_instance_name
+from .terminal import warn
 
 __all__ = ["build_parser", "main"]
 

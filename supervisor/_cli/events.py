@@ -1,6 +1,6 @@
 """``supervise events``: print the journaled events of a supervise instance.
 
-Reads the instance's journal (see :mod:`supervisor._journal`) read-only, so
+Reads the instance's journal (see :mod:`supervisor._routing.journal`) read-only, so
 it works whether or not supervise is running, and prints each event as its
 stored JSON line. With ``--follow`` it keeps polling for new rows, like
 ``tail -f``, until Control-C or until its reader goes away (``| head``).
@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from ._errors import ConfigError
-from ._journal import Journal, instance_of, journal_path, state_dir
-from ._paths import validate_instance_name
-from ._terminal import warn
+from .._core.errors import ConfigError
+from .._paths import validate_instance_name
+from .._routing.journal import Journal, instance_of, journal_path, state_dir
+from .terminal import warn
 
 __all__ = ["build_parser", "main"]
 

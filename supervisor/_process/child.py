@@ -37,9 +37,9 @@ from typing import Any
 import pexpect
 import trio
 
-from ._errors import SpawnError
-from ._holders import FileId, holders, pipe_id, pty_slave_id
-from ._reaper import forget_child, register_child, spawning
+from .._core.errors import SpawnError
+from .holders import FileId, holders, pipe_id, pty_slave_id
+from .reaper import forget_child, register_child, spawning
 
 __all__ = ["Child", "ChildSpec", "open_child", "resolve_command"]
 

@@ -38,13 +38,13 @@ from typing import Literal, Protocol
 
 import trio
 
-from ._backoff import BackoffPolicy
-from ._errors import SinkError
-from ._events import Event, _OwnMessage
-from ._journal import AsyncJournal, DeadLetter
-from ._messages import EventData, IpcMessage
-from ._routes import RouteConfig, RouteMatcher
-from .sinks import Sink, send_batch
+from .._core.backoff import BackoffPolicy
+from .._core.errors import SinkError
+from .._core.events import Event, _OwnMessage
+from .._core.messages import EventData, IpcMessage
+from ..sinks import Sink, send_batch
+from .config import RouteConfig, RouteMatcher
+from .journal import AsyncJournal, DeadLetter
 
 __all__ = [
     "DeliveryDead",
@@ -579,7 +579,7 @@ class Router:
         except Exception as exc:  # disk full, database locked: keep routing
             if not self._journal_failed:
                 self._journal_failed = True
-                from ._terminal import warn
+                from .._cli.terminal import warn
 
                 warn(f"journal: cannot write events: {exc} (events are still routed)")
         self._journaled = events[-1].seq

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 import trio
 
-from ._events import Event
+from .._core.events import Event
 
 __all__ = ["DEFAULT_ROOM", "EventQueue"]
 

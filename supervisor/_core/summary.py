@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from ._events import Event
+    from .events import Event
 
 __all__ = ["DEFAULT_MAX_LENGTH", "format_duration", "one_line", "summarize", "whole_duration"]
 

@@ -71,18 +71,18 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import trio
 
-from ._errors import ConfigError
-from ._events import Event, _OwnMessage
-from ._journal import pattern_matcher, state_dir
-from ._messages import EventData, Question
-from ._paths import check_private_dir
-from ._questions import AnswerError
-from ._state import ProcessState, is_alive
-from ._supervisor import ControlError, ProgramStatus, ProgramSupervisor
-from ._terminal import warn
+from .._cli.terminal import warn
+from .._core.errors import ConfigError
+from .._core.events import Event, _OwnMessage
+from .._core.messages import EventData, Question
+from .._core.questions import AnswerError
+from .._core.state import ProcessState, is_alive
+from .._paths import check_private_dir
+from .._process.program import ControlError, ProgramStatus, ProgramSupervisor
+from .._routing.journal import pattern_matcher, state_dir
 
 if TYPE_CHECKING:
-    from ._app import Supervisor
+    from .._supervisor import Supervisor
 
 __all__ = [
     "MAX_CONNECTIONS",

@@ -46,12 +46,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from ._bounds import MAX_CHANNELS, MAX_EVENT_NAMES, MAX_NAMESPACES, LabelFold
-from ._events import Event
-from ._state import ProcessState
+from .._core.bounds import MAX_CHANNELS, MAX_EVENT_NAMES, MAX_NAMESPACES, LabelFold
+from .._core.events import Event
+from .._core.state import ProcessState
 
 if TYPE_CHECKING:
-    from ._app import Supervisor
+    from .._supervisor import Supervisor
 
 __all__ = [
     "ANSWER_BUCKETS",

@@ -27,10 +27,9 @@ from typing import Any
 
 import trio
 
-from ._bounds import MAX_EVENT_NAMES, MAX_LABEL_LENGTH, OTHER
-from ._child import Child, ChildSpec, describe_returncode, open_child, uptime
-from ._config import ProgramConfig
-from ._events import (
+from .._config import ProgramConfig
+from .._core.bounds import MAX_EVENT_NAMES, MAX_LABEL_LENGTH, OTHER
+from .._core.events import (
     Event,
     EventStamper,
     FrameInvalid,
@@ -44,7 +43,7 @@ from ._events import (
     ProcessStartData,
     Source,
 )
-from ._frames import (
+from .._core.frames import (
     DecodedItem,
     Frame,
     FrameDecoder,
@@ -53,9 +52,10 @@ from ._frames import (
     Output,
     _excerpt,
 )
-from ._messages import IpcMessage, validate_payload
-from ._queue import EventQueue
-from ._reaper import signal_if_alive
+from .._core.messages import IpcMessage, validate_payload
+from .child import Child, ChildSpec, describe_returncode, open_child, uptime
+from .queue import EventQueue
+from .reaper import signal_if_alive
 
 __all__ = ["ProgramRunner", "RunStats", "TerminalSettings"]
 

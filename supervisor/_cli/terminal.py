@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from ._notices import NoticeGate
+from .notices import NoticeGate
 
 __all__ = [
     "BlockingFdSendStream",

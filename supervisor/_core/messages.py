@@ -26,7 +26,7 @@ from pydantic import (
     ValidationError,
 )
 
-from ._frames import Rejected
+from .frames import Rejected
 
 __all__ = [
     "RESERVED_EVENTS",

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from signal import Signals
 from typing import Any, Literal, TypeAlias
 
-from ._events import _OwnMessage
-from ._messages import (
+from .events import _OwnMessage
+from .messages import (
     EventData,
     IpcMessage,
     TaskComplete,

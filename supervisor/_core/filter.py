@@ -37,7 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ._events import Event
+from .events import Event
 
 __all__ = ["FilterError", "Predicate", "compile_filter", "field_value"]
 

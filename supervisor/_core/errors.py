@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._state import ProcessState, Trigger
+    from .state import ProcessState, Trigger
 
 __all__ = ["ConfigError", "SinkError", "SpawnError", "StateTransitionError", "SupervisorError"]
 

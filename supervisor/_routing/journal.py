@@ -55,9 +55,9 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import trio
 
-from ._errors import ConfigError
-from ._events import Event
-from ._paths import check_private_dir, check_private_file, validate_instance_name
+from .._core.errors import ConfigError
+from .._core.events import Event
+from .._paths import check_private_dir, check_private_file, validate_instance_name
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -3,7 +3,7 @@
 A route is configuration (:class:`RouteConfig`, a ``[[routes]]`` table of
 supervise.toml or an SDK call) plus a compiled :class:`RouteMatcher`. This
 module is sans-IO: it decides *whether* an event belongs to a route and
-*how* its delivery is retried; :mod:`supervisor._router` does the waiting
+*how* its delivery is retried; :mod:`supervisor._routing.router` does the waiting
 and the sending, and :func:`build_sink` turns a sink's settings into the
 adapter that talks to tmux, a program, a URL or a file.
 
@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ._config_bounds import MAX_FACTOR, Count, Seconds
-from ._errors import ConfigError
-from ._events import Event
-from ._filter import FilterError, compile_filter
+from .._core.errors import ConfigError
+from .._core.events import Event
+from .._core.filter import FilterError, compile_filter
+from .._core.limits import MAX_FACTOR, Count, Seconds
 
 if TYPE_CHECKING:
-    from .sinks import Sink
+    from ..sinks import Sink
 
 __all__ = [
     "DEFAULT_NOTIFY_EVENTS",
@@ -244,7 +244,7 @@ class RouteConfig(_Settings):
         events: event-name globs (``task_*``); the default takes every event.
         programs: program-name globs.
         filter: an expression over the event's fields (see
-            :mod:`supervisor._filter`), e.g. ``data.namespace == "prod"``.
+            :mod:`supervisor._core.filter`), e.g. ``data.namespace == "prod"``.
         sink: where the events go; None when the route is given a sink
             object of its own (the SDK's ``route``, ``on`` and the Telegram
             bot).

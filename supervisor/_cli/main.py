@@ -26,13 +26,12 @@ from typing import TYPE_CHECKING, Any
 import trio
 from pydantic import ValidationError
 
-from . import __version__
-from ._app import Supervisor
+from .. import __version__
+from .._supervisor import Supervisor
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
-from ._child import shell_status
-from ._config import (
+from .._config import (
     JournalConfig,
     MetricsConfig,
     ProgramConfig,
@@ -41,28 +40,29 @@ from ._config import (
     load_config,
     parse_size,
 )
-from ._control import (
+from .._control.server import (
     RequestsInFlight,
     control_dir,
     prepare_control_dir,
     serve_control,
     socket_answers,
 )
-from ._errors import ConfigError, SinkError
-from ._notices import LineAwareOutput, NoticeGate, same_terminal
-from ._paths import validate_instance_name
-from ._prefix import PrefixedOutput, program_prefixes
-from ._reaper import become_subreaper, run_orphan_reaper, stop_orphans
-from ._routes import (
+from .._core.errors import ConfigError, SinkError
+from .._core.state import ProcessState
+from .._paths import validate_instance_name
+from .._process.child import shell_status
+from .._process.prefix import PrefixedOutput, program_prefixes
+from .._process.reaper import become_subreaper, run_orphan_reaper, stop_orphans
+from .._process.runner import TerminalSettings
+from .._routing.config import (
     DEFAULT_NOTIFY_EVENTS,
     FileRouteConfig,
     build_route_sink,
     parse_route_shortcut,
     parse_sink_spec,
 )
-from ._runner import TerminalSettings
-from ._state import ProcessState
-from ._terminal import (
+from .notices import LineAwareOutput, NoticeGate, same_terminal
+from .terminal import (
     fill_closed_standard_fds,
     holding_notices,
     open_input_stream,
@@ -660,7 +660,7 @@ def _build(
     _add_telegram(sup, file_config, args)
     if registry is None:
         return sup, None
-    from ._metrics_server import bind_metrics_socket
+    from .._metrics.server import bind_metrics_socket
 
     sock = bind_metrics_socket(metrics.host, metrics.port) if metrics.port is not None else None
     return sup, _MetricsServing(metrics, registry, sock)
@@ -726,7 +726,7 @@ async def _serve_metrics_and_push(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the metrics while supervise runs; push them once at the end if asked."""
-    from ._metrics_server import serve_metrics
+    from .._metrics.server import serve_metrics
 
     config = metrics.config
     try:
@@ -922,11 +922,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["check-config"]:
             return _check_config(argv[1:])
         if argv[:1] == ["ctl"]:
-            from . import _ctl  # only the client: keeps `supervise ctl` quick
+            from . import ctl as _ctl  # only the client: keeps `supervise ctl` quick
 
             return _ctl.main(argv[1:])
         if argv[:1] == ["events"]:
-            from . import _events_cli
+            from . import events as _events_cli
 
             return _events_cli.main(argv[1:])
         configs, file_config, args = _parse(argv)

@@ -30,9 +30,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-from ._errors import ConfigError, SupervisorError
-from ._events import _OwnMessage
-from ._messages import ApprovalRequest, EventData, Question, QuestionData
+from .errors import ConfigError, SupervisorError
+from .events import _OwnMessage
+from .messages import ApprovalRequest, EventData, Question, QuestionData
 
 __all__ = [
     "DEFAULT_HISTORY",

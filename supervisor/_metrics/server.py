@@ -25,7 +25,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from prometheus_client import CollectorRegistry, make_asgi_app
 
-from ._errors import ConfigError
+from .._core.errors import ConfigError
 
 __all__ = ["MetricsAddress", "bind_metrics_socket", "serve_metrics"]
 

@@ -31,8 +31,8 @@ from typing import Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
-from ._frames import InvalidReason
-from ._messages import RESERVED_EVENTS, EventData, GenericMessage, IpcMessage, parse_message
+from .frames import InvalidReason
+from .messages import RESERVED_EVENTS, EventData, GenericMessage, IpcMessage, parse_message
 
 __all__ = [
     "ENVELOPE_KEYS",
