@@ -48,7 +48,7 @@ def instance_name_problem(name: str) -> str | None:
     return None
 
 
-def validate_instance_name(name: str, where: str = "--instance") -> str:
+def validate_instance_name(name: str, where: str = "instance") -> str:
     """Return ``name`` if it can name an instance's files (:func:`instance_name_problem`).
 
     Raises:

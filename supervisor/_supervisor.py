@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from ._cli.terminal import open_output_stream, warn
 from ._config import JournalConfig, ProgramConfig, SupervisorConfig
 from ._control.server import EventHub
 from ._core.errors import ConfigError, SinkError
@@ -42,10 +42,13 @@ from ._core.questions import AnswerError, QuestionAnswered, UnknownQuestionError
 from ._process.program import ProgramStatus, ProgramSupervisor
 from ._process.queue import DEFAULT_ROOM, EventQueue
 from ._process.runner import TerminalSettings
+from ._process.streams import open_output_stream
 from ._routing.config import RetryConfig, RouteConfig, build_route_sink, sink_secret_env
 from ._routing.journal import AsyncJournal, DeadLetter, Journal, journal_path
 from ._routing.router import Router, RouteStats
 from .sinks import CallbackSink, Sink
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -118,7 +121,7 @@ class Supervisor:
         keep_alive: bool = True,
         exit_when_settled: bool = True,
         drain_timeout: float | None = None,
-        report: Callable[[str], None] = warn,
+        report: Callable[[str], None] = logger.warning,
         report_invalid_frames: bool = True,
         prefix_reports: bool = True,
         registry: CollectorRegistry | None = None,
@@ -610,7 +613,7 @@ class _Sequence:
         self._block = block
         self._reserved = self.last
         self._reserve: Callable[[int], None] | None = None
-        self._report: Callable[[str], None] = warn
+        self._report: Callable[[str], None] = logger.warning
         self._failing = False
 
     def reserve_with(self, reserve: Callable[[int], None], report: Callable[[str], None]) -> None:

@@ -211,7 +211,7 @@ def test_a_taken_port_is_one_line_and_exit_2() -> None:
         sock.close()
     assert result.returncode == 2
     assert result.stderr == (
-        f"supervise: --metrics-port {port} on 127.0.0.1: port is already in use\n".encode()
+        f"supervise: metrics port {port} on 127.0.0.1: port is already in use\n".encode()
     )
 
 

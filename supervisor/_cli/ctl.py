@@ -144,7 +144,7 @@ def _find_instance(name: str | None) -> tuple[str, Path]:
     directory = control_dir()
     if name is not None:
         try:
-            validate_instance_name(name)
+            validate_instance_name(name, "--instance")
         except ConfigError as exc:
             raise CtlError(str(exc), USAGE_ERROR) from None
         return name, directory / f"{name}.sock"

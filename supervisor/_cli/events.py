@@ -123,7 +123,7 @@ def find_journal(instance: str | None, journal: Path | None) -> Path:
     found = sorted(directory.glob("*.journal.db"))
     names = ", ".join(instance_of(path) for path in found)
     if instance is not None:
-        path = journal_path(validate_instance_name(instance), directory)
+        path = journal_path(validate_instance_name(instance, "--instance"), directory)
         if not path.exists():
             hint = f" (journals: {names})" if names else ""
             raise ConfigError(f"--instance {instance}", f"no journal at {path}{hint}")

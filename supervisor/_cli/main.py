@@ -54,6 +54,7 @@ from .._process.child import shell_status
 from .._process.prefix import PrefixedOutput, program_prefixes
 from .._process.reaper import become_subreaper, run_orphan_reaper, stop_orphans
 from .._process.runner import TerminalSettings
+from .._process.streams import fill_closed_standard_fds, open_input_stream, open_output_stream
 from .._routing.config import (
     DEFAULT_NOTIFY_EVENTS,
     FileRouteConfig,
@@ -63,10 +64,8 @@ from .._routing.config import (
 )
 from .notices import LineAwareOutput, NoticeGate, same_terminal
 from .terminal import (
-    fill_closed_standard_fds,
     holding_notices,
-    open_input_stream,
-    open_output_stream,
+    install_log_handler,
     raw_terminal,
     terminal_modes,
     warn,
@@ -900,7 +899,7 @@ def _parse(
     if args.journal == "":
         raise ConfigError("--journal", "must not be empty (use --no-journal to run without)")
     if args.instance is not None:
-        validate_instance_name(args.instance)
+        validate_instance_name(args.instance, "--instance")
     if args.config:
         if command or values:
             parser.error("--config runs the file's programs: give no COMMAND or program flags")
@@ -918,6 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``supervise`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     fill_closed_standard_fds()
+    install_log_handler()
     try:
         if argv[:1] == ["check-config"]:
             return _check_config(argv[1:])

@@ -61,6 +61,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import socket
 import stat
@@ -71,7 +72,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import trio
 
-from .._cli.terminal import warn
 from .._core.errors import ConfigError
 from .._core.events import Event, _OwnMessage
 from .._core.messages import EventData, Question
@@ -80,6 +80,8 @@ from .._core.state import ProcessState, is_alive
 from .._paths import check_private_dir
 from .._process.program import ControlError, ProgramStatus, ProgramSupervisor
 from .._routing.journal import pattern_matcher, state_dir
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .._supervisor import Supervisor
@@ -556,7 +558,7 @@ async def _dispatch(request: dict[str, Any], sup: Supervisor) -> bytes:
         # answer(): the child exited between being found and being written to.
         return _reply(False, f"question {request['message_id']}: its program is not running")
     except Exception as exc:  # a bug: say so, and keep serving
-        warn(f"control request {request!r} failed: {exc!r}")
+        logger.warning("control request %r failed: %r", request, exc)
         return _reply(False, f"internal error: {exc!r}")
 
 
@@ -714,7 +716,7 @@ async def _tail(
         if since is not None and not _is_seq(since):
             raise _RequestError("field 'since' must be a seq number (a 64-bit integer)")
         if since is not None and sup.journal is None:
-            raise _RequestError("tail --since needs the event journal, which is off")
+            raise _RequestError("tail from a seq needs the event journal, which is off")
     except _RequestError as exc:
         await stream.send_all(_reply(False, str(exc)))
         return

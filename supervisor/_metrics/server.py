@@ -62,7 +62,7 @@ def bind_metrics_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         problem = "port is already in use" if exc.errno == 98 else (exc.strerror or str(exc))
-        raise ConfigError(f"--metrics-port {port} on {host}", problem) from None
+        raise ConfigError(f"metrics port {port} on {host}", problem) from None
     return sock
 
 

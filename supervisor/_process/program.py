@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import math
 import random
 import signal
@@ -32,7 +33,6 @@ from typing import Literal
 
 import trio
 
-from .._cli.terminal import warn
 from .._config import ProgramConfig
 from .._core.backoff import BackoffPolicy, GiveUpRule, RestartTracker
 from .._core.errors import ConfigError, SpawnError, SupervisorError
@@ -59,6 +59,8 @@ from .child import describe_returncode
 from .logfile import LineLog, TeeOutput
 from .queue import EventQueue
 from .runner import ProgramRunner, TerminalSettings
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ControlError",
@@ -159,7 +161,7 @@ class ProgramSupervisor:
         sequence: Iterator[int] | None = None,
         rng: random.Random | None = None,
         wall_clock: Callable[[], int] = _now_ms,
-        report: Callable[[str], None] = warn,
+        report: Callable[[str], None] = logger.warning,
         keep_alive: bool = False,
         on_settled: Callable[[], None] | None = None,
         withheld_env: Collection[str] = (),

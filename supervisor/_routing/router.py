@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import random
 import time
 from collections import deque
@@ -45,6 +46,8 @@ from .._core.messages import EventData, IpcMessage
 from ..sinks import Sink, send_batch
 from .config import RouteConfig, RouteMatcher
 from .journal import AsyncJournal, DeadLetter
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DeliveryDead",
@@ -579,9 +582,7 @@ class Router:
         except Exception as exc:  # disk full, database locked: keep routing
             if not self._journal_failed:
                 self._journal_failed = True
-                from .._cli.terminal import warn
-
-                warn(f"journal: cannot write events: {exc} (events are still routed)")
+                logger.warning("journal: cannot write events: %s (events are still routed)", exc)
         self._journaled = events[-1].seq
         self._journal_progress.set()
         self._journal_progress = trio.Event()
