@@ -74,11 +74,11 @@ if _typing.TYPE_CHECKING:
     from ._core.state import ProcessState as ProcessState
     from ._core.summary import summarize as summarize
     from ._core.tasks import TaskTimeout as TaskTimeout
+    from ._metrics.collector import SupervisorCollector as SupervisorCollector
     from ._metrics.server import MetricsAddress as MetricsAddress
     from ._metrics.server import bind_metrics_socket as bind_metrics_socket
     from ._metrics.server import serve_metrics as serve_metrics
     from ._metrics.state import MetricsState as MetricsState
-    from ._metrics.state import SupervisorCollector as SupervisorCollector
     from ._process.child import ChildSpec as ChildSpec
     from ._process.program import ControlError as ControlError
     from ._process.program import ProcessStalled as ProcessStalled
@@ -307,7 +307,7 @@ _LAZY: dict[str, str] = {
     "MetricsAddress": "._metrics.server",
     "MetricsConfig": "._config",
     "MetricsState": "._metrics.state",
-    "SupervisorCollector": "._metrics.state",
+    "SupervisorCollector": "._metrics.collector",
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from ._core.errors import ConfigError
@@ -19,7 +20,10 @@ __all__ = [
     "MAX_INSTANCE_NAME",
     "check_private_dir",
     "check_private_file",
+    "control_dir",
     "instance_name_problem",
+    "prepare_control_dir",
+    "state_dir",
     "validate_instance_name",
 ]
 
@@ -118,3 +122,49 @@ def check_private_file(path: Path, *, kind: str = "a regular file") -> os.stat_r
         raise ConfigError(where, f"is not {kind}; refusing to use it")
     _owned_privately(where, info, "the file")
     return info
+
+
+def state_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where journals live: ``$XDG_STATE_HOME/ipc-supervisor``.
+
+    By default ``~/.local/state/ipc-supervisor``. A relative
+    ``XDG_STATE_HOME`` is ignored, as the XDG specification asks.
+    """
+    state = environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(state):
+        home = environ.get("HOME") or str(Path.home())
+        state = os.path.join(home, ".local", "state")
+    return Path(state) / "ipc-supervisor"
+
+
+def control_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where control sockets live: ``$XDG_RUNTIME_DIR/ipc-supervisor``.
+
+    Without ``XDG_RUNTIME_DIR`` (no login session, e.g. cron or a container),
+    ``$XDG_STATE_HOME/ipc-supervisor``, by default
+    ``~/.local/state/ipc-supervisor``. Relative values are ignored, as the XDG
+    specification asks.
+    """
+    runtime = environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(runtime):
+        return Path(runtime) / "ipc-supervisor"
+    return state_dir(environ)
+
+
+def prepare_control_dir(path: Path) -> None:
+    """Create ``path`` (mode 0700) or check that only we can write to it.
+
+    Whoever can write to the directory can replace our socket with their
+    own and receive the answers meant for our programs. A symlink is refused
+    as ``supervise ctl`` refuses it: it could be swapped for one to somebody
+    else's directory.
+
+    Raises:
+        ConfigError: it cannot be created, is a symlink, is not ours, or
+            others may write to it.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot create: {exc.strerror or exc}") from None
+    check_private_dir(path, follow=False)

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from ._config import JournalConfig, ProgramConfig, SupervisorConfig
-from ._control.server import EventHub
 from ._core.errors import ConfigError, SinkError
 from ._core.events import Event, EventStamper, FrameInvalidData, FrameUntrustedData
 from ._core.messages import IpcMessage
@@ -43,7 +42,9 @@ from ._process.program import ProgramStatus, ProgramSupervisor
 from ._process.queue import DEFAULT_ROOM, EventQueue
 from ._process.runner import TerminalSettings
 from ._process.streams import open_output_stream
-from ._routing.config import RetryConfig, RouteConfig, build_route_sink, sink_secret_env
+from ._routing.config import RetryConfig, RouteConfig, sink_secret_env
+from ._routing.factory import build_route_sink
+from ._routing.hub import EventHub
 from ._routing.journal import AsyncJournal, DeadLetter, Journal, journal_path
 from ._routing.router import Router, RouteStats
 from .sinks import CallbackSink, Sink
@@ -171,7 +172,8 @@ class Supervisor:
         self.metrics: MetricsState | None = None
         if registry is not None:
             # Imported only when asked for: prometheus_client is not free to load.
-            from ._metrics.state import MetricsState, SupervisorCollector
+            from ._metrics.collector import SupervisorCollector
+            from ._metrics.state import MetricsState
 
             self.metrics = MetricsState(namespace_label=namespace_label)
             registry.register(SupervisorCollector(self, self.metrics))

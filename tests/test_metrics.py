@@ -26,8 +26,9 @@ from test_webhook import http_stub
 
 from supervisor import Event, ProgramConfig, Supervisor
 from supervisor._core.messages import parse_message
+from supervisor._metrics.collector import SupervisorCollector
 from supervisor._metrics.server import bind_metrics_socket, serve_metrics
-from supervisor._metrics.state import MetricsState, SupervisorCollector
+from supervisor._metrics.state import MetricsState
 
 FAKE = [sys.executable, str(ROOT / "examples" / "fake_loopwork.py")]
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .._core.errors import ConfigError
-from .._paths import validate_instance_name
-from .._routing.journal import Journal, instance_of, journal_path, state_dir
+from .._paths import state_dir, validate_instance_name
+from .._routing.journal import Journal, instance_of, journal_path
 from .terminal import warn
 
 __all__ = ["build_parser", "main"]

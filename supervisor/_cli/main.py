@@ -42,14 +42,12 @@ from .._config import (
 )
 from .._control.server import (
     RequestsInFlight,
-    control_dir,
-    prepare_control_dir,
     serve_control,
     socket_answers,
 )
 from .._core.errors import ConfigError, SinkError
 from .._core.state import ProcessState
-from .._paths import validate_instance_name
+from .._paths import control_dir, prepare_control_dir, validate_instance_name
 from .._process.child import shell_status
 from .._process.prefix import PrefixedOutput, program_prefixes
 from .._process.reaper import become_subreaper, run_orphan_reaper, stop_orphans
@@ -58,10 +56,10 @@ from .._process.streams import fill_closed_standard_fds, open_input_stream, open
 from .._routing.config import (
     DEFAULT_NOTIFY_EVENTS,
     FileRouteConfig,
-    build_route_sink,
     parse_route_shortcut,
     parse_sink_spec,
 )
+from .._routing.factory import build_route_sink
 from .notices import LineAwareOutput, NoticeGate, same_terminal
 from .terminal import (
     holding_notices,

@@ -65,21 +65,17 @@ import logging
 import os
 import socket
 import stat
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import trio
 
 from .._core.errors import ConfigError
-from .._core.events import Event, _OwnMessage
-from .._core.messages import EventData, Question
+from .._core.messages import Question
 from .._core.questions import AnswerError
 from .._core.state import ProcessState, is_alive
-from .._paths import check_private_dir
 from .._process.program import ControlError, ProgramStatus, ProgramSupervisor
-from .._routing.journal import pattern_matcher, state_dir
 
 logger = logging.getLogger(__name__)
 
@@ -88,18 +84,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_CONNECTIONS",
-    "EventHub",
-    "EventsDropped",
-    "EventsDroppedData",
     "RequestsInFlight",
-    "control_dir",
-    "prepare_control_dir",
     "serve_control",
     "socket_answers",
 ]
-
-DEFAULT_TAIL_BUFFER = 1000
-"""Events a tail may fall behind by before it loses some."""
 
 MAX_CONNECTIONS = 128
 """Control connections served at once (tails included); more are refused."""
@@ -129,20 +117,6 @@ _COMMANDS = (
 )
 
 
-def control_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """Where control sockets live: ``$XDG_RUNTIME_DIR/ipc-supervisor``.
-
-    Without ``XDG_RUNTIME_DIR`` (no login session, e.g. cron or a container),
-    ``$XDG_STATE_HOME/ipc-supervisor``, by default
-    ``~/.local/state/ipc-supervisor``. Relative values are ignored, as the XDG
-    specification asks.
-    """
-    runtime = environ.get("XDG_RUNTIME_DIR", "")
-    if os.path.isabs(runtime):
-        return Path(runtime) / "ipc-supervisor"
-    return state_dir(environ)
-
-
 def socket_answers(path: Path, timeout: float = 2.0) -> bool:
     """Whether something accepts connections on the unix socket at ``path``.
 
@@ -156,143 +130,6 @@ def socket_answers(path: Path, timeout: float = 2.0) -> bool:
         except OSError:
             return False
     return True
-
-
-def prepare_control_dir(path: Path) -> None:
-    """Create ``path`` (mode 0700) or check that only we can write to it.
-
-    Whoever can write to the directory can replace our socket with their
-    own and receive the answers meant for our programs. A symlink is refused
-    as ``supervise ctl`` refuses it: it could be swapped for one to somebody
-    else's directory.
-
-    Raises:
-        ConfigError: it cannot be created, is a symlink, is not ours, or
-            others may write to it.
-    """
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot create: {exc.strerror or exc}") from None
-    check_private_dir(path, follow=False)
-
-
-# -- events for `ctl tail` ----------------------------------------------------
-
-
-class EventsDroppedData(EventData):
-    """``events_dropped`` data: a tail lost events ``first_seq`` to ``last_seq``."""
-
-    count: int
-    first_seq: int
-    last_seq: int
-
-
-class EventsDropped(_OwnMessage):
-    """Sent to a tail that fell behind, in place of the events it lost."""
-
-    event: Literal["events_dropped"] = "events_dropped"
-    data: EventsDroppedData
-
-
-def _matcher(pattern: str | None) -> Callable[[Event], bool]:
-    matches = pattern_matcher(pattern)
-    if matches is None:
-        return lambda event: True
-    return lambda event: matches(event.program, event.event)
-
-
-@dataclasses.dataclass(eq=False)
-class _Subscriber:
-    matches: Callable[[Event], bool]
-    channel: trio.MemorySendChannel[Event]
-    dropped: int = 0
-    first_dropped: int = 0
-    last_dropped: int = 0
-
-    def offer(self, event: Event) -> None:
-        """Queue ``event`` without waiting: a slow tail loses events, never stalls others."""
-        try:
-            if self.dropped:
-                data = EventsDroppedData(
-                    count=self.dropped, first_seq=self.first_dropped, last_seq=self.last_dropped
-                )
-                marker = Event(
-                    0, "", time.time_ns() // 1_000_000, "supervisor", EventsDropped(data=data)
-                )
-                self.channel.send_nowait(marker)
-                self.dropped = 0
-            self.channel.send_nowait(event)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # the tail has ended
-        except trio.WouldBlock:
-            if not self.dropped:
-                self.first_dropped = event.seq
-            self.dropped += 1
-            self.last_dropped = event.seq
-
-
-class EventHub:
-    """A sink that fans events out to ``ctl tail`` connections.
-
-    Each subscriber gets its own bounded channel; :meth:`send` never waits,
-    so a stalled client costs only its own events (see ``events_dropped``).
-    """
-
-    name = "control"
-
-    def __init__(self) -> None:
-        self._subscribers: list[_Subscriber] = []
-        self._closed = False
-
-    @property
-    def subscribers(self) -> int:
-        """How many tails are listening."""
-        return len(self._subscribers)
-
-    async def send(self, event: Event) -> None:
-        await self.send_batch((event,))
-
-    async def send_batch(self, events: Sequence[Event]) -> None:
-        await trio.lowlevel.checkpoint()
-        if self._closed:
-            return
-        for subscriber in self._subscribers:
-            matches = subscriber.matches
-            for event in events:
-                if matches(event):
-                    subscriber.offer(event)
-
-    async def aclose(self) -> None:
-        """End every tail; later subscribers get a channel that is already over."""
-        self._closed = True
-        for subscriber in self._subscribers:
-            subscriber.channel.close()
-        await trio.lowlevel.checkpoint()
-
-    @contextlib.contextmanager
-    def subscribe(
-        self, pattern: str | None = None, *, buffer: int = DEFAULT_TAIL_BUFFER
-    ) -> Iterator[trio.MemoryReceiveChannel[Event]]:
-        """Receive the events matching ``pattern`` while the context is open.
-
-        Args:
-            pattern: ``EVENT_GLOB`` or ``PROGRAM_GLOB:EVENT_GLOB``; None for all.
-            buffer: events held for a slow reader before it loses some.
-        """
-        send, receive = trio.open_memory_channel[Event](buffer)
-        subscriber = _Subscriber(_matcher(pattern), send)
-        if self._closed:
-            send.close()
-        else:
-            self._subscribers.append(subscriber)
-        try:
-            yield receive
-        finally:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(subscriber)
-            send.close()
-            receive.close()
 
 
 # -- the server -----------------------------------------------------------------

@@ -3,9 +3,9 @@
 A route is configuration (:class:`RouteConfig`, a ``[[routes]]`` table of
 supervise.toml or an SDK call) plus a compiled :class:`RouteMatcher`. This
 module is sans-IO: it decides *whether* an event belongs to a route and
-*how* its delivery is retried; :mod:`supervisor._routing.router` does the waiting
-and the sending, and :func:`build_sink` turns a sink's settings into the
-adapter that talks to tmux, a program, a URL or a file.
+*how* its delivery is retried; :mod:`supervisor._routing.router` does the
+waiting and the sending, and :mod:`supervisor._routing.factory` turns a sink's
+settings into the adapter that talks to tmux, a program, a URL or a file.
 
 ::
 
@@ -20,11 +20,9 @@ adapter that talks to tmux, a program, a URL or a file.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import shlex
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
@@ -34,9 +32,10 @@ from .._core.errors import ConfigError
 from .._core.events import Event
 from .._core.filter import FilterError, compile_filter
 from .._core.limits import MAX_FACTOR, Count, Seconds
+from .._core.match import glob_matcher
 
 if TYPE_CHECKING:
-    from ..sinks import Sink
+    pass
 
 __all__ = [
     "DEFAULT_NOTIFY_EVENTS",
@@ -50,9 +49,6 @@ __all__ = [
     "SinkConfig",
     "TmuxSinkConfig",
     "WebhookSinkConfig",
-    "build_route_sink",
-    "build_sink",
-    "glob_matcher",
     "parse_route_shortcut",
     "parse_sink_spec",
     "sink_secret_env",
@@ -324,15 +320,6 @@ class FileRouteConfig(RouteConfig):
     sink: SinkConfig
 
 
-def glob_matcher(globs: Sequence[str]) -> Callable[[str], bool] | None:
-    """A matcher for any of ``globs``; None when everything matches, so the
-    common case costs nothing."""
-    if "*" in globs:
-        return None
-    pattern = re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in globs))
-    return lambda text: pattern.match(text) is not None
-
-
 class RouteMatcher:
     """Whether an event belongs to a route: event globs, program globs, filter."""
 
@@ -403,80 +390,3 @@ def parse_route_shortcut(text: str) -> dict[str, Any]:
                 "(letters, digits, '_', '.', '-', '*' and '?')"
             )
     return {"events": globs, "sink": parse_sink_spec(spec)}
-
-
-# -- building the adapters ----------------------------------------------------------
-
-
-def build_route_sink(route: RouteConfig) -> Sink:
-    """The adapter ``route.sink`` describes.
-
-    Raises:
-        ConfigError: naming ``routes.NAME.sink``: it is missing, or the
-            adapter refused it.
-    """
-    where = f"routes.{route.name}.sink"
-    if route.sink is None:
-        raise ConfigError(where, "required")
-    try:
-        return build_sink(route.sink)
-    except ConfigError as exc:
-        raise ConfigError(where, exc.problem) from None
-
-
-def build_sink(
-    config: FileSinkConfig
-    | TmuxSinkConfig
-    | CommandSinkConfig
-    | WebhookSinkConfig
-    | RedisSinkConfig,
-) -> Sink:
-    """The adapter for ``config``, imported on first use.
-
-    Raises:
-        ConfigError: the adapter refused the settings (a command that is not
-            found, a tmux target that cannot be one, a bad URL).
-    """
-    if isinstance(config, FileSinkConfig):
-        from adapters.file import FileSink
-
-        return FileSink(config.path, max_bytes=config.max_bytes, backups=config.backups)
-    if isinstance(config, TmuxSinkConfig):
-        from adapters.tmux import TmuxSink
-
-        return TmuxSink(
-            config.target,
-            config.action,
-            socket_name=config.socket_name,
-            socket_path=config.socket_path,
-            command=config.command,
-            allow_raw_command=config.allow_raw_command,
-            data_dir=config.data_dir,
-        )
-    if isinstance(config, CommandSinkConfig):
-        from adapters.command import CommandSink
-
-        return CommandSink(config.command, shell=config.shell, timeout=config.timeout)
-    if isinstance(config, RedisSinkConfig):
-        from adapters.redis_stream import RedisStreamSink
-
-        password = None
-        if config.password_env is not None:
-            password = os.environ.get(config.password_env)
-            if not password:
-                raise ConfigError("password_env", f"${config.password_env} is not set")
-        return RedisStreamSink(
-            config.url,
-            config.stream,
-            maxlen=config.maxlen,
-            password=password,
-            timeout=config.timeout,
-        )
-    from adapters.webhook import WebhookSink
-
-    return WebhookSink(
-        config.url,
-        secret=config.resolved_secret(),
-        timeout=config.timeout,
-        headers=config.headers,
-    )

@@ -38,16 +38,14 @@ version and ``PRAGMA application_id`` marks the file as ours.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import functools
 import itertools
 import logging
 import os
-import re
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -57,7 +55,8 @@ import trio
 
 from .._core.errors import ConfigError
 from .._core.events import Event
-from .._paths import check_private_dir, check_private_file, validate_instance_name
+from .._core.match import pattern_matcher
+from .._paths import check_private_dir, check_private_file, state_dir, validate_instance_name
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -67,8 +66,6 @@ __all__ = [
     "JournalLine",
     "instance_of",
     "journal_path",
-    "pattern_matcher",
-    "state_dir",
 ]
 
 SCHEMA_VERSION = 2
@@ -136,19 +133,6 @@ _log = logging.getLogger("supervisor.journal")
 _MAX_REPORTED = 10_000  # unreadable seqs remembered, so each is reported once
 
 
-def state_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """Where journals live: ``$XDG_STATE_HOME/ipc-supervisor``.
-
-    By default ``~/.local/state/ipc-supervisor``. A relative
-    ``XDG_STATE_HOME`` is ignored, as the XDG specification asks.
-    """
-    state = environ.get("XDG_STATE_HOME", "")
-    if not os.path.isabs(state):
-        home = environ.get("HOME") or str(Path.home())
-        state = os.path.join(home, ".local", "state")
-    return Path(state) / "ipc-supervisor"
-
-
 def journal_path(instance: str, directory: Path | None = None) -> Path:
     """The journal of supervise instance ``instance``.
 
@@ -214,23 +198,6 @@ def _stored_line(value: object) -> bytes:
     if isinstance(value, bytes):
         return value
     return _text(value).encode(errors="replace")
-
-
-def pattern_matcher(pattern: str | None) -> Callable[[str, str], bool] | None:
-    """``EVENT_GLOB`` or ``PROGRAM_GLOB:EVENT_GLOB`` as a test on (program, event).
-
-    The same patterns as ``supervise ctl tail``; None for no filter.
-    """
-    if not pattern:
-        return None
-    program_glob, _, event_glob = pattern.rpartition(":")
-    match_event = re.compile(fnmatch.translate(event_glob or "*")).match
-    if not program_glob:
-        return lambda program, event: match_event(event) is not None
-    match_program = re.compile(fnmatch.translate(program_glob)).match
-    return lambda program, event: (
-        match_program(program) is not None and match_event(event) is not None
-    )
 
 
 def _now_ms() -> int:
