@@ -37,7 +37,7 @@ from pathlib import Path
 
 import trio
 
-from supervisor import ConfigError, Event, SinkError
+from supervisor.sinks import ConfigError, Event, SinkError
 
 __all__ = ["CommandSink"]
 

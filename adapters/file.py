@@ -17,8 +17,8 @@ from pathlib import Path
 
 import trio
 
-from supervisor import Event, SinkError
-from supervisor._process.logfile import LineLog
+from supervisor.lowlevel import LineLog
+from supervisor.sinks import Event, SinkError
 
 __all__ = ["FileSink"]
 

@@ -85,7 +85,7 @@ from coredis.exceptions import (
 )
 from coredis.tokens import PureToken
 
-from supervisor import ConfigError, Event, SinkError
+from supervisor.sinks import ConfigError, Event, SinkError
 
 __all__ = ["RedisStreamSink"]
 

@@ -52,8 +52,8 @@ from supervisor import (
     TelegramConfig,
     UnknownQuestionError,
 )
-from supervisor._core.questions import QuestionAnsweredData
-from supervisor._core.summary import format_duration
+from supervisor.lowlevel import QuestionAnsweredData
+from supervisor.sinks import format_duration
 
 from .telegram_format import cut_html, escape, render_event, render_progress, render_question
 

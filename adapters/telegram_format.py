@@ -15,8 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from supervisor import Event
-from supervisor._core.summary import format_duration, summarize
+from supervisor.sinks import Event, format_duration, summarize
 
 __all__ = [
     "MAX_MESSAGE",

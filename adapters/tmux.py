@@ -46,8 +46,7 @@ from typing import Any, Literal, TypeAlias
 
 import trio
 
-from supervisor import ConfigError, Event, SinkError
-from supervisor._core.summary import summarize
+from supervisor.sinks import ConfigError, Event, SinkError, summarize
 
 __all__ = [
     "MAX_COMMAND_BYTES",

@@ -29,6 +29,7 @@ import datetime
 import email.utils
 import hashlib
 import hmac
+import importlib.metadata
 import math
 import re
 import time
@@ -38,7 +39,7 @@ from collections.abc import Mapping
 import httpx
 import trio
 
-from supervisor import ConfigError, Event, SinkError, __version__
+from supervisor.sinks import ConfigError, Event, SinkError
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -50,7 +51,11 @@ __all__ = [
 ]
 
 SIGNATURE_HEADER = "X-Signature-256"
-USER_AGENT = f"ipc-supervisor/{__version__}"
+try:
+    _VERSION = importlib.metadata.version("ipc-supervisor")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+    _VERSION = "unknown"
+USER_AGENT = f"ipc-supervisor/{_VERSION}"
 
 # How much of an error response is read, and how much of it is quoted.
 _BODY_READ_MAX = 4096

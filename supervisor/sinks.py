@@ -27,10 +27,22 @@ from typing import Protocol, runtime_checkable
 
 import trio
 
-from ._core.errors import SinkError
+from ._core.errors import ConfigError, SinkError
 from ._core.events import Event
+from ._core.summary import format_duration, one_line, summarize
 
-__all__ = ["CallbackSink", "CapturingSink", "Sink", "send_batch"]
+__all__ = [
+    "CallbackSink",
+    "CapturingSink",
+    "ConfigError",
+    "Event",
+    "Sink",
+    "SinkError",
+    "format_duration",
+    "one_line",
+    "send_batch",
+    "summarize",
+]
 
 
 @runtime_checkable

@@ -14,10 +14,7 @@ an event (``process_exit``, ``frame_invalid``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .state import ProcessState, Trigger
+import enum
 
 __all__ = ["ConfigError", "SinkError", "SpawnError", "StateTransitionError", "SupervisorError"]
 
@@ -63,12 +60,15 @@ class StateTransitionError(SupervisorError):
     ``AssertionError``.
 
     Attributes:
-        state: the state the process was in.
-        trigger: the trigger that was refused.
+        state: the :class:`~supervisor.ProcessState` the process was in.
+        trigger: the :class:`~supervisor.lowlevel.Trigger` that was refused.
     """
 
-    def __init__(self, state: ProcessState, trigger: Trigger) -> None:
-        super().__init__(f"cannot {trigger.action} (trigger {trigger.name}) while {state.value}")
+    # Typed as enums, not as the state module's classes: that module raises
+    # this error, and the errors module imports nothing of the core.
+    def __init__(self, state: enum.Enum, trigger: enum.Enum) -> None:
+        action = getattr(trigger, "action", trigger.name.lower())
+        super().__init__(f"cannot {action} (trigger {trigger.name}) while {state.value}")
         self.state = state
         self.trigger = trigger
 

@@ -26,10 +26,11 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Generic, Literal, TypeAlias, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
+from typing_extensions import TypeVar
 
 from .frames import InvalidReason
 from .messages import RESERVED_EVENTS, EventData, GenericMessage, IpcMessage, parse_message
@@ -187,8 +188,13 @@ def own_message_type(event: str) -> type[IpcMessage]:
     return _OWN_MESSAGES.get(event, GenericMessage)
 
 
+MessageT = TypeVar("MessageT", bound=IpcMessage, default=IpcMessage, covariant=True)
+"""The message type an :class:`Event` carries; plain ``Event`` is ``Event[IpcMessage]``."""
+NarrowT = TypeVar("NarrowT", bound=IpcMessage)
+
+
 @dataclass(frozen=True, slots=True)
-class Event:
+class Event(Generic[MessageT]):
     """One event of a supervised run, as routed to subscribers.
 
     A plain frozen dataclass rather than a pydantic model: one is built for
@@ -201,6 +207,9 @@ class Event:
         received_at: epoch milliseconds when supervise received it.
         source: ``child`` for frames, ``supervisor`` for supervise's own events.
         message: the typed message (``message.event``, ``message.data`` ...).
+            ``Event[ApprovalRequest]`` says which: its ``message.data`` is
+            an :class:`ApprovalRequestData`, checked by type checkers;
+            :meth:`narrow` gets there from a plain ``Event``.
         position: for a child's frame, where it stood in the output; None
             for supervise's own events.
     """
@@ -209,7 +218,7 @@ class Event:
     program: str
     received_at: int
     source: Source
-    message: IpcMessage
+    message: MessageT
     position: Position | None = None
     # to_json()'s result, kept: the journal, a file route and a webhook all
     # want the same bytes of the same event.
@@ -221,7 +230,18 @@ class Event:
 
     @property
     def data(self) -> Any:
+        """``message.data``, untyped; ``event.narrow(Kind).message.data`` is typed."""
         return self.message.data
+
+    def narrow(self, kind: type[NarrowT]) -> Event[NarrowT] | None:
+        """This event typed as carrying a ``kind`` message, or None if it does not.
+
+        ::
+
+            if (approval := event.narrow(ApprovalRequest)) is not None:
+                print(approval.message.data.question)  # typed: ApprovalRequestData
+        """
+        return cast("Event[NarrowT]", self) if isinstance(self.message, kind) else None
 
     @property
     def message_id(self) -> str:
@@ -308,7 +328,7 @@ class Event:
         message = (
             own.model_validate(message_fields) if own is not None else parse_message(message_fields)
         )
-        return cls(seq, program, received_at, source, message, position)
+        return Event(seq, program, received_at, source, message, position)
 
 
 class EventStamper:
