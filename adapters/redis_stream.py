@@ -58,6 +58,7 @@ it the connection. After a failed batch the task opens a new client (see
 
 from __future__ import annotations
 
+import contextlib
 import os
 import string
 import urllib.parse
@@ -210,6 +211,7 @@ class RedisStreamSink:
         self._secrets = sorted({s for s in (password, *target.secrets) if s}, key=len, reverse=True)
         self._connection: _Connection | None = None
         self._nursery: trio.Nursery | None = None
+        self._nursery_manager: contextlib.AbstractAsyncContextManager[trio.Nursery] | None = None
 
     async def send(self, event: Event) -> None:
         """XADD ``event``; return once Redis has added it.
@@ -283,9 +285,27 @@ class RedisStreamSink:
             trio.lowlevel.spawn_system_task(self._serve, connection, requests, client, name=name)
         return connection
 
-    def attach(self, nursery: trio.Nursery) -> None:
-        """Run the connection task in ``nursery`` (the router's), not as a system task."""
-        self._nursery = nursery
+    async def __aenter__(self) -> RedisStreamSink:
+        """Open the nursery the connection task runs in while the router runs.
+
+        Outside one (the sink used on its own), the task is a system task.
+        """
+        self._nursery_manager = trio.open_nursery()
+        self._nursery = await self._nursery_manager.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Stop the connection task: the router has drained the route."""
+        nursery, manager = self._nursery, self._nursery_manager
+        self._nursery = self._nursery_manager = None
+        if nursery is None or manager is None:
+            return
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.calls.close()
+            connection.scope.cancel()
+        nursery.cancel_scope.cancel()
+        await manager.__aexit__(None, None, None)
 
     async def _serve(
         self,

@@ -11,7 +11,7 @@ import sys
 
 import trio
 
-from supervisor import Event, ProgramConfig, Supervisor, summarize
+from supervisor import Event, ProgramConfig, Supervisor, open_supervisor, summarize
 
 sup = Supervisor([ProgramConfig(command=sys.argv[sys.argv.index("--") + 1 :])])
 
@@ -26,12 +26,12 @@ async def tell(event: Event) -> None:
 
 
 async def main() -> None:
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sup.run)
-        async with sup.subscribe("approval_request") as requests:
-            async for request in requests:
-                safe = request.data.severity in ("low", "medium")
-                await sup.answer(request.message_id, "approve" if safe else "deny")
+    # Subscribed before the programs start, so no early request is missed;
+    # the loop ends when every program has settled.
+    async with sup.subscribe("approval_request") as requests, open_supervisor(sup):
+        async for request in requests:
+            safe = request.data.severity in ("low", "medium")
+            await sup.answer(request.message_id, "approve" if safe else "deny")
 
 
 trio.run(main)

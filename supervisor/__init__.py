@@ -103,6 +103,8 @@ if _typing.TYPE_CHECKING:
     from ._routing.router import RouteOverflowData as RouteOverflowData
     from ._routing.router import RouteStats as RouteStats
     from ._supervisor import Supervisor as Supervisor
+    from ._supervisor import SupervisorNotRunningError as SupervisorNotRunningError
+    from ._supervisor import open_supervisor as open_supervisor
     from .sinks import CallbackSink as CallbackSink
     from .sinks import CapturingSink as CapturingSink
     from .sinks import Sink as Sink
@@ -189,6 +191,7 @@ __all__ = [
     "SupervisorCollector",
     "SupervisorConfig",
     "SupervisorError",
+    "SupervisorNotRunningError",
     "TaskComplete",
     "TaskCompleteData",
     "TaskData",
@@ -204,6 +207,7 @@ __all__ = [
     "bind_metrics_socket",
     "compile_filter",
     "load_config",
+    "open_supervisor",
     "serve_metrics",
     "summarize",
     "validate_payload",
@@ -281,6 +285,8 @@ _LAZY: dict[str, str] = {
     "QuestionTimeout": "._core.questions",
     "TaskTimeout": "._core.tasks",
     "Supervisor": "._supervisor",
+    "SupervisorNotRunningError": "._supervisor",
+    "open_supervisor": "._supervisor",
     "CallbackSink": ".sinks",
     "CapturingSink": ".sinks",
     "JournalConfig": "._config",

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
     from ._metrics.state import MetricsState
 
-__all__ = ["Supervisor"]
+__all__ = ["Supervisor", "SupervisorNotRunningError", "open_supervisor"]
 
 _Callback = TypeVar("_Callback", bound=Callable[[Event], Awaitable[object]])
 
@@ -149,10 +149,12 @@ class Supervisor:
         self._terminal = terminal
         self._keep_alive = keep_alive
         self._exit_when_settled = exit_when_settled
-        self._journal_config, self.journal = self._open_journal(journal)
-        self._sequence = _Sequence(self._first_seq)
-        if self.journal is not None:
-            self._sequence.reserve_with(self.journal.journal.reserve_seqs, report)
+        # The journal file is created and its connection opened only when the
+        # run starts, and closed when it ends: a Supervisor built and never
+        # run leaves no file and no open connection behind.
+        self._journal_config = _journal_config(journal)
+        self.journal: AsyncJournal | None = None
+        self._sequence = _Sequence()
         self._stamper = EventStamper(SUPERVISOR_PROGRAM, self._sequence)
         self._queue = EventQueue(_EVENT_BUFFER)
         self.hub = EventHub()
@@ -183,24 +185,28 @@ class Supervisor:
             self.add_program(program_config)
         for route in routes:
             self.add_route(route)
+        unknown = sorted(set(self._outputs) - set(self.programs))
+        if unknown:
+            # Silently ignored, the program's output would go to standard output.
+            known = ", ".join(self.programs) or "none"
+            raise ConfigError(
+                f"outputs.{unknown[0]}", f"no program of that name (programs: {known})"
+            )
 
     # -- building ------------------------------------------------------------
 
-    def _open_journal(
-        self, journal: JournalConfig | bool | None
-    ) -> tuple[JournalConfig | None, AsyncJournal | None]:
-        self._first_seq = 1
-        if journal is None or journal is False:
-            return None, None
-        config = JournalConfig() if journal is True else journal
-        if not config.enabled:
-            return config, None
+    def _open_journal(self) -> None:
+        """Open the journal (at the start of the run) and number on from it."""
+        config = self._journal_config
+        if config is None or not config.enabled:
+            return
         opened = Journal.open(config.path or journal_path(self.instance))
         opened.report = self._report
         # Numbering goes on above every seq the last run appended or handed
         # out, so seq stays a key even when its last writes failed.
-        self._first_seq = opened.next_seq()
-        return config, AsyncJournal(opened)
+        self._sequence.last = opened.next_seq() - 1
+        self.journal = AsyncJournal(opened)
+        self._sequence.reserve_with(opened.reserve_seqs, self._report)
 
     def add_program(self, config: ProgramConfig) -> ProgramSupervisor:
         """Supervise one more program (before :meth:`run`)."""
@@ -407,7 +413,10 @@ class Supervisor:
     @property
     def router(self) -> Router:
         if self._router is None:
-            raise RuntimeError("the router exists once run() has started")
+            raise SupervisorNotRunningError(
+                "the supervisor is not running yet: use it inside `async with"
+                " open_supervisor(...)`, or after `await nursery.start(sup.run)`"
+            )
         return self._router
 
     @property
@@ -428,8 +437,10 @@ class Supervisor:
 
     async def replay(self, since: int, pattern: str | None = None) -> AsyncIterator[Event]:
         """Journaled events with seq > ``since``, oldest first (needs the journal)."""
-        if self.journal is None:
+        if self._journal_config is None or not self._journal_config.enabled:
             raise ConfigError("journal", "replay needs the event journal, which is off")
+        if self.journal is None:
+            raise SupervisorNotRunningError("the journal is opened once run() has started")
         if self._router is not None:
             await self._router.wait_journaled(self._sequence.last)
         while True:
@@ -464,10 +475,41 @@ class Supervisor:
         Returns once every program has settled (exited for good, given up,
         or been stopped with :meth:`stop`), and the routes have delivered
         what they hold (for at most ``drain_timeout`` seconds).
+
+        Cancelled, it stops the programs as :meth:`stop` does (stop signal,
+        ``stop_timeout``, then SIGKILL), routes get their ``process_exit``
+        and are drained, all shielded from the cancellation, and then the
+        cancellation goes on: a host that cancels must not leave children
+        killed without a chance to clean up, nor routes missing the end.
         """
         if self._started:
             raise RuntimeError("a Supervisor runs once")
         self._started = True
+        started, finished = trio.Event(), trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run_shielded, started, finished)
+            try:
+                await started.wait()
+                task_status.started()
+                await finished.wait()
+            except trio.Cancelled:
+                self.stop()
+                with trio.CancelScope(shield=True):
+                    await finished.wait()
+                raise
+        return self.results
+
+    async def _run_shielded(self, started: trio.Event, finished: trio.Event) -> None:
+        """The whole run, out of reach of the caller's cancellation (see :meth:`run`)."""
+        try:
+            with trio.CancelScope(shield=True):
+                await self._run(started)
+        finally:
+            started.set()
+            finished.set()
+
+    async def _run(self, started: trio.Event) -> None:
+        self._open_journal()
         self._router = Router(
             self._routes,
             journal=self.journal,
@@ -498,7 +540,7 @@ class Supervisor:
                             programs.start_soon(self._finish_when_all_settled)
                         else:
                             programs.start_soon(self._finish_when_stopped)
-                        task_status.started()
+                        started.set()
                 finally:
                     self._queue.close()
                 await delivered.wait()
@@ -521,7 +563,6 @@ class Supervisor:
                     await self.journal.aclose()
                 if default_output is not None:
                     await default_output.aclose()
-        return self.results
 
     async def _default_outputs(self) -> trio.abc.SendStream:
         from ._process.prefix import PrefixedOutput, program_prefixes
@@ -599,6 +640,51 @@ class Supervisor:
             except Exception as exc:  # a full disk must not end supervision
                 self._report(f"journal: pruning failed: {exc}")
             await trio.sleep(_PRUNE_INTERVAL)
+
+
+@contextlib.asynccontextmanager
+async def open_supervisor(
+    programs: Sequence[ProgramConfig] | SupervisorConfig | Supervisor = (), **options: Any
+) -> AsyncIterator[Supervisor]:
+    """Run a supervisor for the duration of an ``async with`` block::
+
+        async with open_supervisor([ProgramConfig(command=["loopwork"])]) as sup:
+            async with sup.subscribe("question") as questions:
+                ...
+
+    It takes what :class:`Supervisor` takes, or a :class:`Supervisor` already
+    built (to register ``@sup.on`` callbacks and routes before it starts:
+    those must exist before the run begins, and the block is too late). The
+    block is entered once the router, the routes and the services are
+    running and every program has been started. Leaving the block (normally,
+    by an exception or by cancellation) stops every program gracefully (stop
+    signal, ``stop_timeout``, then SIGKILL), shielded from cancellation,
+    delivers their ``process_exit`` and drains the routes, as :meth:`Supervisor.stop`
+    does; then the journal is closed.
+    """
+    if isinstance(programs, Supervisor):
+        if options:
+            raise TypeError("options go to Supervisor(...), not with a built Supervisor")
+        sup = programs
+    else:
+        sup = Supervisor(programs, **options)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        try:
+            yield sup
+        finally:
+            sup.stop()
+
+
+class SupervisorNotRunningError(RuntimeError):
+    """What needs the running supervisor (its router, its journal) was asked
+    for before :meth:`Supervisor.run` started it."""
+
+
+def _journal_config(journal: JournalConfig | bool | None) -> JournalConfig | None:
+    if journal is None or journal is False:
+        return None
+    return JournalConfig() if journal is True else journal
 
 
 class _Sequence:

@@ -18,6 +18,20 @@ A notifier of your own is a class with ``name``, ``send`` and ``aclose``::
 
         async def aclose(self) -> None:
             pass
+
+Lifecycle. A sink that needs setup, or a task of its own in the background
+(a connection held open), is also an async context manager
+(``__aenter__``/``__aexit__``); in ``__aenter__`` it opens its own nursery
+if it needs one. The router enters every such sink, in route order, with
+an :class:`contextlib.AsyncExitStack` in its own task, when it starts and
+before any ``send``; it exits them (last entered first) when it stops,
+after the routes have been drained, and then calls ``aclose`` on every
+sink. A sink whose ``__aenter__`` raises fails its own route only: the
+route is reported failed with a one-line error, its events are not queued,
+its ``aclose`` is still called, and the other routes go on.
+
+A sink that can deliver several events at once (one write, one round trip)
+implements :class:`BatchSink`.
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ from ._core.events import Event
 from ._core.summary import format_duration, one_line, summarize
 
 __all__ = [
+    "BatchSink",
     "CallbackSink",
     "CapturingSink",
     "ConfigError",
@@ -64,23 +79,20 @@ class Sink(Protocol):
         ...
 
 
-# Optional methods a sink may have, which the router uses when present:
-#
-#   async def send_batch(self, events: Sequence[Event]) -> None
-#       deliver several events at once (one write, one round trip);
-#   def attach(self, nursery: trio.Nursery) -> None
-#       run background tasks (a connection held open) in the router's nursery.
+@runtime_checkable
+class BatchSink(Sink, Protocol):
+    """A sink that delivers several events at once (one write, one round trip)."""
+
+    async def send_batch(self, events: Sequence[Event]) -> None:
+        """Deliver ``events`` in order, or raise :class:`SinkError`."""
+        ...
 
 
 async def send_batch(sink: Sink, events: Sequence[Event]) -> None:
-    """Deliver several events in order, in one go if the sink can.
-
-    A sink may define ``send_batch(events)`` (e.g. to write them with one
-    system call); otherwise each event is sent in turn.
-    """
-    batch = getattr(sink, "send_batch", None)
-    if batch is not None:
-        await batch(events)
+    """Deliver several events in order, in one go if the sink is a :class:`BatchSink`;
+    otherwise each event is sent in turn."""
+    if isinstance(sink, BatchSink):
+        await sink.send_batch(events)
         return
     for event in events:
         await sink.send(event)

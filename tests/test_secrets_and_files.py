@@ -387,10 +387,22 @@ def frames_child(count: int) -> ProgramConfig:
     return ProgramConfig(command=("sh", "-c", script), name="frames")
 
 
+class _FullDiskSupervisor(Supervisor):
+    """The journal's disk fills up as soon as the run has opened it."""
+
+    def _open_journal(self) -> None:
+        super()._open_journal()
+        assert self.journal is not None
+        # SQLITE_FULL on every append that needs a page: disk full, as SQLite reports it.
+        db = self.journal.journal._db
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages}")
+
+
 async def run_once(journal: Path, events: Path, *, full: bool = False) -> list[str]:
     """One SDK run of a child printing frames; ``full``: the journal's disk is full."""
     reports: list[str] = []
-    sup = Supervisor(
+    sup = (_FullDiskSupervisor if full else Supervisor)(
         [frames_child(20)],
         routes=[
             FileRouteConfig.model_validate(
@@ -401,12 +413,6 @@ async def run_once(journal: Path, events: Path, *, full: bool = False) -> list[s
         outputs={"frames": None},
         report=reports.append,
     )
-    if full:
-        assert sup.journal is not None
-        # SQLITE_FULL on every append that needs a page: disk full, as SQLite reports it.
-        db = sup.journal.journal._db
-        pages = db.execute("PRAGMA page_count").fetchone()[0]
-        db.execute(f"PRAGMA max_page_count = {pages}")
     with trio.fail_after(20):
         await sup.run()
     return reports

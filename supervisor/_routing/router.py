@@ -35,7 +35,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 import trio
 
@@ -43,7 +43,7 @@ from .._core.backoff import BackoffPolicy
 from .._core.errors import SinkError
 from .._core.events import Event, _OwnMessage
 from .._core.messages import EventData, IpcMessage
-from ..sinks import Sink, send_batch
+from ..sinks import BatchSink, Sink
 from .config import RouteConfig, RouteMatcher
 from .journal import AsyncJournal, DeadLetter
 
@@ -208,11 +208,19 @@ class _RouteWorker:
         # `_backlog_read_to` are in it or did not match.
         self._backlog: deque[Event] = deque()
         self._backlog_read_to = 0
-        self._batches = getattr(sink, "send_batch", None) is not None
+        self._batches = isinstance(sink, BatchSink)
+        # Set when the sink could not be entered: the route takes no events.
+        self.failed: str | None = None
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def fail(self, error: str) -> None:
+        """Mark the route failed for this run: it takes no events; others go on."""
+        self.failed = error
+        self.stats.last_error = error
+        self._router.report(f"route {self.name}: {error}")
 
     @property
     def durable(self) -> bool:
@@ -222,6 +230,8 @@ class _RouteWorker:
 
     def offer(self, event: Event) -> bool:
         """Queue ``event``; False if a ``block`` route is full and it must wait."""
+        if self.failed is not None:
+            return True  # its sink never opened: nothing is delivered to it
         if self.durable and self.backlog_until > self.cursor and not self._router.journal_failed:
             # Catching up from the journal, which has this event too: it is
             # read from there in its turn, not queued to be dropped again.
@@ -390,7 +400,12 @@ class _RouteWorker:
                     await self._give_up(batch, f"not delivered within ttl {ttl:g}s", attempt - 1)
                     return
             try:
-                await send_batch(self.sink, batch)
+                # Decided once: an isinstance check on a Protocol is slow.
+                if self._batches:
+                    await cast("BatchSink", self.sink).send_batch(batch)
+                else:
+                    for event in batch:
+                        await self.sink.send(event)
             except SinkError as exc:
                 problem, retryable, wait = exc.problem, exc.retryable, exc.retry_after
             except Exception as exc:  # a user's sink with a bug must not end supervise
@@ -448,6 +463,8 @@ class _RouteWorker:
     @property
     def idle(self) -> bool:
         """Nothing queued, nothing being delivered, no backlog in the journal."""
+        if self.failed is not None:
+            return True  # it never runs: what it holds waits for the next run
         backlog = self.durable and self.backlog_until > self.cursor
         return self._parked and self._live == 0 and not backlog and not self._backlog
 
@@ -523,18 +540,23 @@ class Router:
         """Deliver until cancelled (see :meth:`drain` for a clean end)."""
         if self.journal is not None:
             await self._resume_durable_routes(self.journal)
-        async with trio.open_nursery() as nursery:
+        # Sinks with setup or background work are entered here, in this
+        # task, and exited when the router stops (see supervisor.sinks).
+        # A sink's own nursery opens before, and closes after, the router's.
+        async with contextlib.AsyncExitStack() as sinks:
             for worker in self._workers:
-                # A sink with background work (a connection it holds open)
-                # may run it here, as a child of the router, rather than
-                # in a task of its own.
-                attach = getattr(worker.sink, "attach", None)
-                if callable(attach):
-                    attach(nursery)
-                nursery.start_soon(worker.run)
-            if self.journal is not None:
-                nursery.start_soon(self._save_progress_periodically)
-            task_status.started()
+                if isinstance(worker.sink, contextlib.AbstractAsyncContextManager):
+                    try:
+                        await sinks.enter_async_context(worker.sink)
+                    except Exception as exc:
+                        worker.fail(f"cannot open its sink: {_one_line(exc)}")
+            async with trio.open_nursery() as nursery:
+                for worker in self._workers:
+                    if worker.failed is None:
+                        nursery.start_soon(worker.run)
+                if self.journal is not None:
+                    nursery.start_soon(self._save_progress_periodically)
+                task_status.started()
 
     async def _resume_durable_routes(self, journal: AsyncJournal) -> None:
         last = await journal.last_seq()
@@ -664,3 +686,8 @@ class Router:
             for worker in self._workers:
                 with contextlib.suppress(Exception):
                     await worker.sink.aclose()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
