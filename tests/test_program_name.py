@@ -104,6 +104,8 @@ def _launched(draw: st.DrawFn) -> tuple[list[str], str]:
     for launcher in draw(st.lists(st.sampled_from(_SIMPLE_LAUNCHERS), min_size=1, max_size=4)):
         flags = draw(st.lists(st.sampled_from(["-u", "-B", "--quiet", "-v"]), max_size=2))
         if launcher == "env":
+            # env's -u takes a value (``env -u NAME``): not a harmless flag there.
+            flags = [flag for flag in flags if flag != "-u"]
             flags = [*flags, *draw(st.lists(st.just("A=b"), max_size=2))]
         if launcher in ("sh", "bash", "zsh") and draw(st.booleans()):
             command = [launcher, "-c", shlex.join(command)]
