@@ -52,7 +52,7 @@ from supervisor import (
     TelegramConfig,
     UnknownQuestionError,
 )
-from supervisor._core.questions import QuestionAnsweredData
+from supervisor._core.events import QuestionAnsweredData
 from supervisor._core.summary import format_duration
 
 from .telegram_format import cut_html, escape, render_event, render_progress, render_question

@@ -24,15 +24,23 @@ if _typing.TYPE_CHECKING:
     from ._core.errors import SpawnError as SpawnError
     from ._core.errors import StateTransitionError as StateTransitionError
     from ._core.errors import SupervisorError as SupervisorError
+    from ._core.events import DeliveryDead as DeliveryDead
+    from ._core.events import DeliveryDeadData as DeliveryDeadData
     from ._core.events import Event as Event
     from ._core.events import EventStamper as EventStamper
     from ._core.events import FrameInvalid as FrameInvalid
     from ._core.events import FrameInvalidData as FrameInvalidData
     from ._core.events import ProcessExit as ProcessExit
     from ._core.events import ProcessExitData as ProcessExitData
+    from ._core.events import ProcessStalled as ProcessStalled
     from ._core.events import ProcessStart as ProcessStart
     from ._core.events import ProcessStartData as ProcessStartData
     from ._core.events import ProcessStateChanged as ProcessStateChanged
+    from ._core.events import QuestionAnswered as QuestionAnswered
+    from ._core.events import QuestionTimeout as QuestionTimeout
+    from ._core.events import RouteOverflow as RouteOverflow
+    from ._core.events import RouteOverflowData as RouteOverflowData
+    from ._core.events import TaskTimeout as TaskTimeout
     from ._core.filter import FilterError as FilterError
     from ._core.filter import compile_filter as compile_filter
     from ._core.frames import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
@@ -67,13 +75,10 @@ if _typing.TYPE_CHECKING:
     from ._core.questions import AlreadyAnsweredError as AlreadyAnsweredError
     from ._core.questions import AnswerError as AnswerError
     from ._core.questions import InvalidResponseError as InvalidResponseError
-    from ._core.questions import QuestionAnswered as QuestionAnswered
     from ._core.questions import QuestionExpiredError as QuestionExpiredError
-    from ._core.questions import QuestionTimeout as QuestionTimeout
     from ._core.questions import UnknownQuestionError as UnknownQuestionError
     from ._core.state import ProcessState as ProcessState
     from ._core.summary import summarize as summarize
-    from ._core.tasks import TaskTimeout as TaskTimeout
     from ._metrics.server import MetricsAddress as MetricsAddress
     from ._metrics.server import bind_metrics_socket as bind_metrics_socket
     from ._metrics.server import serve_metrics as serve_metrics
@@ -81,7 +86,6 @@ if _typing.TYPE_CHECKING:
     from ._metrics.state import SupervisorCollector as SupervisorCollector
     from ._process.child import ChildSpec as ChildSpec
     from ._process.program import ControlError as ControlError
-    from ._process.program import ProcessStalled as ProcessStalled
     from ._process.program import ProgramStatus as ProgramStatus
     from ._process.program import ProgramSupervisor as ProgramSupervisor
     from ._process.queue import EventQueue as EventQueue
@@ -97,10 +101,6 @@ if _typing.TYPE_CHECKING:
     from ._routing.journal import AsyncJournal as AsyncJournal
     from ._routing.journal import DeadLetter as DeadLetter
     from ._routing.journal import Journal as Journal
-    from ._routing.router import DeliveryDead as DeliveryDead
-    from ._routing.router import DeliveryDeadData as DeliveryDeadData
-    from ._routing.router import RouteOverflow as RouteOverflow
-    from ._routing.router import RouteOverflowData as RouteOverflowData
     from ._routing.router import RouteStats as RouteStats
     from ._supervisor import Supervisor as Supervisor
     from .sinks import CallbackSink as CallbackSink
@@ -262,7 +262,7 @@ _LAZY: dict[str, str] = {
     "ProgramSupervisor": "._process.program",
     "ProgramStatus": "._process.program",
     "ControlError": "._process.program",
-    "ProcessStalled": "._process.program",
+    "ProcessStalled": "._core.events",
     "SupervisorConfig": "._config",
     "load_config": "._config",
     "BackoffConfig": "._config",
@@ -277,9 +277,9 @@ _LAZY: dict[str, str] = {
     "UnknownQuestionError": "._core.questions",
     "QuestionExpiredError": "._core.questions",
     "InvalidResponseError": "._core.questions",
-    "QuestionAnswered": "._core.questions",
-    "QuestionTimeout": "._core.questions",
-    "TaskTimeout": "._core.tasks",
+    "QuestionAnswered": "._core.events",
+    "QuestionTimeout": "._core.events",
+    "TaskTimeout": "._core.events",
     "Supervisor": "._supervisor",
     "CallbackSink": ".sinks",
     "CapturingSink": ".sinks",
@@ -291,10 +291,10 @@ _LAZY: dict[str, str] = {
     "CommandSinkConfig": "._routing.config",
     "WebhookSinkConfig": "._routing.config",
     "RouteStats": "._routing.router",
-    "RouteOverflow": "._routing.router",
-    "RouteOverflowData": "._routing.router",
-    "DeliveryDead": "._routing.router",
-    "DeliveryDeadData": "._routing.router",
+    "RouteOverflow": "._core.events",
+    "RouteOverflowData": "._core.events",
+    "DeliveryDead": "._core.events",
+    "DeliveryDeadData": "._core.events",
     "DeadLetter": "._routing.journal",
     "Journal": "._routing.journal",
     "AsyncJournal": "._routing.journal",

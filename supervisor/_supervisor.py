@@ -36,9 +36,15 @@ from ._cli.terminal import open_output_stream, warn
 from ._config import JournalConfig, ProgramConfig, SupervisorConfig
 from ._control.server import EventHub
 from ._core.errors import ConfigError, SinkError
-from ._core.events import Event, EventStamper, FrameInvalidData, FrameUntrustedData
+from ._core.events import (
+    Event,
+    EventStamper,
+    FrameInvalidData,
+    FrameUntrustedData,
+    QuestionAnswered,
+)
 from ._core.messages import IpcMessage
-from ._core.questions import AnswerError, QuestionAnswered, UnknownQuestionError
+from ._core.questions import AnswerError, UnknownQuestionError
 from ._process.program import ProgramStatus, ProgramSupervisor
 from ._process.queue import DEFAULT_ROOM, EventQueue
 from ._process.runner import TerminalSettings

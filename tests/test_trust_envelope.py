@@ -248,11 +248,9 @@ async def test_a_childs_lost_field_is_not_a_lost_task() -> None:
 
 def test_reserved_names_cover_every_event_supervise_emits() -> None:
     """A new event of supervise's own cannot be defined without reserving its name."""
-    import supervisor._control.server
-    import supervisor._routing.router  # noqa: F401
-    from supervisor._core.events import _OWN_MESSAGES
+    from supervisor._core.events import OWN_EVENTS
 
-    assert set(_OWN_MESSAGES) <= RESERVED_EVENTS
+    assert set(OWN_EVENTS) <= RESERVED_EVENTS
     for name in RESERVED_EVENTS:
         payload = json.dumps({"type": "ipc", "event": name, "data": {}}).encode()
         refused = validate_payload(payload)

@@ -67,14 +67,14 @@ import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import trio
 
 from .._cli.terminal import warn
 from .._core.errors import ConfigError
-from .._core.events import Event, _OwnMessage
-from .._core.messages import EventData, Question
+from .._core.events import Event, EventsDropped, EventsDroppedData
+from .._core.messages import Question
 from .._core.questions import AnswerError
 from .._core.state import ProcessState, is_alive
 from .._paths import check_private_dir
@@ -87,8 +87,6 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_CONNECTIONS",
     "EventHub",
-    "EventsDropped",
-    "EventsDroppedData",
     "RequestsInFlight",
     "control_dir",
     "prepare_control_dir",
@@ -176,21 +174,6 @@ def prepare_control_dir(path: Path) -> None:
 
 
 # -- events for `ctl tail` ----------------------------------------------------
-
-
-class EventsDroppedData(EventData):
-    """``events_dropped`` data: a tail lost events ``first_seq`` to ``last_seq``."""
-
-    count: int
-    first_seq: int
-    last_seq: int
-
-
-class EventsDropped(_OwnMessage):
-    """Sent to a tail that fell behind, in place of the events it lost."""
-
-    event: Literal["events_dropped"] = "events_dropped"
-    data: EventsDroppedData
 
 
 def _matcher(pattern: str | None) -> Callable[[Event], bool]:

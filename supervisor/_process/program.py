@@ -28,7 +28,6 @@ import signal
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Literal
 
 import trio
 
@@ -37,19 +36,20 @@ from .._config import ProgramConfig
 from .._core.backoff import BackoffPolicy, GiveUpRule, RestartTracker
 from .._core.errors import ConfigError, SpawnError, SupervisorError
 from .._core.events import (
-    Event,
-    EventStamper,
-    ProcessStateChanged,
-    ProcessStateData,
-    _OwnMessage,
-)
-from .._core.messages import ApprovalRequest, EventData, IpcMessage, Question
-from .._core.questions import (
-    AnswerVocabulary,
     ApprovalIgnored,
     ApprovalIgnoredData,
-    PendingQuestion,
+    Event,
+    EventStamper,
+    ProcessStalled,
+    ProcessStalledData,
+    ProcessStateChanged,
+    ProcessStateData,
     QuestionAnswered,
+)
+from .._core.messages import ApprovalRequest, IpcMessage, Question
+from .._core.questions import (
+    AnswerVocabulary,
+    PendingQuestion,
     QuestionBook,
     QuestionExpiredError,
 )
@@ -62,8 +62,6 @@ from .runner import ProgramRunner, TerminalSettings
 
 __all__ = [
     "ControlError",
-    "ProcessStalled",
-    "ProcessStalledData",
     "ProgramStatus",
     "ProgramSupervisor",
 ]
@@ -75,19 +73,6 @@ def _now_ms() -> int:
 
 class ControlError(SupervisorError):
     """A control request that cannot be carried out (e.g. start a running program)."""
-
-
-class ProcessStalledData(EventData):
-    """``process_stalled`` data: how long the child has been silent."""
-
-    silent_for: float
-    stall_timeout: float
-    action: str
-
-
-class ProcessStalled(_OwnMessage):
-    event: Literal["process_stalled"] = "process_stalled"
-    data: ProcessStalledData
 
 
 @dataclass(frozen=True)

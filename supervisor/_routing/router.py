@@ -34,23 +34,25 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from typing import Protocol
 
 import trio
 
 from .._core.backoff import BackoffPolicy
 from .._core.errors import SinkError
-from .._core.events import Event, _OwnMessage
-from .._core.messages import EventData, IpcMessage
+from .._core.events import (
+    DeliveryDead,
+    DeliveryDeadData,
+    Event,
+    RouteOverflow,
+    RouteOverflowData,
+)
+from .._core.messages import IpcMessage
 from ..sinks import Sink, send_batch
 from .config import RouteConfig, RouteMatcher
 from .journal import AsyncJournal, DeadLetter
 
 __all__ = [
-    "DeliveryDead",
-    "DeliveryDeadData",
-    "RouteOverflow",
-    "RouteOverflowData",
     "RouteStats",
     "Router",
 ]
@@ -66,34 +68,6 @@ _MARK_INTERVAL = 0.2
 _OVERFLOW_REPORT_INTERVAL = 1.0
 # Dead letters kept in memory when there is no journal.
 _MEMORY_DEAD_LETTERS = 10_000
-
-
-class RouteOverflowData(EventData):
-    """``route_overflow`` data: a lagging route dropped events."""
-
-    route: str
-    dropped: int
-    total_dropped: int
-
-
-class RouteOverflow(_OwnMessage):
-    event: Literal["route_overflow"] = "route_overflow"
-    data: RouteOverflowData
-
-
-class DeliveryDeadData(EventData):
-    """``delivery_dead`` data: an event a route gave up on (see ``ctl dead``)."""
-
-    route: str
-    seq: int
-    event: str
-    error: str
-    attempts: int
-
-
-class DeliveryDead(_OwnMessage):
-    event: Literal["delivery_dead"] = "delivery_dead"
-    data: DeliveryDeadData
 
 
 @dataclasses.dataclass
