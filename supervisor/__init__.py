@@ -7,6 +7,7 @@ Names are imported on first use, so a child that only needs the stdlib-only
 
 import importlib as _importlib
 import typing as _typing
+import warnings as _warnings
 
 if _typing.TYPE_CHECKING:
     from ._config import AnswersConfig as AnswersConfig
@@ -46,8 +47,8 @@ if _typing.TYPE_CHECKING:
     from ._core.frames import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
     from ._core.frames import Frame as Frame
     from ._core.frames import FrameDecoder as FrameDecoder
-    from ._core.frames import InvalidFrame as InvalidFrame
     from ._core.frames import LineEndRemoved as LineEndRemoved
+    from ._core.frames import MalformedFrame as MalformedFrame
     from ._core.frames import Output as Output
     from ._core.frames import Rejected as Rejected
     from ._core.messages import ApprovalRequest as ApprovalRequest
@@ -138,7 +139,6 @@ __all__ = [
     "FrameInvalidData",
     "GenericMessage",
     "GiveUpConfig",
-    "InvalidFrame",
     "InvalidResponseError",
     "IpcMessage",
     "Journal",
@@ -151,6 +151,7 @@ __all__ = [
     "LoopStart",
     "LoopStartData",
     "LoopStats",
+    "MalformedFrame",
     "MetricsAddress",
     "MetricsConfig",
     "MetricsState",
@@ -228,7 +229,7 @@ _LAZY: dict[str, str] = {
     "DEFAULT_MAX_FRAME_BYTES": "._core.frames",
     "Frame": "._core.frames",
     "FrameDecoder": "._core.frames",
-    "InvalidFrame": "._core.frames",
+    "MalformedFrame": "._core.frames",
     "LineEndRemoved": "._core.frames",
     "Output": "._core.frames",
     "Rejected": "._core.frames",
@@ -311,7 +312,22 @@ _LAZY: dict[str, str] = {
 }
 
 
+_DEPRECATED: dict[str, str] = {
+    # old name: new name. Each access warns, so the old name is not cached.
+    "InvalidFrame": "MalformedFrame",
+}
+"""Names kept importable for a while after a rename; accessing one warns."""
+
+
 def __getattr__(name: str) -> _typing.Any:
+    new_name = _DEPRECATED.get(name)
+    if new_name is not None:
+        _warnings.warn(
+            f"supervisor.{name} is deprecated; use supervisor.{new_name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return __getattr__(new_name)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'supervisor' has no attribute {name!r}")
