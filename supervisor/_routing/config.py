@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .._core.errors import ConfigError
 from .._core.events import Event
 from .._core.filter import FilterError, compile_filter
-from .._core.limits import MAX_FACTOR, Count, Seconds
+from .._core.limits import BackoffDelay, BackoffSettings, Count, Seconds
 
 if TYPE_CHECKING:
     from ..sinks import Sink
@@ -79,7 +79,7 @@ class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
-class RetryConfig(_Settings):
+class RetryConfig(BackoffSettings):
     """How a failed delivery is retried before it becomes a dead letter.
 
     Attributes:
@@ -95,16 +95,7 @@ class RetryConfig(_Settings):
     """
 
     max_attempts: Count | None = Field(default=None, ge=0)
-    initial: Seconds = Field(default=0.5, gt=0)
-    factor: float = Field(default=2.0, ge=1, le=MAX_FACTOR)
-    cap: Seconds = Field(default=60.0, gt=0)
-    jitter: Literal["full", "equal", "none"] = "equal"
-
-    @model_validator(mode="after")
-    def _cap_not_below_initial(self) -> RetryConfig:
-        if self.cap < self.initial:
-            raise ValueError(f"cap ({self.cap}) must not be below initial ({self.initial})")
-        return self
+    initial: BackoffDelay = 0.5
 
 
 class FileSinkConfig(_Settings):
