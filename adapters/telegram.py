@@ -75,8 +75,11 @@ _MAX_TOKENS = 10 * _MAX_TRACKED
 _ROUTE = "telegram"
 
 
-class BotApiError(Exception):
+class BotApiError(SinkError):
     """A Bot API call failed; the message never holds the token.
+
+    A :class:`SinkError` (sink ``telegram``), so one ``except SupervisorError``
+    covers it; its message names the method instead of the sink.
 
     Attributes:
         method: the API method.
@@ -90,12 +93,13 @@ class BotApiError(Exception):
         self, method: str, status: int | None, description: str, retry_after: float | None = None
     ) -> None:
         where = f"HTTP {status}" if status is not None else "network error"
-        super().__init__(f"telegram {method}: {where}: {description}")
+        retryable = status is None or status == 429 or status >= 500
+        problem = f"{method}: {where}: {description}"
+        super().__init__("telegram", problem, retryable=retryable, retry_after=retry_after)
+        self.args = (f"telegram {problem}",)
         self.method = method
         self.status = status
         self.description = description
-        self.retry_after = retry_after
-        self.retryable = status is None or status == 429 or status >= 500
 
 
 class BotApi:

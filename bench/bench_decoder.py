@@ -60,10 +60,12 @@ from typing import Any
 from _report import print_table
 
 try:
-    from supervisor import Frame, FrameDecoder, InvalidFrame, Output, Rejected, validate_payload
+    from supervisor import Frame, FrameDecoder, MalformedFrame, Output, validate_payload
+    from supervisor.lowlevel import Rejected
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from supervisor import Frame, FrameDecoder, InvalidFrame, Output, Rejected, validate_payload
+    from supervisor import Frame, FrameDecoder, MalformedFrame, Output, validate_payload
+    from supervisor.lowlevel import Rejected
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -252,12 +254,12 @@ def run_decoder(chunks: Sequence[bytes], validate: Callable[[bytes], Any]) -> De
                 counts.output_bytes += len(item.data)  # type: ignore[union-attr]
             elif kind is Frame:
                 counts.frames += 1
-            elif kind is InvalidFrame:
+            elif kind is MalformedFrame:
                 counts.invalid += 1
     for item in decoder.close():
         if type(item) is Frame:
             counts.frames += 1
-        elif type(item) is InvalidFrame:
+        elif type(item) is MalformedFrame:
             counts.invalid += 1
     return counts
 

@@ -28,10 +28,10 @@ with atheris.instrument_imports():
     from supervisor._config import load_config
     from supervisor._control.server import _parse as parse_control_request
     from supervisor._control.server import _RequestError
-    from supervisor._core.errors import ConfigError
+    from supervisor._core.errors import ConfigError, FilterError
     from supervisor._core.events import Event
-    from supervisor._core.filter import FilterError, compile_filter
-    from supervisor._core.frames import Frame, FrameDecoder, InvalidFrame, LineEndRemoved, Output
+    from supervisor._core.filter import compile_filter
+    from supervisor._core.frames import Frame, FrameDecoder, LineEndRemoved, MalformedFrame, Output
     from supervisor._core.messages import validate_payload
     from supervisor._routing.config import parse_route_shortcut
 
@@ -52,7 +52,7 @@ def _decoder(data: bytes) -> None:
     rebuilt = b"".join(
         item.raw for item in items if isinstance(item, Output | Frame | LineEndRemoved)
     )
-    assert not any(isinstance(item, InvalidFrame) and item.offset > len(stream) for item in items)
+    assert not any(isinstance(item, MalformedFrame) and item.offset > len(stream) for item in items)
     assert rebuilt == stream, "the decoder lost or reordered bytes"
 
 

@@ -27,13 +27,12 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_core import ErrorDetails
 
 from ._core.errors import ConfigError
 from ._core.frames import DEFAULT_MAX_FRAME_BYTES
-from ._core.limits import MAX_COUNT, MAX_FACTOR, MAX_NESTING, Count, Seconds
+from ._core.limits import MAX_COUNT, MAX_NESTING, BackoffSettings, Count, Seconds
 from ._core.program_name import default_program_name
 from ._paths import instance_name_problem, validate_instance_name
 from ._routing.config import FileRouteConfig, sink_secret_env
@@ -109,20 +108,10 @@ class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
-class BackoffConfig(_Settings):
+class BackoffConfig(BackoffSettings):
     """Delay between restarts: exponential, capped, jittered, reset after a stable run."""
 
-    initial: Seconds = Field(default=1.0, gt=0)
-    factor: float = Field(default=2.0, ge=1, le=MAX_FACTOR)
-    cap: Seconds = Field(default=60.0, gt=0)
-    jitter: Literal["full", "equal", "none"] = "equal"
     reset_after: Seconds = Field(default=60.0, ge=0)
-
-    @model_validator(mode="after")
-    def _cap_not_below_initial(self) -> BackoffConfig:
-        if self.cap < self.initial:
-            raise ValueError(f"cap ({self.cap}) must not be below initial ({self.initial})")
-        return self
 
 
 class GiveUpConfig(_Settings):

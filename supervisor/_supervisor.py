@@ -34,10 +34,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from ._config import JournalConfig, ProgramConfig, SupervisorConfig
-from ._core.errors import ConfigError, SinkError
-from ._core.events import Event, EventStamper, FrameInvalidData, FrameUntrustedData
+from ._core.errors import (
+    AnswerError,
+    ConfigError,
+    SinkError,
+    SupervisorNotRunningError,
+    UnknownNameError,
+    UnknownQuestionError,
+    UsageError,
+)
+from ._core.events import (
+    Event,
+    EventStamper,
+    FrameInvalidData,
+    FrameUntrustedData,
+    QuestionAnswered,
+)
 from ._core.messages import IpcMessage
-from ._core.questions import AnswerError, QuestionAnswered, UnknownQuestionError
 from ._process.program import ProgramStatus, ProgramSupervisor
 from ._process.queue import DEFAULT_ROOM, EventQueue
 from ._process.runner import TerminalSettings
@@ -211,7 +224,7 @@ class Supervisor:
     def add_program(self, config: ProgramConfig) -> ProgramSupervisor:
         """Supervise one more program (before :meth:`run`)."""
         if self._started:
-            raise RuntimeError("add programs before run()")
+            raise UsageError("add programs before run()")
         name = config.program_name
         if name in self.programs:
             raise ConfigError(f"programs.{name}", "a program of that name is already supervised")
@@ -239,7 +252,7 @@ class Supervisor:
                 settings.
         """
         if self._started:
-            raise RuntimeError("add routes before run()")
+            raise UsageError("add routes before run()")
         if any(existing.name == config.name for existing, _ in self._routes):
             raise ConfigError(f"routes.{config.name}", "a route of that name already exists")
         self.withhold_env(*sink_secret_env(config.sink))
@@ -276,7 +289,7 @@ class Supervisor:
         when :meth:`run` ends.
         """
         if self._started:
-            raise RuntimeError("add services before run()")
+            raise UsageError("add services before run()")
         self._services.append(service)
 
     def route(
@@ -407,8 +420,7 @@ class Supervisor:
         try:
             return self.programs[name]
         except KeyError:
-            known = ", ".join(self.programs)
-            raise KeyError(f"no program named {name!r} (programs: {known})") from None
+            raise UnknownNameError("program", name, tuple(self.programs)) from None
 
     @property
     def router(self) -> Router:
@@ -483,7 +495,7 @@ class Supervisor:
         killed without a chance to clean up, nor routes missing the end.
         """
         if self._started:
-            raise RuntimeError("a Supervisor runs once")
+            raise UsageError("a Supervisor runs once")
         self._started = True
         started, finished = trio.Event(), trio.Event()
         async with trio.open_nursery() as nursery:
@@ -674,11 +686,6 @@ async def open_supervisor(
             yield sup
         finally:
             sup.stop()
-
-
-class SupervisorNotRunningError(RuntimeError):
-    """What needs the running supervisor (its router, its journal) was asked
-    for before :meth:`Supervisor.run` started it."""
 
 
 def _journal_config(journal: JournalConfig | bool | None) -> JournalConfig | None:

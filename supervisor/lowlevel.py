@@ -26,10 +26,15 @@ cheap to import.
 from ._core.backoff import BackoffPolicy as BackoffPolicy
 from ._core.backoff import GiveUpRule as GiveUpRule
 from ._core.backoff import RestartTracker as RestartTracker
+from ._core.events import DeliveryDeadData as DeliveryDeadData
 from ._core.events import EventStamper as EventStamper
 from ._core.events import FrameInvalidData as FrameInvalidData
 from ._core.events import ProcessExitData as ProcessExitData
+from ._core.events import ProcessStalledData as ProcessStalledData
 from ._core.events import ProcessStartData as ProcessStartData
+from ._core.events import QuestionAnsweredData as QuestionAnsweredData
+from ._core.events import QuestionTimeoutData as QuestionTimeoutData
+from ._core.events import RouteOverflowData as RouteOverflowData
 from ._core.frames import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
 from ._core.frames import LineEndRemoved as LineEndRemoved
 from ._core.frames import Rejected as Rejected
@@ -44,8 +49,6 @@ from ._core.messages import QuestionOption as QuestionOption
 from ._core.messages import TaskCompleteData as TaskCompleteData
 from ._core.messages import TaskData as TaskData
 from ._core.messages import TaskFailedData as TaskFailedData
-from ._core.questions import QuestionAnsweredData as QuestionAnsweredData
-from ._core.questions import QuestionTimeoutData as QuestionTimeoutData
 from ._core.state import Trigger as Trigger
 from ._core.state import transition as transition
 from ._metrics.collector import SupervisorCollector as SupervisorCollector
@@ -55,7 +58,6 @@ from ._metrics.server import serve_metrics as serve_metrics
 from ._metrics.state import MetricsState as MetricsState
 from ._process.child import ChildSpec as ChildSpec
 from ._process.logfile import LineLog as LineLog
-from ._process.program import ProcessStalledData as ProcessStalledData
 from ._process.program import ProgramSupervisor as ProgramSupervisor
 from ._process.queue import EventQueue as EventQueue
 from ._process.runner import ProgramRunner as ProgramRunner
@@ -69,8 +71,6 @@ from ._routing.config import WebhookSinkConfig as WebhookSinkConfig
 from ._routing.hub import EventHub as EventHub
 from ._routing.journal import AsyncJournal as AsyncJournal
 from ._routing.journal import Journal as Journal
-from ._routing.router import DeliveryDeadData as DeliveryDeadData
-from ._routing.router import RouteOverflowData as RouteOverflowData
 from ._routing.router import Router as Router
 
 __all__ = [

@@ -23,11 +23,12 @@ from telegram_stub import telegram_stub
 from test_telegram import running
 
 from adapters import telegram
-from supervisor import Event, EventQueue, ProgramConfig, ProgramRunner, Supervisor
+from supervisor import Event, ProgramConfig, Supervisor
 from supervisor._core.bounds import MAX_EVENT_NAMES, MAX_NAMESPACES, OTHER
 from supervisor._core.messages import parse_message
 from supervisor._core.tasks import TaskTable
 from supervisor._process.program import ProgramSupervisor
+from supervisor.lowlevel import EventQueue, ProgramRunner
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:

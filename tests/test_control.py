@@ -26,7 +26,7 @@ import pytest
 import trio
 from conftest import child, pid_alive
 
-from supervisor import CapturingSink, Event, JournalConfig, ProgramConfig, Supervisor
+from supervisor import Event, JournalConfig, ProgramConfig, Supervisor
 from supervisor._cli import ctl as _ctl
 from supervisor._control.server import serve_control
 from supervisor._core.errors import ConfigError
@@ -35,6 +35,7 @@ from supervisor._core.messages import parse_message
 from supervisor._paths import control_dir, prepare_control_dir
 from supervisor._process.program import ProgramSupervisor
 from supervisor._routing.hub import EventHub
+from supervisor.testing import CapturingSink
 
 MESSAGE_ID = "11111111-2222-4333-8444-555555555555"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import ROOT, supervise
 
-from supervisor import Frame, FrameDecoder, InvalidFrame, validate_payload
+from supervisor import Frame, FrameDecoder, MalformedFrame, validate_payload
 from supervisor.emit import FrameWriter
 
 
@@ -32,7 +32,7 @@ def test_threads_never_interleave_frames() -> None:
     decoder = FrameDecoder(validate_payload)
     items = decoder.feed(stream.getvalue()) + decoder.close()
     assert sum(isinstance(i, Frame) for i in items) == 2400
-    assert not any(isinstance(i, InvalidFrame) for i in items)
+    assert not any(isinstance(i, MalformedFrame) for i in items)
 
 
 def test_fake_loopwork_under_supervise(tmp_path: Path) -> None:

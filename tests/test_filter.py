@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor import Event
-from supervisor._core.filter import FilterError, compile_filter, field_value
+from supervisor._core.errors import FilterError
+from supervisor._core.filter import compile_filter, field_value
 from supervisor._core.messages import parse_message
 
 

@@ -10,16 +10,9 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from supervisor import (
-    Frame,
-    FrameDecoder,
-    InvalidFrame,
-    LineEndRemoved,
-    Output,
-    Rejected,
-    validate_payload,
-)
+from supervisor import Frame, FrameDecoder, MalformedFrame, Output, validate_payload
 from supervisor._core.frames import DecodedItem
+from supervisor.lowlevel import LineEndRemoved, Rejected
 
 Item = DecodedItem[object]
 
@@ -129,7 +122,7 @@ def test_new_start_inside_open_frame() -> None:
     data = b"__IPC_START__{broken " + frame() + b"\n"
     items = decode([data])
     assert plain(items) == b"__IPC_START__{broken \n"
-    invalid = [i for i in items if isinstance(i, InvalidFrame)]
+    invalid = [i for i in items if isinstance(i, MalformedFrame)]
     assert [(i.reason, i.offset) for i in invalid] == [("unterminated", 0)]
     assert sum(isinstance(i, Frame) for i in items) == 1
 
@@ -153,7 +146,7 @@ def test_invalid_frame_stays_visible(payload: bytes, reason: str) -> None:
     raw = b"__IPC_START__" + payload + b"__IPC_END__"
     items = decode([b"ok\n" + raw + b"\n"])
     assert plain(items) == b"ok\n" + raw + b"\n"
-    (invalid,) = [i for i in items if isinstance(i, InvalidFrame)]
+    (invalid,) = [i for i in items if isinstance(i, MalformedFrame)]
     assert invalid.reason == reason
     assert invalid.offset == 3
     assert invalid.excerpt.startswith("__IPC_START__")
@@ -164,7 +157,7 @@ def test_schema_error_names_the_field_path() -> None:
     decoder = FrameDecoder(validate_payload)
     raw = frame("task_complete", taskId="A", duration="abc")
     items = decoder.feed(raw) + decoder.close()
-    (invalid,) = [i for i in items if isinstance(i, InvalidFrame)]
+    (invalid,) = [i for i in items if isinstance(i, MalformedFrame)]
     assert invalid.reason == "schema"
     assert invalid.detail.startswith("data.duration:")
 
@@ -173,7 +166,7 @@ def test_unterminated_at_end_of_stream() -> None:
     """An open frame at end of stream is flushed as output and reported."""
     items = decode([b'a\n__IPC_START__{"type":'])
     assert plain(items) == b'a\n__IPC_START__{"type":'
-    assert [i.reason for i in items if isinstance(i, InvalidFrame)] == ["unterminated"]
+    assert [i.reason for i in items if isinstance(i, MalformedFrame)] == ["unterminated"]
 
 
 def test_partial_marker_at_end_of_stream_is_output() -> None:
@@ -196,7 +189,7 @@ def test_oversize_frame_is_output_and_memory_stays_bounded() -> None:
     items.extend(decoder.feed(b"__IPC_END__\n" + frame() + b"\n"))
     items.extend(decoder.close())
     assert peak <= cap + 64
-    assert [i.reason for i in items if isinstance(i, InvalidFrame)] == ["oversize"]
+    assert [i.reason for i in items if isinstance(i, MalformedFrame)] == ["oversize"]
     assert plain(items) == b"__IPC_START__" + b"x" * 50000 + b"__IPC_END__\n"
     assert sum(isinstance(i, Frame) for i in items) == 1
 
@@ -207,7 +200,7 @@ def test_payload_exactly_at_cap_is_accepted() -> None:
     items = decode([b"__IPC_START__" + body + b"__IPC_END__"], max_frame_bytes=len(body))
     assert sum(isinstance(i, Frame) for i in items) == 1
     items = decode([b"__IPC_START__" + body + b"__IPC_END__"], max_frame_bytes=len(body) - 1)
-    assert [i.reason for i in items if isinstance(i, InvalidFrame)] == ["oversize"]
+    assert [i.reason for i in items if isinstance(i, MalformedFrame)] == ["oversize"]
 
 
 def test_offsets_count_from_stream_start() -> None:

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from supervisor._config import load_config
-from supervisor._core.errors import ConfigError
-from supervisor._core.filter import FilterError, compile_filter
+from supervisor._core.errors import ConfigError, FilterError
+from supervisor._core.filter import compile_filter
 from supervisor._routing.config import FileRouteConfig, parse_route_shortcut, parse_sink_spec
 
 settings.register_profile(

@@ -9,8 +9,8 @@ import pytest
 from conftest import supervise
 
 from supervisor._config import load_config
-from supervisor._core.errors import ConfigError
-from supervisor._core.filter import FilterError, compile_filter
+from supervisor._core.errors import ConfigError, FilterError
+from supervisor._core.filter import compile_filter
 
 PROGRAM = '[programs.x]\ncommand = "true"\n'
 

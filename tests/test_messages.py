@@ -12,19 +12,17 @@ from hypothesis import strategies as st
 from supervisor import (
     ApprovalRequest,
     Event,
-    EventStamper,
     FrameDecoder,
     GenericMessage,
     LoopEnd,
-    LoopStats,
     ProgressUpdate,
     Question,
-    Rejected,
     TaskComplete,
     TaskStart,
     validate_payload,
 )
 from supervisor.emit import FrameWriter
+from supervisor.lowlevel import EventStamper, LoopStats, Rejected
 
 
 def valid(payload: dict[str, object]) -> object:

@@ -16,17 +16,11 @@ import pytest
 import trio
 from conftest import child
 
-from supervisor import (
-    CapturingSink,
-    Event,
-    ProgramConfig,
-    RouteConfig,
-    SinkError,
-    Supervisor,
-)
+from supervisor import Event, ProgramConfig, RouteConfig, SinkError, Supervisor
 from supervisor._core.messages import IpcMessage, parse_message
 from supervisor._routing.journal import AsyncJournal
 from supervisor._routing.router import Router
+from supervisor.testing import CapturingSink
 
 _SEQ = itertools.count(1)
 

@@ -11,7 +11,8 @@ import trio.testing
 from conftest import child
 
 import supervisor
-from supervisor import Event, EventQueue, ProgramConfig, ProgramRunner, SpawnError
+from supervisor import Event, ProgramConfig, SpawnError
+from supervisor.lowlevel import EventQueue, ProgramRunner
 
 
 def open_fds() -> set[str]:

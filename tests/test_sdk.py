@@ -11,14 +11,8 @@ import pytest
 import trio
 from conftest import ROOT, finish, popen
 
-from supervisor import (
-    AlreadyAnsweredError,
-    CapturingSink,
-    Event,
-    ProgramConfig,
-    Supervisor,
-    UnknownQuestionError,
-)
+from supervisor import AlreadyAnsweredError, Event, ProgramConfig, Supervisor, UnknownQuestionError
+from supervisor.testing import CapturingSink
 
 FAKE = [sys.executable, str(ROOT / "examples" / "fake_loopwork.py")]
 

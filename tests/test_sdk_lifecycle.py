@@ -17,7 +17,6 @@ import trio
 from conftest import ROOT
 
 from supervisor import (
-    CapturingSink,
     ConfigError,
     JournalConfig,
     ProgramConfig,
@@ -25,6 +24,7 @@ from supervisor import (
     SupervisorNotRunningError,
     open_supervisor,
 )
+from supervisor.testing import CapturingSink
 
 SIGNALS = [sys.executable, str(ROOT / "tests" / "children" / "signals.py")]
 

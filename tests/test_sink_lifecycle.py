@@ -9,8 +9,9 @@ from types import TracebackType
 import trio
 from conftest import ROOT
 
-from supervisor import CapturingSink, Event, ProgramConfig, Supervisor, open_supervisor
+from supervisor import Event, ProgramConfig, Supervisor, open_supervisor
 from supervisor.sinks import BatchSink, Sink
+from supervisor.testing import CapturingSink
 
 SIGNALS = [sys.executable, str(ROOT / "tests" / "children" / "signals.py")]
 

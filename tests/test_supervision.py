@@ -12,9 +12,10 @@ import trio
 import trio.testing
 from conftest import child
 
-from supervisor import Event, EventQueue, ProgramConfig
-from supervisor._core.questions import AlreadyAnsweredError, UnknownQuestionError
-from supervisor._process.program import ControlError, ProgramSupervisor
+from supervisor import Event, ProgramConfig
+from supervisor._core.errors import AlreadyAnsweredError, ControlError, UnknownQuestionError
+from supervisor._process.program import ProgramSupervisor
+from supervisor.lowlevel import EventQueue
 
 MESSAGE_ID = "11111111-2222-4333-8444-555555555555"
 

@@ -24,14 +24,8 @@ import trio
 import trio.testing
 from conftest import FIXTURES, SUPERVISE, child, clean_env
 
-from supervisor import (
-    CapturingSink,
-    Event,
-    ProgramConfig,
-    QuestionExpiredError,
-    Supervisor,
-    UnknownQuestionError,
-)
+from supervisor import Event, ProgramConfig, QuestionExpiredError, Supervisor, UnknownQuestionError
+from supervisor.testing import CapturingSink
 
 
 class Collect(trio.abc.SendStream):

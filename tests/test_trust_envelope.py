@@ -22,12 +22,13 @@ from hypothesis import strategies as st
 from test_control import running, until
 
 from adapters.telegram_format import render_event
-from supervisor import CapturingSink, JournalConfig, ProgramConfig, Supervisor
+from supervisor import JournalConfig, ProgramConfig, Supervisor
 from supervisor._cli import ctl as _ctl
 from supervisor._core.events import ENVELOPE_KEYS, Event, EventStamper
 from supervisor._core.messages import RESERVED_EVENTS, IpcMessage, validate_payload
 from supervisor._metrics.state import MetricsState
 from supervisor._routing.journal import Journal
+from supervisor.testing import CapturingSink
 
 # The private control directory fixture of the control-socket tests.
 control_fixture = test_control.control
@@ -248,11 +249,9 @@ async def test_a_childs_lost_field_is_not_a_lost_task() -> None:
 
 def test_reserved_names_cover_every_event_supervise_emits() -> None:
     """A new event of supervise's own cannot be defined without reserving its name."""
-    import supervisor._control.server
-    import supervisor._routing.router  # noqa: F401
-    from supervisor._core.events import _OWN_MESSAGES
+    from supervisor._core.events import OWN_EVENTS
 
-    assert set(_OWN_MESSAGES) <= RESERVED_EVENTS
+    assert set(OWN_EVENTS) <= RESERVED_EVENTS
     for name in RESERVED_EVENTS:
         payload = json.dumps({"type": "ipc", "event": name, "data": {}}).encode()
         refused = validate_payload(payload)

@@ -71,11 +71,10 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import trio
 
-from .._core.errors import ConfigError
+from .._core.errors import AnswerError, ConfigError, ControlError
 from .._core.messages import Question
-from .._core.questions import AnswerError
 from .._core.state import ProcessState, is_alive
-from .._process.program import ControlError, ProgramStatus, ProgramSupervisor
+from .._process.program import ProgramStatus, ProgramSupervisor
 
 logger = logging.getLogger(__name__)
 

@@ -1,12 +1,27 @@
 """The exceptions ipc-supervisor raises.
 
-Catch the level you care about::
+Every exception the package raises is here, under one root. Catch the level
+you care about::
 
     SupervisorError
     ├── ConfigError (also a ValueError): bad options or configuration
+    ├── FilterError (also a ValueError): a filter expression that does not parse
     ├── SpawnError: the child could not be started
     ├── StateTransitionError: a trigger that the process state does not allow
-    └── SinkError: a subscriber failed to take an event
+    ├── SinkError: a subscriber failed to take an event
+    ├── AnswerError (also a ValueError): an answer was refused, nothing written
+    │   ├── UnknownQuestionError: no such question
+    │   ├── AlreadyAnsweredError: someone answered first
+    │   ├── QuestionExpiredError: timed out, or its program exited
+    │   └── InvalidResponseError: not an answer the question accepts
+    ├── ControlError: a control request that cannot be carried out
+    ├── UnknownNameError (also a LookupError): no program or route of that name
+    └── UsageError (also a RuntimeError): the SDK was used out of order
+        └── SupervisorNotRunningError: needs the running supervisor
+
+The Telegram adapter's ``BotApiError`` is a :class:`SinkError`. Private
+control-flow exceptions (a parser's ``_TooDeep``, the control socket's
+``_RequestError``, ``supervise ctl``'s ``CtlError``) never leave their module.
 
 A child that exits, or writes a malformed frame, is not an exception: it is
 an event (``process_exit``, ``frame_invalid``).
@@ -15,8 +30,25 @@ an event (``process_exit``, ``frame_invalid``).
 from __future__ import annotations
 
 import enum
+import json
 
-__all__ = ["ConfigError", "SinkError", "SpawnError", "StateTransitionError", "SupervisorError"]
+__all__ = [
+    "AlreadyAnsweredError",
+    "AnswerError",
+    "ConfigError",
+    "ControlError",
+    "FilterError",
+    "InvalidResponseError",
+    "QuestionExpiredError",
+    "SinkError",
+    "SpawnError",
+    "StateTransitionError",
+    "SupervisorError",
+    "SupervisorNotRunningError",
+    "UnknownNameError",
+    "UnknownQuestionError",
+    "UsageError",
+]
 
 
 class SupervisorError(Exception):
@@ -101,3 +133,118 @@ class SinkError(SupervisorError):
         self.problem = problem
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class FilterError(SupervisorError, ValueError):
+    """A filter expression does not parse; the message names the position.
+
+    The caller names where the filter came from (``routes.NAME.filter``)
+    when it turns this into a :class:`ConfigError`.
+    """
+
+
+class AnswerError(SupervisorError, ValueError):
+    """An answer was refused; nothing was written to the child.
+
+    Subclasses: :class:`UnknownQuestionError`, :class:`AlreadyAnsweredError`,
+    :class:`QuestionExpiredError`, :class:`InvalidResponseError`.
+
+    Attributes:
+        message_id: the question the answer was for.
+        problem: what is wrong, without the question id.
+    """
+
+    def __init__(self, message_id: str, problem: str) -> None:
+        super().__init__(f"question {message_id}: {problem}")
+        self.message_id = message_id
+        self.problem = problem
+
+
+class UnknownQuestionError(AnswerError):
+    """No question with this id is pending or remembered."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(message_id, "no such question")
+
+
+class AlreadyAnsweredError(AnswerError):
+    """Someone answered first.
+
+    Attributes:
+        by: who answered first, e.g. ``ctl`` or ``telegram:@alice``.
+        response: what they answered, as given.
+    """
+
+    def __init__(self, message_id: str, by: str, response: str) -> None:
+        super().__init__(message_id, f"already answered by {by} ({_quote(response)})")
+        self.by = by
+        self.response = response
+
+
+class QuestionExpiredError(AnswerError):
+    """The question timed out, or its program exited, before this answer.
+
+    Attributes:
+        reason: ``timed out`` or ``<program> exited``.
+    """
+
+    def __init__(self, message_id: str, reason: str) -> None:
+        super().__init__(message_id, f"expired ({reason})")
+        self.reason = reason
+
+
+class InvalidResponseError(AnswerError):
+    """The response is not one the question accepts.
+
+    Attributes:
+        response: the refused response, as given.
+        allowed: the accepted words, or empty when any single line is
+            accepted (a question without options).
+    """
+
+    def __init__(self, message_id: str, response: str, allowed: tuple[str, ...]) -> None:
+        if allowed:
+            problem = f"{_quote(response)} is not an answer; use one of: {', '.join(allowed)}"
+        else:
+            problem = f"{_quote(response)} is not an answer; it must be a single line"
+        super().__init__(message_id, problem)
+        self.response = response
+        self.allowed = allowed
+
+
+def _quote(text: str) -> str:
+    # JSON quoting escapes newlines, so error messages stay on one line.
+    return json.dumps(text, ensure_ascii=False)
+
+
+class ControlError(SupervisorError):
+    """A control request that cannot be carried out (e.g. start a running program)."""
+
+
+class UnknownNameError(SupervisorError, KeyError):
+    """No program, or no route, has this name (a KeyError, so a LookupError too).
+
+    Attributes:
+        kind: ``program`` or ``route``.
+        name: the name asked for.
+        known: the names there are.
+    """
+
+    def __init__(self, kind: str, name: str, known: tuple[str, ...]) -> None:
+        listed = ", ".join(known) or "none"
+        super().__init__(f"no {kind} named {name!r} ({kind}s: {listed})")
+        self.kind = kind
+        self.name = name
+        self.known = known
+
+    def __str__(self) -> str:  # not KeyError's repr()-quoted form: one plain line
+        return str(self.args[0])
+
+
+class UsageError(SupervisorError, RuntimeError):
+    """The SDK was used out of order (a route added after ``run()``, a second run)."""
+
+
+class SupervisorNotRunningError(UsageError):
+    """What needs the running supervisor (its router, its journal) was asked
+    for before :meth:`Supervisor.run` started it."""

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Generic, Literal, TypeAlias, cast
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,9 +38,16 @@ from .messages import RESERVED_EVENTS, EventData, GenericMessage, IpcMessage, pa
 
 __all__ = [
     "ENVELOPE_KEYS",
+    "OWN_EVENTS",
     "RESERVED_EVENTS",
+    "ApprovalIgnored",
+    "ApprovalIgnoredData",
+    "DeliveryDead",
+    "DeliveryDeadData",
     "Event",
     "EventStamper",
+    "EventsDropped",
+    "EventsDroppedData",
     "FrameInvalid",
     "FrameInvalidData",
     "FrameUntrusted",
@@ -47,11 +55,24 @@ __all__ = [
     "Position",
     "ProcessExit",
     "ProcessExitData",
+    "ProcessStalled",
+    "ProcessStalledData",
     "ProcessStart",
     "ProcessStartData",
     "ProcessStateChanged",
     "ProcessStateData",
+    "QuestionAnswered",
+    "QuestionAnsweredData",
+    "QuestionKind",
+    "QuestionTimeout",
+    "QuestionTimeoutData",
+    "QuestionWithdrawn",
+    "QuestionWithdrawnData",
+    "RouteOverflow",
+    "RouteOverflowData",
     "Source",
+    "TaskTimeout",
+    "TaskTimeoutData",
     "own_message_type",
 ]
 
@@ -104,15 +125,15 @@ class FrameInvalidData(EventData):
     excerpt: str
 
 
-_OWN_MESSAGES: dict[str, type[IpcMessage]] = {}
+QuestionKind: TypeAlias = Literal["question", "approval_request"]
 
 
 class _OwnMessage(IpcMessage):
     """Base of supervise's own messages, which need no ``type`` argument.
 
-    Each subclass registers under its event name, so an event log read back
-    (:meth:`Event.from_json`) gets its typed message again, wherever in the
-    package the subclass is defined.
+    Every subclass is listed in :data:`OWN_EVENTS` below, so an event log
+    read back (:meth:`Event.from_json`) gets its typed message again in any
+    interpreter, whatever else of the package it has imported.
     """
 
     type: Literal["ipc"] = "ipc"
@@ -121,11 +142,9 @@ class _OwnMessage(IpcMessage):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         default = cls.model_fields["event"].default
-        if isinstance(default, str):
-            if default not in RESERVED_EVENTS:
-                # Otherwise a child could send a frame that reads as this event.
-                raise TypeError(f"{default!r} must be listed in RESERVED_EVENTS")
-            _OWN_MESSAGES[default] = cls
+        if isinstance(default, str) and default not in RESERVED_EVENTS:
+            # Otherwise a child could send a frame that reads as this event.
+            raise TypeError(f"{default!r} must be listed in RESERVED_EVENTS")
 
 
 class ProcessStart(_OwnMessage):
@@ -183,9 +202,207 @@ class ProcessStateChanged(_OwnMessage):
     data: ProcessStateData
 
 
+# -- questions and approvals (see questions.py) ------------------------------
+
+
+class QuestionAnsweredData(EventData):
+    """``question_answered`` data.
+
+    ``decision`` is ``approve`` or ``deny`` for an approval answered through
+    the vocabulary, and None otherwise (questions, raw answers).
+    """
+
+    messageId: str
+    response: str
+    written: str
+    by: str
+    latency: float
+    decision: Literal["approve", "deny"] | None = None
+
+
+class QuestionTimeoutData(EventData):
+    """``question_timeout`` data: ``default`` is the word applied, or None."""
+
+    messageId: str
+    kind: QuestionKind
+    default: str | None
+    waited: float
+
+
+class QuestionWithdrawnData(EventData):
+    """``question_withdrawn`` data: the program left its prompt unanswered by supervise.
+
+    ``reason`` says how: the program wrote past the prompt (its own timeout,
+    or an answer from somewhere supervise does not see), or it exited.
+    """
+
+    messageId: str
+    kind: QuestionKind
+    reason: str
+    waited: float
+
+
+class ApprovalIgnoredData(EventData):
+    """``approval_ignored`` data: a denied task went on.
+
+    Attributes:
+        messageId: the approval request that was denied.
+        taskId: the task it was about.
+        event: the program's frame that showed the task going on.
+        by: who denied it (``ctl``, ``telegram:@alice``, ``timeout`` ...).
+        action: what happened besides this event: ``report`` or ``stop``.
+    """
+
+    messageId: str
+    taskId: str
+    event: str
+    by: str
+    action: str
+
+
+class QuestionAnswered(_OwnMessage):
+    """A pending question or approval was answered and the answer written."""
+
+    event: Literal["question_answered"] = "question_answered"
+    data: QuestionAnsweredData
+
+
+class QuestionTimeout(_OwnMessage):
+    """Nobody answered in time; ``data.default`` says what was applied."""
+
+    event: Literal["question_timeout"] = "question_timeout"
+    data: QuestionTimeoutData
+
+
+class QuestionWithdrawn(_OwnMessage):
+    """The question is gone without an answer from supervise; nothing was written."""
+
+    event: Literal["question_withdrawn"] = "question_withdrawn"
+    data: QuestionWithdrawnData
+
+
+class ApprovalIgnored(_OwnMessage):
+    """The program went on with a task whose approval was denied."""
+
+    event: Literal["approval_ignored"] = "approval_ignored"
+    data: ApprovalIgnoredData
+
+
+# -- tasks (see tasks.py) ----------------------------------------------------
+
+
+class TaskTimeoutData(EventData):
+    """``task_timeout`` data: a task has run for ``timeout`` seconds or more."""
+
+    taskId: str
+    namespace: str | None = None
+    title: str | None = None
+    elapsed: float
+    timeout: float
+
+
+class TaskTimeout(_OwnMessage):
+    """A task ran longer than the configured limit; sent once per task.
+
+    The task stays in flight: it may still complete, fail or be lost later.
+    """
+
+    event: Literal["task_timeout"] = "task_timeout"
+    data: TaskTimeoutData
+
+
+# -- routes (see _routing/router.py) -----------------------------------------
+
+
+class RouteOverflowData(EventData):
+    """``route_overflow`` data: a lagging route dropped events."""
+
+    route: str
+    dropped: int
+    total_dropped: int
+
+
+class RouteOverflow(_OwnMessage):
+    event: Literal["route_overflow"] = "route_overflow"
+    data: RouteOverflowData
+
+
+class DeliveryDeadData(EventData):
+    """``delivery_dead`` data: an event a route gave up on (see ``ctl dead``)."""
+
+    route: str
+    seq: int
+    event: str
+    error: str
+    attempts: int
+
+
+class DeliveryDead(_OwnMessage):
+    event: Literal["delivery_dead"] = "delivery_dead"
+    data: DeliveryDeadData
+
+
+# -- process watchdog (see _process/program.py) ------------------------------
+
+
+class ProcessStalledData(EventData):
+    """``process_stalled`` data: how long the child has been silent."""
+
+    silent_for: float
+    stall_timeout: float
+    action: str
+
+
+class ProcessStalled(_OwnMessage):
+    event: Literal["process_stalled"] = "process_stalled"
+    data: ProcessStalledData
+
+
+# -- control socket tails (see _control/server.py) ---------------------------
+
+
+class EventsDroppedData(EventData):
+    """``events_dropped`` data: a tail lost events ``first_seq`` to ``last_seq``."""
+
+    count: int
+    first_seq: int
+    last_seq: int
+
+
+class EventsDropped(_OwnMessage):
+    """Sent to a tail that fell behind, in place of the events it lost."""
+
+    event: Literal["events_dropped"] = "events_dropped"
+    data: EventsDroppedData
+
+
+OWN_EVENTS: Mapping[str, type[IpcMessage]] = MappingProxyType(
+    {
+        "process_start": ProcessStart,
+        "process_exit": ProcessExit,
+        "process_state": ProcessStateChanged,
+        "process_stalled": ProcessStalled,
+        "frame_invalid": FrameInvalid,
+        "frame_untrusted": FrameUntrusted,
+        "question_answered": QuestionAnswered,
+        "question_timeout": QuestionTimeout,
+        "question_withdrawn": QuestionWithdrawn,
+        "approval_ignored": ApprovalIgnored,
+        "task_timeout": TaskTimeout,
+        "route_overflow": RouteOverflow,
+        "delivery_dead": DeliveryDead,
+        "events_dropped": EventsDropped,
+    }
+)
+"""Every event of supervise's own, by name: how :meth:`Event.from_json` finds
+the class of a ``"source": "supervisor"`` line. Written out rather than
+collected by subclass registration, so it does not depend on which modules
+happen to be imported."""
+
+
 def own_message_type(event: str) -> type[IpcMessage]:
     """The class of supervise's own message ``event`` (GenericMessage if unknown)."""
-    return _OWN_MESSAGES.get(event, GenericMessage)
+    return OWN_EVENTS.get(event, GenericMessage)
 
 
 MessageT = TypeVar("MessageT", bound=IpcMessage, default=IpcMessage, covariant=True)
@@ -322,7 +539,7 @@ class Event(Generic[MessageT]):
             for key, value in extra.items():
                 if key not in _PROTOCOL_KEYS:
                     message_fields.setdefault(key, value)
-        own = _OWN_MESSAGES.get(fields.get("event", "")) if source == "supervisor" else None
+        own = OWN_EVENTS.get(fields.get("event", "")) if source == "supervisor" else None
         # supervise also speaks the child's vocabulary (a lost task's
         # task_failed), so anything not its own parses as a child message.
         message = (

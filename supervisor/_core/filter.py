@@ -37,6 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .errors import FilterError
 from .events import Event
 
 __all__ = ["FilterError", "Predicate", "compile_filter", "field_value"]
@@ -70,10 +71,6 @@ MAX_FILTER_LENGTH = 10_000
 MAX_FILTER_DEPTH = 100
 """The deepest nesting of parentheses, ``not`` and list literals: deeper would
 exhaust the parser's recursion long before it meant anything."""
-
-
-class FilterError(ValueError):
-    """A filter expression does not parse; the message names the position."""
 
 
 @dataclass(frozen=True, slots=True)

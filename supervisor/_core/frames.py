@@ -6,7 +6,7 @@ A supervised child writes ordinary terminal output with frames mixed in::
 
 :class:`FrameDecoder` turns bytes, fed in any chunking, into an ordered list of
 items: :class:`Output` (bytes to pass through to the terminal), :class:`Frame`
-(a payload accepted by the validator), :class:`InvalidFrame` (a report about
+(a payload accepted by the validator), :class:`MalformedFrame` (a report about
 bytes that looked like a frame but were not one; those bytes are *also* handed
 back as :class:`Output`, so nothing a child writes is ever hidden) and
 :class:`LineEndRemoved` (the newline that followed a frame standing alone on
@@ -20,7 +20,7 @@ with hypothesis:
 1. Feeding the input in pieces yields the same items as feeding it whole
    (after joining adjacent :class:`Output` items).
 2. Concatenating, in order, the bytes of every Output, Frame and
-   LineEndRemoved item (:class:`InvalidFrame` carries none: its bytes travel
+   LineEndRemoved item (:class:`MalformedFrame` carries none: its bytes travel
    as Output) reproduces the input exactly. A caller that wants frames left
    in its passthrough (to nest one supervisor under another) writes every
    item's bytes; one that removes them writes only Output.
@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeAlias, TypeVar
 
+from .errors import UsageError
+
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "END_MARKER",
@@ -43,9 +45,9 @@ __all__ = [
     "DecodedItem",
     "Frame",
     "FrameDecoder",
-    "InvalidFrame",
     "InvalidReason",
     "LineEndRemoved",
+    "MalformedFrame",
     "Output",
     "Rejected",
 ]
@@ -114,7 +116,7 @@ class Frame(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
-class InvalidFrame:
+class MalformedFrame:
     """Report of bytes that opened a frame but did not make a valid one.
 
     The bytes themselves are delivered as :class:`Output` right before this
@@ -140,7 +142,7 @@ class LineEndRemoved:
     raw: bytes
 
 
-DecodedItem: TypeAlias = Output | Frame[T] | InvalidFrame | LineEndRemoved
+DecodedItem: TypeAlias = Output | Frame[T] | MalformedFrame | LineEndRemoved
 Validator: TypeAlias = Callable[[bytes], "T | Rejected"]
 
 
@@ -224,7 +226,7 @@ class FrameDecoder(Generic[T]):
             RuntimeError: if called after :meth:`close`.
         """
         if self._closed:
-            raise RuntimeError("feed() called after close()")
+            raise UsageError("feed() called after close()")
         items: list[DecodedItem[T]] = []
         if not self._pending:
             # Fast path: nothing held back, scan the caller's bytes directly.
@@ -367,7 +369,7 @@ class FrameDecoder(Generic[T]):
         """Hand the open frame's bytes up to ``cut`` back as output, report why."""
         raw = bytes(data[pos:cut])
         self._emit_plain(items, raw)
-        items.append(InvalidFrame(reason, self._offset + pos, detail, _excerpt(raw)))
+        items.append(MalformedFrame(reason, self._offset + pos, detail, _excerpt(raw)))
         self._state = self._PLAIN
         return cut
 

@@ -28,196 +28,45 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Literal
 
-from .errors import ConfigError, SupervisorError
-from .events import _OwnMessage
-from .messages import ApprovalRequest, EventData, Question, QuestionData
+from .errors import (
+    AlreadyAnsweredError,
+    AnswerError,
+    ConfigError,
+    InvalidResponseError,
+    QuestionExpiredError,
+    UnknownQuestionError,
+)
+from .events import (
+    QuestionAnswered,
+    QuestionAnsweredData,
+    QuestionKind,
+    QuestionTimeout,
+    QuestionTimeoutData,
+    QuestionWithdrawn,
+    QuestionWithdrawnData,
+)
+from .messages import ApprovalRequest, Question, QuestionData
 
 __all__ = [
     "DEFAULT_HISTORY",
     "AlreadyAnsweredError",
     "AnswerError",
     "AnswerVocabulary",
-    "ApprovalIgnored",
-    "ApprovalIgnoredData",
     "InvalidResponseError",
     "PendingQuestion",
-    "QuestionAnswered",
-    "QuestionAnsweredData",
     "QuestionBook",
     "QuestionExpiredError",
-    "QuestionKind",
-    "QuestionTimeout",
-    "QuestionTimeoutData",
-    "QuestionWithdrawn",
-    "QuestionWithdrawnData",
     "UnknownQuestionError",
     "answer_margin",
 ]
-
-QuestionKind: TypeAlias = Literal["question", "approval_request"]
 
 DEFAULT_HISTORY = 1000
 """How many answered or expired questions a :class:`QuestionBook` remembers."""
 
 
-# -- messages ----------------------------------------------------------------
-
-
-class QuestionAnsweredData(EventData):
-    """``question_answered`` data.
-
-    ``decision`` is ``approve`` or ``deny`` for an approval answered through
-    the vocabulary, and None otherwise (questions, raw answers).
-    """
-
-    messageId: str
-    response: str
-    written: str
-    by: str
-    latency: float
-    decision: Literal["approve", "deny"] | None = None
-
-
-class QuestionTimeoutData(EventData):
-    """``question_timeout`` data: ``default`` is the word applied, or None."""
-
-    messageId: str
-    kind: QuestionKind
-    default: str | None
-    waited: float
-
-
-class QuestionWithdrawnData(EventData):
-    """``question_withdrawn`` data: the program left its prompt unanswered by supervise.
-
-    ``reason`` says how: the program wrote past the prompt (its own timeout,
-    or an answer from somewhere supervise does not see), or it exited.
-    """
-
-    messageId: str
-    kind: QuestionKind
-    reason: str
-    waited: float
-
-
-class ApprovalIgnoredData(EventData):
-    """``approval_ignored`` data: a denied task went on.
-
-    Attributes:
-        messageId: the approval request that was denied.
-        taskId: the task it was about.
-        event: the program's frame that showed the task going on.
-        by: who denied it (``ctl``, ``telegram:@alice``, ``timeout`` ...).
-        action: what happened besides this event: ``report`` or ``stop``.
-    """
-
-    messageId: str
-    taskId: str
-    event: str
-    by: str
-    action: str
-
-
-class QuestionAnswered(_OwnMessage):
-    """A pending question or approval was answered and the answer written."""
-
-    event: Literal["question_answered"] = "question_answered"
-    data: QuestionAnsweredData
-
-
-class QuestionTimeout(_OwnMessage):
-    """Nobody answered in time; ``data.default`` says what was applied."""
-
-    event: Literal["question_timeout"] = "question_timeout"
-    data: QuestionTimeoutData
-
-
-class QuestionWithdrawn(_OwnMessage):
-    """The question is gone without an answer from supervise; nothing was written."""
-
-    event: Literal["question_withdrawn"] = "question_withdrawn"
-    data: QuestionWithdrawnData
-
-
-class ApprovalIgnored(_OwnMessage):
-    """The program went on with a task whose approval was denied."""
-
-    event: Literal["approval_ignored"] = "approval_ignored"
-    data: ApprovalIgnoredData
-
-
 # -- errors ------------------------------------------------------------------
-
-
-class AnswerError(SupervisorError, ValueError):
-    """An answer was refused; nothing was written to the child.
-
-    Subclasses: :class:`UnknownQuestionError`, :class:`AlreadyAnsweredError`,
-    :class:`QuestionExpiredError`, :class:`InvalidResponseError`.
-
-    Attributes:
-        message_id: the question the answer was for.
-        problem: what is wrong, without the question id.
-    """
-
-    def __init__(self, message_id: str, problem: str) -> None:
-        super().__init__(f"question {message_id}: {problem}")
-        self.message_id = message_id
-        self.problem = problem
-
-
-class UnknownQuestionError(AnswerError):
-    """No question with this id is pending or remembered."""
-
-    def __init__(self, message_id: str) -> None:
-        super().__init__(message_id, "no such question")
-
-
-class AlreadyAnsweredError(AnswerError):
-    """Someone answered first.
-
-    Attributes:
-        by: who answered first, e.g. ``ctl`` or ``telegram:@alice``.
-        response: what they answered, as given.
-    """
-
-    def __init__(self, message_id: str, by: str, response: str) -> None:
-        super().__init__(message_id, f"already answered by {by} ({_quote(response)})")
-        self.by = by
-        self.response = response
-
-
-class QuestionExpiredError(AnswerError):
-    """The question timed out, or its program exited, before this answer.
-
-    Attributes:
-        reason: ``timed out`` or ``<program> exited``.
-    """
-
-    def __init__(self, message_id: str, reason: str) -> None:
-        super().__init__(message_id, f"expired ({reason})")
-        self.reason = reason
-
-
-class InvalidResponseError(AnswerError):
-    """The response is not one the question accepts.
-
-    Attributes:
-        response: the refused response, as given.
-        allowed: the accepted words, or empty when any single line is
-            accepted (a question without options).
-    """
-
-    def __init__(self, message_id: str, response: str, allowed: tuple[str, ...]) -> None:
-        if allowed:
-            problem = f"{_quote(response)} is not an answer; use one of: {', '.join(allowed)}"
-        else:
-            problem = f"{_quote(response)} is not an answer; it must be a single line"
-        super().__init__(message_id, problem)
-        self.response = response
-        self.allowed = allowed
 
 
 def _quote(text: str) -> str:

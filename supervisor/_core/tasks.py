@@ -30,11 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from signal import Signals
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
-from .events import _OwnMessage
+from .events import TaskTimeout, TaskTimeoutData
 from .messages import (
-    EventData,
     IpcMessage,
     TaskComplete,
     TaskFailed,
@@ -48,8 +47,6 @@ __all__ = [
     "TaskOutcome",
     "TaskRecord",
     "TaskTable",
-    "TaskTimeout",
-    "TaskTimeoutData",
     "exit_cause",
 ]
 
@@ -61,26 +58,6 @@ at exit that routes deliver in seconds."""
 
 TaskKey: TypeAlias = tuple[str | None, str]
 """``(namespace, taskId)``: the same id in two namespaces is two tasks."""
-
-
-class TaskTimeoutData(EventData):
-    """``task_timeout`` data: a task has run for ``timeout`` seconds or more."""
-
-    taskId: str
-    namespace: str | None = None
-    title: str | None = None
-    elapsed: float
-    timeout: float
-
-
-class TaskTimeout(_OwnMessage):
-    """A task ran longer than the configured limit; sent once per task.
-
-    The task stays in flight: it may still complete, fail or be lost later.
-    """
-
-    event: Literal["task_timeout"] = "task_timeout"
-    data: TaskTimeoutData
 
 
 def exit_cause(exit_code: int | None, signal: int | None) -> str:

@@ -29,27 +29,27 @@ import signal
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Literal
 
 import trio
 
 from .._config import ProgramConfig
 from .._core.backoff import BackoffPolicy, GiveUpRule, RestartTracker
-from .._core.errors import ConfigError, SpawnError, SupervisorError
+from .._core.errors import ConfigError, ControlError, SpawnError
 from .._core.events import (
-    Event,
-    EventStamper,
-    ProcessStateChanged,
-    ProcessStateData,
-    _OwnMessage,
-)
-from .._core.messages import ApprovalRequest, EventData, IpcMessage, Question
-from .._core.questions import (
-    AnswerVocabulary,
     ApprovalIgnored,
     ApprovalIgnoredData,
-    PendingQuestion,
+    Event,
+    EventStamper,
+    ProcessStalled,
+    ProcessStalledData,
+    ProcessStateChanged,
+    ProcessStateData,
     QuestionAnswered,
+)
+from .._core.messages import ApprovalRequest, IpcMessage, Question
+from .._core.questions import (
+    AnswerVocabulary,
+    PendingQuestion,
     QuestionBook,
     QuestionExpiredError,
 )
@@ -64,8 +64,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ControlError",
-    "ProcessStalled",
-    "ProcessStalledData",
     "ProgramStatus",
     "ProgramSupervisor",
 ]
@@ -73,23 +71,6 @@ __all__ = [
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class ControlError(SupervisorError):
-    """A control request that cannot be carried out (e.g. start a running program)."""
-
-
-class ProcessStalledData(EventData):
-    """``process_stalled`` data: how long the child has been silent."""
-
-    silent_for: float
-    stall_timeout: float
-    action: str
-
-
-class ProcessStalled(_OwnMessage):
-    event: Literal["process_stalled"] = "process_stalled"
-    data: ProcessStalledData
 
 
 @dataclass(frozen=True)

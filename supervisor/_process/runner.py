@@ -47,8 +47,8 @@ from .._core.frames import (
     DecodedItem,
     Frame,
     FrameDecoder,
-    InvalidFrame,
     LineEndRemoved,
+    MalformedFrame,
     Output,
     _excerpt,
 )
@@ -426,7 +426,7 @@ class ProgramRunner:
                     name = OTHER
                 frames[name] += 1
                 messages.append((message, "child", position))
-            elif type(item) is InvalidFrame:
+            elif type(item) is MalformedFrame:
                 self.stats.frames_invalid[item.reason] += 1
                 data = FrameInvalidData(
                     reason=item.reason, offset=item.offset, detail=item.detail, excerpt=item.excerpt

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .._core.errors import ConfigError
+from .._core.errors import ConfigError, FilterError
 from .._core.events import Event
-from .._core.filter import FilterError, compile_filter
-from .._core.limits import MAX_FACTOR, Count, Seconds
+from .._core.filter import compile_filter
+from .._core.limits import BackoffDelay, BackoffSettings, Count, Seconds
 from .._core.match import glob_matcher
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
-class RetryConfig(_Settings):
+class RetryConfig(BackoffSettings):
     """How a failed delivery is retried before it becomes a dead letter.
 
     Attributes:
@@ -91,16 +91,7 @@ class RetryConfig(_Settings):
     """
 
     max_attempts: Count | None = Field(default=None, ge=0)
-    initial: Seconds = Field(default=0.5, gt=0)
-    factor: float = Field(default=2.0, ge=1, le=MAX_FACTOR)
-    cap: Seconds = Field(default=60.0, gt=0)
-    jitter: Literal["full", "equal", "none"] = "equal"
-
-    @model_validator(mode="after")
-    def _cap_not_below_initial(self) -> RetryConfig:
-        if self.cap < self.initial:
-            raise ValueError(f"cap ({self.cap}) must not be below initial ({self.initial})")
-        return self
+    initial: BackoffDelay = 0.5
 
 
 class FileSinkConfig(_Settings):

@@ -13,33 +13,16 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
 
 import trio
 
-from .._core.events import Event, _OwnMessage
+from .._core.events import Event, EventsDropped, EventsDroppedData
 from .._core.match import event_matcher
-from .._core.messages import EventData
 
-__all__ = ["DEFAULT_TAIL_BUFFER", "EventHub", "EventsDropped", "EventsDroppedData"]
+__all__ = ["DEFAULT_TAIL_BUFFER", "EventHub"]
 
 DEFAULT_TAIL_BUFFER = 1000
 """Events held for a slow listener before it starts losing some."""
-
-
-class EventsDroppedData(EventData):
-    """``events_dropped`` data: a tail lost events ``first_seq`` to ``last_seq``."""
-
-    count: int
-    first_seq: int
-    last_seq: int
-
-
-class EventsDropped(_OwnMessage):
-    """Sent to a tail that fell behind, in place of the events it lost."""
-
-    event: Literal["events_dropped"] = "events_dropped"
-    data: EventsDroppedData
 
 
 @dataclasses.dataclass(eq=False)

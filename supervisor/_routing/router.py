@@ -35,14 +35,20 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol, cast
+from typing import Protocol, cast
 
 import trio
 
 from .._core.backoff import BackoffPolicy
-from .._core.errors import SinkError
-from .._core.events import Event, _OwnMessage
-from .._core.messages import EventData, IpcMessage
+from .._core.errors import SinkError, UnknownNameError
+from .._core.events import (
+    DeliveryDead,
+    DeliveryDeadData,
+    Event,
+    RouteOverflow,
+    RouteOverflowData,
+)
+from .._core.messages import IpcMessage
 from ..sinks import BatchSink, Sink
 from .config import RouteConfig, RouteMatcher
 from .journal import AsyncJournal, DeadLetter
@@ -50,10 +56,6 @@ from .journal import AsyncJournal, DeadLetter
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "DeliveryDead",
-    "DeliveryDeadData",
-    "RouteOverflow",
-    "RouteOverflowData",
     "RouteStats",
     "Router",
 ]
@@ -69,34 +71,6 @@ _MARK_INTERVAL = 0.2
 _OVERFLOW_REPORT_INTERVAL = 1.0
 # Dead letters kept in memory when there is no journal.
 _MEMORY_DEAD_LETTERS = 10_000
-
-
-class RouteOverflowData(EventData):
-    """``route_overflow`` data: a lagging route dropped events."""
-
-    route: str
-    dropped: int
-    total_dropped: int
-
-
-class RouteOverflow(_OwnMessage):
-    event: Literal["route_overflow"] = "route_overflow"
-    data: RouteOverflowData
-
-
-class DeliveryDeadData(EventData):
-    """``delivery_dead`` data: an event a route gave up on (see ``ctl dead``)."""
-
-    route: str
-    seq: int
-    event: str
-    error: str
-    attempts: int
-
-
-class DeliveryDead(_OwnMessage):
-    event: Literal["delivery_dead"] = "delivery_dead"
-    data: DeliveryDeadData
 
 
 @dataclasses.dataclass
@@ -677,8 +651,7 @@ class Router:
 
     def _check_route(self, route: str | None) -> None:
         if route is not None and route not in self._by_name:
-            known = ", ".join(self._by_name) or "none"
-            raise KeyError(f"no route named {route!r} (routes: {known})")
+            raise UnknownNameError("route", route, tuple(self._by_name))
 
     async def aclose(self) -> None:
         """Close every sink (after :meth:`drain`, and after cancelling :meth:`run`)."""
