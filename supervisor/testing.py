@@ -1,0 +1,91 @@
+"""Helpers for testing your own routing and sinks against a real supervisor.
+
+A test of a notifier or a route usually starts a real child, lets the
+supervisor route what it prints, and then waits until a sink (or a file, a
+journal, a metric) shows the result. Waiting is the part every test suite
+reinvents; :func:`wait_until` and :func:`wait_until_sync` do it once, with a
+bound, so a broken test fails with a message instead of hanging.
+
+:class:`CapturingSink` and :class:`CallbackSink` are re-exported here so a
+test needs one import.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from os import PathLike
+
+import trio
+
+from .sinks import CallbackSink, CapturingSink
+
+__all__ = [
+    "CallbackSink",
+    "CapturingSink",
+    "python_child",
+    "wait_until",
+    "wait_until_sync",
+]
+
+
+def _timed_out(message: str, timeout: float) -> AssertionError:
+    """The failure both waits raise: an assertion, so pytest shows ``message``."""
+    text = message or "the condition never held"
+    return AssertionError(f"{text} (waited {timeout:g} s)")
+
+
+async def wait_until(
+    predicate: Callable[[], object],
+    *,
+    # A bound in the call is the point: the test reads as one line per wait.
+    timeout: float = 5.0,  # noqa: ASYNC109
+    interval: float = 0.01,
+    message: str = "",
+) -> None:
+    """Wait (in trio) until ``predicate()`` is true, for at most ``timeout`` seconds.
+
+    The predicate is checked first without waiting, so a condition that already
+    holds costs no sleep. Polling is for conditions that nothing signals (a file
+    growing, a process exiting); where an event exists, wait on it instead.
+
+    Raises:
+        AssertionError: ``message`` (or a generic one), if the time ran out.
+    """
+    with trio.move_on_after(timeout):
+        # Polling on purpose: these conditions (files, processes) have no event.
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(interval)
+        return
+    if predicate():
+        return
+    raise _timed_out(message, timeout)
+
+
+def wait_until_sync(
+    predicate: Callable[[], object],
+    *,
+    timeout: float = 5.0,
+    interval: float = 0.01,
+    message: str = "",
+) -> None:
+    """The blocking twin of :func:`wait_until`, for tests outside trio.
+
+    Raises:
+        AssertionError: ``message`` (or a generic one), if the time ran out.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise _timed_out(message, timeout)
+        time.sleep(interval)
+
+
+def python_child(script: str | PathLike[str], *args: str) -> list[str]:
+    """The command line running ``script`` with this interpreter, unbuffered.
+
+    ``-u`` matters: a child whose output sits in its own buffer looks, to a
+    test, like a child that printed nothing.
+    """
+    return [sys.executable, "-u", str(script), *args]
