@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import functools
+import inspect
 import os
 import select
 import shutil
@@ -10,11 +12,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+
+from supervisor.testing import python_child
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILDREN = Path(__file__).resolve().parent / "children"
@@ -56,7 +61,7 @@ def _stop_leftover_processes() -> Iterator[None]:
 
 def child(name: str, *args: str) -> list[str]:
     """Command line running ``tests/children/NAME.py`` with this interpreter."""
-    return [sys.executable, "-u", str(CHILDREN / f"{name}.py"), *args]
+    return python_child(CHILDREN / f"{name}.py", *args)
 
 
 def supervise(
@@ -144,3 +149,35 @@ def finish(proc: subprocess.Popen[bytes], timeout: float = 20) -> tuple[int, byt
 def fixtures_dir() -> Path:
     """The real loopwork captures, kept in the repository (see their README)."""
     return FIXTURES
+
+
+#: Every trio test ends within this many seconds, whatever it waits on.
+TRIO_TEST_BOUND = 60.0
+
+
+def _bounded(test: Callable[..., Awaitable[object]]) -> Callable[..., Awaitable[object]]:
+    """``test`` run inside ``trio.fail_after``: a hung wait fails, it does not hang."""
+
+    @functools.wraps(test)
+    async def run(*args: Any, **kwargs: Any) -> object:
+        with trio.fail_after(TRIO_TEST_BOUND):
+            return await test(*args, **kwargs)
+
+    return run
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Bound every async test in time before pytest-trio wraps it to run.
+
+    A fixture cannot do this (pytest-trio runs fixtures in their own tasks, and
+    a cancel scope cannot span tasks), so the test function itself is wrapped.
+    Hypothesis tests are left alone: their inner test is swapped separately.
+    So are tests on ``autojump_clock``: there the bound would be virtual time,
+    which the clock jumps to at once (``faulthandler_timeout`` bounds them).
+    """
+    test = getattr(item, "obj", None)
+    on_mock_clock = "autojump_clock" in getattr(item, "fixturenames", ())
+    if inspect.iscoroutinefunction(test) and not hasattr(test, "hypothesis") and not on_mock_clock:
+        item.obj = _bounded(test)  # type: ignore[attr-defined]
+    yield

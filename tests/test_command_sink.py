@@ -18,6 +18,7 @@ import adapters.command
 from adapters.command import CommandSink
 from supervisor import ConfigError, Event, SinkError
 from supervisor._core.messages import parse_message
+from supervisor.testing import wait_until
 
 # Writes what the command received to the file named by its argument.
 RECORD = """
@@ -49,9 +50,9 @@ def fd_count() -> int:
 
 async def wait_gone(pid: int, timeout: float = 5) -> None:
     """Wait for ``pid`` to be dead (a SIGKILL takes effect asynchronously)."""
-    with trio.fail_after(timeout):
-        while pid_alive(pid):
-            await trio.sleep(0.01)
+    await wait_until(
+        lambda: not pid_alive(pid), timeout=timeout, message=f"process {pid} is still alive"
+    )
 
 
 async def test_event_arrives_on_stdin_and_in_environment(tmp_path: Path) -> None:

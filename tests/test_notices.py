@@ -8,7 +8,6 @@ under a real pty (pexpect), where its stdout and stderr are one terminal.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from supervisor._cli.notices import LineAwareOutput, LineTracker, NoticeGate
+from supervisor.testing import wait_until_sync
 
 TIMEOUT = 20
 NOTICE = b"supervise: invalid frame at byte 13"
@@ -50,10 +50,11 @@ def _spawn(spawned: list[pexpect.spawn], argv: list[str]) -> pexpect.spawn:
 
 def _wait_for(path: Path, marker: bytes) -> None:
     """Until ``path`` holds ``marker``: supervise's own record that it got that far."""
-    deadline = time.monotonic() + TIMEOUT
-    while not (path.exists() and marker in path.read_bytes()):
-        assert time.monotonic() < deadline, f"{path} never showed {marker!r}"
-        time.sleep(0.02)
+    wait_until_sync(
+        lambda: path.exists() and marker in path.read_bytes(),
+        timeout=TIMEOUT,
+        message=f"{path} never showed {marker!r}",
+    )
 
 
 def _release(fifo: Path) -> None:

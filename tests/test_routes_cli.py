@@ -19,6 +19,7 @@ from conftest import ROOT, SUPERVISE, child, finish, popen, supervise
 from test_webhook import body_of, headers_of, http_stub
 
 from adapters.webhook import verify
+from supervisor.testing import wait_until_sync
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -28,13 +29,6 @@ def write_config(path: Path, text: str) -> Path:
 
 def toml_list(argv: list[str]) -> str:
     return json.dumps(argv)
-
-
-def wait_for(predicate: Any, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def lines_of(path: Path) -> list[dict[str, Any]]:
@@ -72,7 +66,7 @@ retry = {{ initial = 0.05, cap = 0.2 }}
 
     first = popen([*SUPERVISE, "--config", str(config(30))], stdout=subprocess.PIPE)
     # The child is done and the route keeps failing: supervise is draining.
-    wait_for(lambda: journal.exists() and _journaled(journal) >= 30)
+    wait_until_sync(lambda: journal.exists() and _journaled(journal) >= 30, timeout=30)
     time.sleep(0.3)
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -283,7 +277,7 @@ sink = {{ type = "webhook", url = "http://127.0.0.1:{closed_port}/hook" }}
     proc = popen(
         [*SUPERVISE, "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    wait_for(lambda: _journaled(tmp_path / "j.db") >= 3)
+    wait_until_sync(lambda: _journaled(tmp_path / "j.db") >= 3, timeout=30)
     time.sleep(0.5)
     assert proc.poll() is None  # draining: the hook is down
     started = time.monotonic()
