@@ -5,6 +5,8 @@ from __future__ import annotations
 import atexit
 import functools
 import inspect
+import io
+import logging
 import os
 import select
 import shutil
@@ -70,7 +72,14 @@ def supervise(
     timeout: float = 60,
     stdin: int | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``python -m supervisor ARGS`` to completion and capture its output."""
+    """Run ``python -m supervisor ARGS`` to completion and capture its output.
+
+    ``check-config`` starts no child, so it runs in this process through
+    ``main([...])`` (the same code, without paying for a fresh interpreter);
+    everything else is a real subprocess.
+    """
+    if args[:1] == ("check-config",) and input is None and stdin is None:
+        return _main_in_process(list(args))
     return subprocess.run(
         [*SUPERVISE, *args],
         input=input,
@@ -81,6 +90,60 @@ def supervise(
         env=clean_env(),
         check=False,
     )
+
+
+def _main_in_process(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """``main(argv)`` with fds 1 and 2 captured, in the project's directory, as a run would be."""
+    from supervisor._cli.main import main
+
+    loggers = [logging.getLogger(name) for name in ("supervisor", "adapters")]
+    logger_state = [(lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
+    saved_env = os.environ.copy()
+    os.environ.update({"XDG_RUNTIME_DIR": RUNTIME_DIR})
+    os.environ.pop("TMUX", None)
+    os.environ.pop("TMUX_PANE", None)
+    cwd = os.getcwd()
+    captured = [tempfile.TemporaryFile() for _ in range(2)]  # noqa: SIM115 - closed by _read_all
+    saved = [os.dup(1), os.dup(2)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.chdir(ROOT)
+        for fd, file in zip((1, 2), captured, strict=True):
+            os.dup2(file.fileno(), fd)
+        # pytest points sys.stdout/err at its own files, not at fds 1 and 2.
+        streams = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = (
+            io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), write_through=True) for fd in (1, 2)
+        )
+        try:
+            status = main(argv)
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 2
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            sys.stdout, sys.stderr = streams
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for lg, (handlers, propagate, level) in zip(loggers, logger_state, strict=True):
+            lg.handlers, lg.propagate, lg.level = handlers, propagate, level
+    out, err = (_read_all(file) for file in captured)
+    return subprocess.CompletedProcess([*SUPERVISE, *argv], status, out, err)
+
+
+def _read_all(file: Any) -> bytes:
+    with file:
+        file.seek(0)
+        data: bytes = file.read()
+    return data
 
 
 # Control sockets of the supervisors the tests start live here, not in the

@@ -435,3 +435,14 @@ def test_child_starts_with_default_signals(use_pty: bool) -> None:
     result = supervise(*flags, "--", "grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status")
     lines = result.stdout.decode().split()
     assert lines == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"]
+
+
+def test_help_from_a_real_interpreter() -> None:
+    """``python -m supervisor --help`` in a fresh process prints the usage and exits 0."""
+    result = subprocess.run(
+        [*SUPERVISE, "--help"], capture_output=True, timeout=60, cwd=ROOT, env=clean_env()
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"usage: supervise [options] -- COMMAND [ARGS...]\n")
+    assert b"check-config FILE" in result.stdout
+    assert result.stderr == b""
