@@ -101,7 +101,7 @@ def test_keep_frames_leaves_output_untouched(tmp_path: Path) -> None:
     """With --keep-frames the output is exactly what the child wrote; events still flow."""
     events = tmp_path / "events.jsonl"
     result = supervise("--keep-frames", "--events", str(events), "--", *child("all_bytes"))
-    direct = subprocess.run(child("all_bytes"), capture_output=True, check=True).stdout
+    direct = subprocess.run(child("all_bytes"), capture_output=True, check=True, timeout=60).stdout
     assert result.stdout == direct
     assert [e["event"] for e in read_events(events)] == ["process_start", "log", "process_exit"]
 
@@ -412,7 +412,12 @@ def test_control_directory_problems(tmp_path: Path) -> None:
     env = {**clean_env(), "XDG_RUNTIME_DIR": str(tmp_path / "missing" / "deeper")}
     (tmp_path / "missing").write_text("a file, so the directory cannot be made")
     run = subprocess.run(
-        [*SUPERVISE, "--", "echo", "hi"], capture_output=True, env=env, cwd=ROOT, check=False
+        [*SUPERVISE, "--", "echo", "hi"],
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+        timeout=60,
     )
     assert (run.returncode, run.stdout) == (0, b"hi\n")
     assert b"running without `supervise ctl`" in run.stderr
@@ -421,7 +426,12 @@ def test_control_directory_problems(tmp_path: Path) -> None:
     shared.chmod(0o777)
     env["XDG_RUNTIME_DIR"] = str(tmp_path / "shared")
     refused = subprocess.run(
-        [*SUPERVISE, "--", "echo", "hi"], capture_output=True, env=env, cwd=ROOT, check=False
+        [*SUPERVISE, "--", "echo", "hi"],
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+        timeout=60,
     )
     assert refused.returncode == 2
     assert refused.stdout == b""

@@ -228,6 +228,7 @@ def test_supervise_events_replays_the_journal(tmp_path: Path) -> None:
         capture_output=True,
         check=True,
         cwd=ROOT,
+        timeout=60,
     )
     events = [json.loads(line) for line in replay.stdout.splitlines()]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
@@ -238,6 +239,7 @@ def test_supervise_events_replays_the_journal(tmp_path: Path) -> None:
         capture_output=True,
         check=True,
         cwd=ROOT,
+        timeout=60,
     )
     assert [json.loads(line) for line in since.stdout.splitlines()] == events[middle:]
 

@@ -241,7 +241,7 @@ def test_default_state_directory_is_private(tmp_path: Path) -> None:
     """The state directory supervise creates for its journals is 0700."""
     env = {**clean_env(), "XDG_STATE_HOME": str(tmp_path / "state")}
     run = subprocess.run(
-        [*SUPERVISE, "--", "true"], env=env, cwd=ROOT, capture_output=True, check=False
+        [*SUPERVISE, "--", "true"], env=env, cwd=ROOT, capture_output=True, check=False, timeout=60
     )
     assert run.returncode == 0, run.stderr
     directory = tmp_path / "state" / "ipc-supervisor"
