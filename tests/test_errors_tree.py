@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
+from types import ModuleType
 
 import supervisor
 from supervisor._core import errors
@@ -14,8 +15,8 @@ from supervisor._core import errors
 PRIVATE = {"_TooDeep", "_RequestError", "CtlError"}
 
 
-def _all_modules() -> list[object]:
-    modules = []
+def _all_modules() -> list[ModuleType]:
+    modules: list[ModuleType] = []
     for package in ("supervisor", "adapters"):
         root = importlib.import_module(package)
         modules.append(root)
@@ -26,8 +27,9 @@ def _all_modules() -> list[object]:
 
 
 def _subclasses(cls: type) -> set[type]:
-    found = set()
-    for sub in cls.__subclasses__():
+    found: set[type] = set()
+    subclasses: list[type] = cls.__subclasses__()
+    for sub in subclasses:
         found |= {sub} | _subclasses(sub)
     return found
 

@@ -75,10 +75,10 @@ def test_a_moved_name_still_imports_with_a_deprecation_warning(name: str) -> Non
 def test_a_renamed_name_warns_and_gives_the_new_class() -> None:
     """``InvalidFrame`` became ``MalformedFrame``: the old name warns and is the same class."""
     with pytest.warns(DeprecationWarning, match="supervisor.MalformedFrame"):
-        old = supervisor.InvalidFrame  # type: ignore[attr-defined]
+        old = supervisor.InvalidFrame
     assert old is supervisor.MalformedFrame
     with pytest.warns(DeprecationWarning, match="InvalidFrame"):  # every access, not the first
-        from supervisor import InvalidFrame  # type: ignore[attr-defined]  # noqa: F401
+        from supervisor import InvalidFrame  # noqa: F401
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
@@ -86,7 +86,7 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(AttributeError, match="no_such_name"):
-            _ = supervisor.no_such_name  # type: ignore[attr-defined]
+            _ = supervisor.no_such_name
 
 
 def test_lowlevel_exports_exactly_what_it_imports() -> None:

@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 from supervisor._core.errors import ConfigError
 from supervisor._core.events import Event, ProcessExit, ProcessExitData
 from supervisor._core.messages import parse_message
+from supervisor._paths import state_dir
 from supervisor._routing.journal import (
     SCHEMA_VERSION,
     AsyncJournal,
     Journal,
     journal_path,
-    state_dir,
 )
 
 T0 = 1_795_236_690_000  # epoch ms

@@ -114,8 +114,12 @@ def test_own_events_and_labels_without_namespace() -> None:
         }
     )
     invalid = parse_message({"type": "ipc", "event": "log", "data": {"message": "m"}})
-    from supervisor._core.events import FrameInvalid, FrameInvalidData
-    from supervisor._core.questions import QuestionAnswered, QuestionAnsweredData
+    from supervisor._core.events import (
+        FrameInvalid,
+        FrameInvalidData,
+        QuestionAnswered,
+        QuestionAnsweredData,
+    )
 
     bad = FrameInvalid(data=FrameInvalidData(reason="json", offset=3, detail="d", excerpt="e"))
     answered = QuestionAnswered(

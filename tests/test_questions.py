@@ -9,20 +9,18 @@ from conftest import FIXTURES
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor._core.errors import ConfigError, SupervisorError
-from supervisor._core.messages import ApprovalRequest, Question, parse_message, validate_payload
-from supervisor._core.questions import (
+from supervisor._core.errors import (
     AlreadyAnsweredError,
     AnswerError,
-    AnswerVocabulary,
+    ConfigError,
     InvalidResponseError,
-    QuestionAnswered,
-    QuestionBook,
     QuestionExpiredError,
-    QuestionTimeout,
+    SupervisorError,
     UnknownQuestionError,
-    answer_margin,
 )
+from supervisor._core.events import QuestionAnswered, QuestionTimeout
+from supervisor._core.messages import ApprovalRequest, Question, parse_message, validate_payload
+from supervisor._core.questions import AnswerVocabulary, QuestionBook, answer_margin
 
 
 def approval(message_id: str = "a-1", **data: Any) -> ApprovalRequest:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor._core.events import Event
+from supervisor._core.events import Event, TaskTimeout
 from supervisor._core.messages import (
     IpcMessage,
     LogMessage,
@@ -18,7 +18,7 @@ from supervisor._core.messages import (
     TaskStart,
     parse_message,
 )
-from supervisor._core.tasks import TaskTable, TaskTimeout, exit_cause
+from supervisor._core.tasks import TaskTable, exit_cause
 
 
 def message(event: str, **data: Any) -> IpcMessage:
