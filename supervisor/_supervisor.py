@@ -27,12 +27,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from ._clock import Clock, SystemClock
 from ._config import JournalConfig, ProgramConfig, SupervisorConfig
 from ._core.errors import (
     AnswerError,
@@ -120,6 +120,11 @@ class Supervisor:
             (None: no metrics are kept). Serve it with
             :func:`supervisor.serve_metrics`, or read it in tests.
         namespace_label: break task metrics down by namespace.
+        clock: where wall time is read (event stamps, route ttl, dead
+            letters, journal pruning, delivery latency); the system's
+            clock by default. :class:`supervisor.testing.TrioWallClock`
+            makes it follow trio's clock, so a test's ``MockClock`` drives
+            all of them.
     """
 
     def __init__(
@@ -140,6 +145,7 @@ class Supervisor:
         prefix_reports: bool = True,
         registry: CollectorRegistry | None = None,
         namespace_label: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         if isinstance(programs, SupervisorConfig):
             config = programs
@@ -161,6 +167,7 @@ class Supervisor:
         self._input = input
         self._terminal = terminal
         self._keep_alive = keep_alive
+        self.clock: Clock = clock or SystemClock()
         self._exit_when_settled = exit_when_settled
         # The journal file is created and its connection opened only when the
         # run starts, and closed when it ends: a Supervisor built and never
@@ -170,7 +177,7 @@ class Supervisor:
         self._sequence = _Sequence()
         self._stamper = EventStamper(SUPERVISOR_PROGRAM, self._sequence)
         self._queue = EventQueue(_EVENT_BUFFER)
-        self.hub = EventHub()
+        self.hub = EventHub(clock=self.clock)
         self._routes: list[tuple[RouteConfig, Sink]] = []
         self._withheld_env: set[str] = set()
         self._services: list[Callable[..., Awaitable[object]]] = []
@@ -190,7 +197,7 @@ class Supervisor:
             from ._metrics.collector import SupervisorCollector
             from ._metrics.state import MetricsState
 
-            self.metrics = MetricsState(namespace_label=namespace_label)
+            self.metrics = MetricsState(namespace_label=namespace_label, clock=self.clock)
             registry.register(SupervisorCollector(self, self.metrics))
         if telegram is not None:
             self.withhold_env(*telegram.secret_env())
@@ -239,6 +246,7 @@ class Supervisor:
             keep_alive=self._keep_alive,
             on_settled=self._check_all_settled,
             withheld_env=self._withheld_env,
+            clock=self.clock,
         )
         self.programs[name] = program
         self._program_configs.append(config)
@@ -474,7 +482,7 @@ class Supervisor:
             self._all_settled.set()
 
     def _emit(self, message: IpcMessage) -> None:
-        event = self._stamper.stamp(message, time.time_ns() // 1_000_000, "supervisor")
+        event = self._stamper.stamp(message, self.clock.now_ms(), "supervisor")
         with contextlib.suppress(trio.ClosedResourceError):
             # Closed: the run is ending and nothing is routed any more.
             self._queue.put((event,))
@@ -528,6 +536,7 @@ class Supervisor:
             emit=self._emit,
             report=self._report,
             on_delivered=self.metrics.observe_delivery if self.metrics is not None else None,
+            clock=self.clock,
         )
         default_output: trio.abc.SendStream | None = None
         try:
@@ -648,6 +657,7 @@ class Supervisor:
                     max_age=config.max_age,
                     max_bytes=config.max_bytes or None,
                     keep_after=min(durable) if durable else None,
+                    now=self.clock.now_ms() / 1000,
                 )
             except Exception as exc:  # a full disk must not end supervision
                 self._report(f"journal: pruning failed: {exc}")
@@ -763,7 +773,7 @@ class _InvalidFrameReporter:
         self._unreported = 0
 
     def report(self, event: Event) -> None:
-        now = time.monotonic()
+        now = trio.current_time()
         if now - self._last < self._interval:
             self._unreported += 1
             return

@@ -14,6 +14,7 @@ beneath, each usable alone:
 - metrics (:class:`MetricsState`, :class:`SupervisorCollector`,
   :func:`serve_metrics`);
 - whole-line log files (:class:`LineLog`), for sinks that write files;
+- the wall clock every part reads (:class:`Clock`, :class:`SystemClock`);
 - the payload models of every event (``TaskData``, ``ApprovalRequestData``,
   ...), for annotations;
 - each sink's settings model (``FileSinkConfig``, ...); a route also takes
@@ -23,6 +24,8 @@ Importing this module imports all of them; ``supervisor`` itself stays
 cheap to import.
 """
 
+from ._clock import Clock as Clock
+from ._clock import SystemClock as SystemClock
 from ._core.backoff import BackoffPolicy as BackoffPolicy
 from ._core.backoff import GiveUpRule as GiveUpRule
 from ._core.backoff import RestartTracker as RestartTracker
@@ -79,6 +82,7 @@ __all__ = [
     "AsyncJournal",
     "BackoffPolicy",
     "ChildSpec",
+    "Clock",
     "CommandSinkConfig",
     "DeliveryDeadData",
     "EventData",
@@ -113,6 +117,7 @@ __all__ = [
     "Router",
     "RunStats",
     "SupervisorCollector",
+    "SystemClock",
     "TaskCompleteData",
     "TaskData",
     "TaskFailedData",

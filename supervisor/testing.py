@@ -6,6 +6,9 @@ journal, a metric) shows the result. Waiting is the part every test suite
 reinvents; :func:`wait_until` and :func:`wait_until_sync` do it once, with a
 bound, so a broken test fails with a message instead of hanging.
 
+:class:`TrioWallClock` makes a supervisor's wall time (event stamps, route
+ttl, dead letters) follow trio's clock, so ``MockClock`` drives them too.
+
 :class:`CapturingSink` and :class:`CallbackSink` are re-exported here so a
 test needs one import.
 """
@@ -19,11 +22,13 @@ from os import PathLike
 
 import trio
 
+from ._clock import TrioWallClock
 from .sinks import CallbackSink, CapturingSink
 
 __all__ = [
     "CallbackSink",
     "CapturingSink",
+    "TrioWallClock",
     "python_child",
     "wait_until",
     "wait_until_sync",

@@ -24,19 +24,30 @@ LAYER_MAY_IMPORT: dict[str, frozenset[str]] = {
     "emit": frozenset(),
     "_core": frozenset({"_core"}),
     "_paths": frozenset({"_core"}),
-    "_routing": frozenset({"_core", "_paths", "_routing", "sinks", "adapters"}),
+    "_clock": frozenset(),
+    "_routing": frozenset({"_core", "_clock", "_paths", "_routing", "sinks", "adapters"}),
     "_config": frozenset({"_core", "_paths", "_routing"}),
     "sinks": frozenset({"_core"}),
-    "_process": frozenset({"_core", "_paths", "_config", "_process"}),
-    "_metrics": frozenset({"_core", "_process", "_routing", "_metrics"}),
+    "_process": frozenset({"_core", "_clock", "_paths", "_config", "_process"}),
+    "_metrics": frozenset({"_core", "_clock", "_process", "_routing", "_metrics"}),
     "_supervisor": frozenset(
-        {"_core", "_paths", "_config", "_process", "_routing", "_metrics", "sinks"}
+        {"_core", "_clock", "_paths", "_config", "_process", "_routing", "_metrics", "sinks"}
     ),
     "_control": frozenset({"_core", "_paths", "_process", "_routing", "_supervisor", "_control"}),
     "lowlevel": frozenset(
-        {"_core", "_paths", "_config", "_process", "_routing", "_metrics", "_control", "sinks"}
+        {
+            "_core",
+            "_clock",
+            "_paths",
+            "_config",
+            "_process",
+            "_routing",
+            "_metrics",
+            "_control",
+            "sinks",
+        }
     ),
-    "testing": frozenset({"_core", "sinks"}),
+    "testing": frozenset({"_core", "_clock", "sinks"}),
     "__init__": frozenset(
         {"_core", "_config", "_process", "_routing", "_metrics", "_supervisor", "sinks", "testing"}
     ),

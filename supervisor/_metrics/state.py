@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -43,6 +42,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from .._clock import Clock, SystemClock
 from .._core.bounds import MAX_CHANNELS, MAX_EVENT_NAMES, MAX_NAMESPACES, LabelFold
 from .._core.events import Event
 
@@ -107,8 +107,9 @@ class MetricsState:
             (off: one series per program, whatever the namespaces).
     """
 
-    def __init__(self, *, namespace_label: bool = True) -> None:
+    def __init__(self, *, namespace_label: bool = True, clock: Clock | None = None) -> None:
         self.namespace_label = namespace_label
+        self._clock: Clock = clock or SystemClock()
         self.frames: defaultdict[LabelValues, int] = defaultdict(int)
         self.frames_invalid: defaultdict[LabelValues, int] = defaultdict(int)
         self.tasks: dict[str, defaultdict[LabelValues, int]] = {
@@ -187,7 +188,7 @@ class MetricsState:
 
     def observe_delivery(self, route: str, events: Sequence[Event]) -> None:
         """A route delivered ``events`` just now: how long after their receipt."""
-        now_ms = time.time_ns() / 1_000_000
+        now_ms = self._clock.now_ms()
         for event in events:
             self.delivery_latency.observe((route,), max(0.0, (now_ms - event.received_at) / 1000))
 

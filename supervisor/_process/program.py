@@ -26,12 +26,12 @@ import logging
 import math
 import random
 import signal
-import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 import trio
 
+from .._clock import Clock, SystemClock
 from .._config import ProgramConfig
 from .._core.backoff import BackoffPolicy, GiveUpRule, RestartTracker
 from .._core.errors import ConfigError, ControlError, SpawnError
@@ -67,10 +67,6 @@ __all__ = [
     "ProgramStatus",
     "ProgramSupervisor",
 ]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)
@@ -119,6 +115,7 @@ class ProgramSupervisor:
         terminal: pty settings from supervise's own streams.
         sequence: the run's event numbering, shared by all programs.
         rng: randomness for backoff jitter (seed it in tests).
+        clock: where wall time (event stamps, the child's start) is read.
         report: shows a one-line notice to the person watching (spawn errors,
             FATAL); the multi-program form puts the program's name in front.
         keep_alive: when the program settles (exits for good, FATAL, or is
@@ -141,7 +138,7 @@ class ProgramSupervisor:
         terminal: TerminalSettings | None = None,
         sequence: Iterator[int] | None = None,
         rng: random.Random | None = None,
-        wall_clock: Callable[[], int] = _now_ms,
+        clock: Clock | None = None,
         report: Callable[[str], None] = logger.warning,
         keep_alive: bool = False,
         on_settled: Callable[[], None] | None = None,
@@ -177,7 +174,7 @@ class ProgramSupervisor:
         )
         self._input = input
         self._terminal = terminal or TerminalSettings()
-        self._wall_clock = wall_clock
+        self._clock: Clock = clock or SystemClock()
         self._report = report
         self._keep_alive = keep_alive
         self._on_settled = on_settled
@@ -405,7 +402,7 @@ class ProgramSupervisor:
             output=self._output,
             input=self._input,
             terminal=self._terminal,
-            wall_clock=self._wall_clock,
+            clock=self._clock,
             stamper=self._stamper,
             observe=self._observe,
             on_prompt_left=self._prompt_left,
@@ -414,7 +411,7 @@ class ProgramSupervisor:
         )
         self._runner = runner
         self._stall_reported = False
-        self.started_at = time.time()
+        self.started_at = self._clock.now_ms() / 1000
         started = self._run_started = trio.current_time()
         spawn_errors: list[SpawnError] = []
         returncode = 0
@@ -444,7 +441,7 @@ class ProgramSupervisor:
             cause = f"process restarted: {self._restart_reason} ({cause})"
         elif self._stop_requested:
             cause = f"process stopped ({cause})"
-        for message in self.tasks.lose_all(cause, trio.current_time(), self._wall_clock()):
+        for message in self.tasks.lose_all(cause, trio.current_time(), self._clock.now_ms()):
             self._publish(message)
         self.questions.forget_program(self.name)
         self._denied.clear()
@@ -537,7 +534,7 @@ class ProgramSupervisor:
                 self._rearm.set()
         if now is not None:
             # The batch is queued already, so these come after it in seq order.
-            for lost in self.tasks.take_evicted(now, self._wall_clock()):
+            for lost in self.tasks.take_evicted(now, self._clock.now_ms()):
                 self._publish(lost)
 
     def _note_denial(self, pending: PendingQuestion, by: str) -> None:
@@ -668,4 +665,4 @@ class ProgramSupervisor:
         """
         if self._events is None:
             return
-        self._events.put((self._stamper.stamp(message, self._wall_clock(), "supervisor"),))
+        self._events.put((self._stamper.stamp(message, self._clock.now_ms(), "supervisor"),))

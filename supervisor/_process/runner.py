@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import signal
-import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 
 import trio
 
+from .._clock import Clock, SystemClock
 from .._config import ProgramConfig
 from .._core.bounds import MAX_EVENT_NAMES, MAX_LABEL_LENGTH, OTHER
 from .._core.events import (
@@ -107,10 +107,6 @@ class RunStats:
     frames_invalid: Counter[str] = field(default_factory=Counter)
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class ProgramRunner:
     """One run of one supervised program.
 
@@ -121,7 +117,7 @@ class ProgramRunner:
         output: where plain output goes (None: discard).
         input: what to forward to the child's stdin (None: nothing).
         terminal: pty settings derived from supervise's own streams.
-        wall_clock: epoch milliseconds, injectable for tests.
+        clock: where wall time (the events' ``received_at``) is read.
         stamper: numbers the events (share one to number several runs and
             programs in one series).
         observe: called with each batch of events, in order, as soon as they
@@ -146,7 +142,7 @@ class ProgramRunner:
         output: trio.abc.SendStream | None = None,
         input: trio.abc.ReceiveStream | None = None,
         terminal: TerminalSettings = TerminalSettings(),
-        wall_clock: Callable[[], int] = _now_ms,
+        clock: Clock | None = None,
         stamper: EventStamper | None = None,
         observe: Callable[[list[Event]], None] | None = None,
         on_prompt_left: Callable[[int], None] | None = None,
@@ -160,7 +156,7 @@ class ProgramRunner:
         self._output = output
         self._input = input
         self._terminal = terminal
-        self._wall_clock = wall_clock
+        self._clock: Clock = clock or SystemClock()
         self._stamper = stamper or EventStamper(config.program_name)
         self._observe = observe
         self._on_prompt_left = on_prompt_left
@@ -437,7 +433,7 @@ class ProgramRunner:
         if chunks:
             await self._write(b"".join(chunks))
         if messages:
-            now = self._wall_clock()
+            now = self._clock.now_ms()
             stamp = self._stamper.stamp
             await self._send_events(
                 [stamp(message, now, source, where) for message, source, where in messages]
@@ -506,7 +502,7 @@ class ProgramRunner:
             await queue.wait_for_room()
 
     async def _publish(self, message: IpcMessage, source: Source) -> None:
-        await self._send_events([self._stamper.stamp(message, self._wall_clock(), source)])
+        await self._send_events([self._stamper.stamp(message, self._clock.now_ms(), source)])
 
     async def send_input(self, data: bytes) -> None:
         """Write ``data`` to the child's stdin (an answer to its question).

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import time
 from collections.abc import Callable, Iterator, Sequence
 
 import trio
 
+from .._clock import Clock, SystemClock
 from .._core.events import Event, EventsDropped, EventsDroppedData
 from .._core.match import event_matcher
 
@@ -29,6 +29,7 @@ DEFAULT_TAIL_BUFFER = 1000
 class _Subscriber:
     matches: Callable[[Event], bool]
     channel: trio.MemorySendChannel[Event]
+    clock: Clock
     dropped: int = 0
     first_dropped: int = 0
     last_dropped: int = 0
@@ -40,9 +41,7 @@ class _Subscriber:
                 data = EventsDroppedData(
                     count=self.dropped, first_seq=self.first_dropped, last_seq=self.last_dropped
                 )
-                marker = Event(
-                    0, "", time.time_ns() // 1_000_000, "supervisor", EventsDropped(data=data)
-                )
+                marker = Event(0, "", self.clock.now_ms(), "supervisor", EventsDropped(data=data))
                 self.channel.send_nowait(marker)
                 self.dropped = 0
             self.channel.send_nowait(event)
@@ -64,7 +63,8 @@ class EventHub:
 
     name = "control"
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or SystemClock()
         self._subscribers: list[_Subscriber] = []
         self._closed = False
 
@@ -104,7 +104,7 @@ class EventHub:
             buffer: events held for a slow reader before it loses some.
         """
         send, receive = trio.open_memory_channel[Event](buffer)
-        subscriber = _Subscriber(event_matcher(pattern), send)
+        subscriber = _Subscriber(event_matcher(pattern), send, self._clock)
         if self._closed:
             send.close()
         else:

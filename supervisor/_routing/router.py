@@ -39,6 +39,7 @@ from typing import Protocol, cast
 
 import trio
 
+from .._clock import Clock, SystemClock
 from .._core.backoff import BackoffPolicy
 from .._core.errors import SinkError, UnknownNameError
 from .._core.events import (
@@ -101,7 +102,9 @@ class _Entry:
 
 
 class _DeadLetterStore(Protocol):
-    async def add_dead(self, route: str, event: Event, error: str, attempts: int) -> object: ...
+    async def add_dead(
+        self, route: str, event: Event, error: str, attempts: int, *, failed_at: int | None = None
+    ) -> object: ...
     async def dead_letters(self, route: str | None = None) -> list[DeadLetter]: ...
     async def remove_dead(self, ids: Sequence[int]) -> list[DeadLetter]: ...
 
@@ -113,14 +116,16 @@ class _MemoryDeadLetters:
         self._letters: deque[DeadLetter] = deque(maxlen=_MEMORY_DEAD_LETTERS)
         self._next_id = 1
 
-    async def add_dead(self, route: str, event: Event, error: str, attempts: int) -> None:
+    async def add_dead(
+        self, route: str, event: Event, error: str, attempts: int, *, failed_at: int | None = None
+    ) -> None:
         self._letters.append(
             DeadLetter(
                 id=self._next_id,
                 route=route,
                 seq=event.seq,
                 error=error,
-                failed_at=time.time_ns() // 1_000_000,
+                failed_at=time.time_ns() // 1_000_000 if failed_at is None else failed_at,
                 attempts=attempts,
                 event=event,
             )
@@ -369,7 +374,7 @@ class _RouteWorker:
         while True:
             attempt += 1
             if ttl is not None:
-                age = time.time() - batch[0].received_at / 1000
+                age = (self._router.clock.now_ms() - batch[0].received_at) / 1000
                 if age > ttl:
                     await self._give_up(batch, f"not delivered within ttl {ttl:g}s", attempt - 1)
                     return
@@ -409,7 +414,7 @@ class _RouteWorker:
                 )
             self._failing = True
             if ttl is not None:
-                remaining = ttl - (time.time() - batch[0].received_at / 1000)
+                remaining = ttl - (self._router.clock.now_ms() - batch[0].received_at) / 1000
                 delay = max(0.0, min(delay, remaining + 0.001))
             await trio.sleep(delay)
 
@@ -421,7 +426,9 @@ class _RouteWorker:
         await self._forget_redelivered(batch)
         for event in batch:
             self.stats.dead += 1
-            await self._router.dead.add_dead(self.name, event, problem, attempts)
+            await self._router.dead.add_dead(
+                self.name, event, problem, attempts, failed_at=self._router.clock.now_ms()
+            )
             self._router.emit(
                 DeliveryDead(
                     data=DeliveryDeadData(
@@ -471,6 +478,8 @@ class Router:
             success, and every dead letter.
         on_delivered: told of each delivered batch, by route (for metrics).
         rng: randomness for retry jitter (seed it in tests).
+        clock: where wall time is read: an event's age for ``ttl``, when a
+            dead letter failed.
     """
 
     def __init__(
@@ -482,6 +491,7 @@ class Router:
         report: Callable[[str], None] | None = None,
         on_delivered: Callable[[str, Sequence[Event]], None] | None = None,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ) -> None:
         names = [config.name for config, _ in routes]
         duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -492,6 +502,7 @@ class Router:
         self.report = report or (lambda line: None)
         self.on_delivered = on_delivered
         self.rng = rng or random.Random()
+        self.clock: Clock = clock or SystemClock()
         self.dead: _DeadLetterStore = journal if journal is not None else _MemoryDeadLetters()
         self._workers = [_RouteWorker(config, sink, self) for config, sink in routes]
         self._by_name = {worker.name: worker for worker in self._workers}
