@@ -57,13 +57,24 @@ class FileSink:
                     self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
                 )
             except OSError as exc:
-                raise SinkError(self.name, f"cannot open for appending: {exc.strerror}") from exc
+                raise SinkError(
+                    self.name, f"cannot open for appending: {exc.strerror}", retryable=False
+                ) from exc
             if not stat.S_ISREG(os.fstat(self._fd).st_mode):
                 self._stream = trio.lowlevel.FdStream(self._fd)
             elif self.max_bytes:
                 os.close(self._fd)
                 self._fd = None
                 self._log = LineLog(self.path, max_bytes=self.max_bytes, backups=self.backups)
+
+    async def __aenter__(self) -> FileSink:
+        """Open the file when the router starts: a bad path stops the run before the child."""
+        self.open()
+        await trio.lowlevel.checkpoint()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def send(self, event: Event) -> None:
         await self.send_batch((event,))

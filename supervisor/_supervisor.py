@@ -37,7 +37,7 @@ from ._config import JournalConfig, ProgramConfig, SupervisorConfig
 from ._core.errors import (
     AnswerError,
     ConfigError,
-    SinkError,
+    SupervisorError,
     SupervisorNotRunningError,
     UnknownNameError,
     UnknownQuestionError,
@@ -189,6 +189,7 @@ class Supervisor:
         self._router: Router | None = None
         self._nursery: trio.Nursery | None = None
         self._started = False
+        self._running = False  # set up and running its programs
         self.results: dict[str, int | None] = {}
         self.registry = registry
         self.metrics: MetricsState | None = None
@@ -265,13 +266,7 @@ class Supervisor:
             raise ConfigError(f"routes.{config.name}", "a route of that name already exists")
         self.withhold_env(*sink_secret_env(config.sink))
         if sink is None:
-            sink = build_route_sink(config)
-            opener = getattr(sink, "open", None)
-            if callable(opener):
-                try:
-                    opener()  # a file that cannot be opened fails now, not at the first event
-                except SinkError as exc:
-                    raise ConfigError(f"routes.{config.name}.sink", exc.problem) from None
+            sink = build_route_sink(config)  # opened when the run starts, not here
         self._routes.append((config, sink))
 
     def withhold_env(self, *names: str) -> None:
@@ -501,22 +496,37 @@ class Supervisor:
         and are drained, all shielded from the cancellation, and then the
         cancellation goes on: a host that cancels must not leave children
         killed without a chance to clean up, nor routes missing the end.
+
+        Raises:
+            ConfigError: set-up failed before any program started (the
+                journal, or a route's file, cannot be opened); raised as
+                itself, not inside an exception group.
         """
         if self._started:
             raise UsageError("a Supervisor runs once")
         self._started = True
         started, finished = trio.Event(), trio.Event()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._run_shielded, started, finished)
-            try:
-                await started.wait()
-                task_status.started()
-                await finished.wait()
-            except trio.Cancelled:
-                self.stop()
-                with trio.CancelScope(shield=True):
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._run_shielded, started, finished)
+                try:
+                    await started.wait()
+                    if self._running:  # else setup failed: its error comes out below
+                        task_status.started()
                     await finished.wait()
-                raise
+                except trio.Cancelled:
+                    self.stop()
+                    with trio.CancelScope(shield=True):
+                        await finished.wait()
+                    raise
+        except BaseExceptionGroup as group:
+            # Setup that fails (a journal or a route's file that cannot be
+            # opened) is one error of ours, raised as itself rather than
+            # nested in the groups of the nurseries it passed through.
+            error = _only_error(group)
+            if isinstance(error, SupervisorError):
+                raise error from None
+            raise
         return self.results
 
     async def _run_shielded(self, started: trio.Event, finished: trio.Event) -> None:
@@ -561,6 +571,7 @@ class Supervisor:
                             programs.start_soon(self._finish_when_all_settled)
                         else:
                             programs.start_soon(self._finish_when_stopped)
+                        self._running = True
                         started.set()
                 finally:
                     self._queue.close()
@@ -664,6 +675,19 @@ class Supervisor:
             await trio.sleep(_PRUNE_INTERVAL)
 
 
+def _only_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception inside ``group`` and its nested groups, if there is exactly one."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None
+
+
 @contextlib.asynccontextmanager
 async def open_supervisor(
     programs: Sequence[ProgramConfig] | SupervisorConfig | Supervisor = (), **options: Any
@@ -690,12 +714,23 @@ async def open_supervisor(
         sup = programs
     else:
         sup = Supervisor(programs, **options)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(sup.run)
-        try:
-            yield sup
-        finally:
-            sup.stop()
+    started = False
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            started = True
+            try:
+                yield sup
+            finally:
+                sup.stop()
+    except BaseExceptionGroup as group:
+        # A setup error (a route's file or the journal cannot be opened)
+        # comes out as itself, as from run(); what happens inside the block
+        # keeps trio's grouping.
+        error = None if started else _only_error(group)
+        if isinstance(error, SupervisorError):
+            raise error from None
+        raise
 
 
 def _journal_config(journal: JournalConfig | bool | None) -> JournalConfig | None:

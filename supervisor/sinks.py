@@ -28,7 +28,11 @@ before any ``send``; it exits them (last entered first) when it stops,
 after the routes have been drained, and then calls ``aclose`` on every
 sink. A sink whose ``__aenter__`` raises fails its own route only: the
 route is reported failed with a one-line error, its events are not queued,
-its ``aclose`` is still called, and the other routes go on.
+its ``aclose`` is still called, and the other routes go on. A sink that
+cannot work with the settings it was given (a file that cannot be created)
+raises :class:`SinkError` with ``retryable=False`` there instead: that is a
+configuration error, and the run stops before any program starts with a
+:class:`ConfigError` naming ``routes.NAME.sink``.
 
 A sink that can deliver several events at once (one write, one round trip)
 implements :class:`BatchSink`.

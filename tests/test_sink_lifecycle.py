@@ -1,15 +1,18 @@
 """A sink's lifecycle: entered by the router, its background task cancelled at the end,
-and a sink that cannot be entered failing only its own route."""
+a sink that cannot be entered failing only its own route, and one whose settings
+cannot work stopping the run before any program starts."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from types import TracebackType
 
+import pytest
 import trio
 from conftest import ROOT
 
-from supervisor import Event, ProgramConfig, Supervisor, open_supervisor
+from supervisor import ConfigError, Event, ProgramConfig, RouteConfig, Supervisor, open_supervisor
 from supervisor.sinks import BatchSink, Sink
 from supervisor.testing import CapturingSink
 
@@ -18,6 +21,10 @@ SIGNALS = [sys.executable, str(ROOT / "tests" / "children" / "signals.py")]
 
 def once() -> ProgramConfig:
     return ProgramConfig(command=[*SIGNALS, "--exit"], name="once")
+
+
+def file_route(path: Path) -> RouteConfig:
+    return RouteConfig.model_validate({"name": "ev", "sink": {"type": "file", "path": str(path)}})
 
 
 class Background:
@@ -108,3 +115,31 @@ async def test_a_sink_that_cannot_be_entered_fails_only_its_route() -> None:
         stats["broken"].last_error == "cannot open its sink: OSError: no route to host second line"
     )
     assert stats["good"].delivered == 1
+
+
+async def test_a_route_file_is_created_when_the_run_starts_not_before(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    sup = Supervisor([once()], outputs={"once": None})
+    sup.add_route(file_route(path))
+    assert not path.exists()  # building a supervisor leaves nothing behind
+    with trio.fail_after(20):
+        async with open_supervisor(sup):
+            assert path.exists()  # entered: the router has opened it
+    assert b'"event":"process_exit"' in path.read_bytes()
+
+
+async def test_a_route_file_that_cannot_be_created_stops_the_run_before_the_child(
+    tmp_path: Path,
+) -> None:
+    """A configuration error, as itself: no program starts, and no group to unwrap."""
+    marker = tmp_path / "started"
+    program = ProgramConfig(command=["touch", str(marker)], name="toucher")
+    sup = Supervisor([program], outputs={"toucher": None})
+    sup.add_route(file_route(tmp_path / "missing" / "events.jsonl"))
+    with (
+        trio.fail_after(20),
+        pytest.raises(ConfigError, match=r"^routes\.ev\.sink: cannot open for appending: "),
+    ):
+        async with open_supervisor(sup):
+            pass  # pragma: no cover - never entered
+    assert not marker.exists()

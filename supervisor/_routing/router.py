@@ -41,7 +41,7 @@ import trio
 
 from .._clock import Clock, SystemClock
 from .._core.backoff import BackoffPolicy
-from .._core.errors import SinkError, UnknownNameError
+from .._core.errors import ConfigError, SinkError, UnknownNameError
 from .._core.events import (
     DeliveryDead,
     DeliveryDeadData,
@@ -533,6 +533,10 @@ class Router:
                 if isinstance(worker.sink, contextlib.AbstractAsyncContextManager):
                     try:
                         await sinks.enter_async_context(worker.sink)
+                    except SinkError as exc:
+                        if not exc.retryable:  # its settings cannot work: nothing starts
+                            raise ConfigError(f"routes.{worker.name}.sink", exc.problem) from None
+                        worker.fail(f"cannot open its sink: {_one_line(exc)}")
                     except Exception as exc:
                         worker.fail(f"cannot open its sink: {_one_line(exc)}")
             async with trio.open_nursery() as nursery:
