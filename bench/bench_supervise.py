@@ -849,7 +849,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             per_frame(sup_events.median_relay_cpu, sup_default.median_relay_cpu),
         ],
         [
-            "pty: supervise --events vs --no-pty --events",
+            "pty: supervise --events vs --no-pty --events (bytes, per frame)",
             per_frame(sup_events.median, sup_nopty.median),
             per_frame(sup_events.median_relay_cpu, sup_nopty.median_relay_cpu),
         ],
