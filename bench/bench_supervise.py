@@ -970,6 +970,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{percentile(lat, 0.5):.2f} / {percentile(lat, 0.99):.2f}",
             ],
             ["metrics answered", f"{sum(r.metrics_ok for r in soak.reports)}/{len(soak.reports)}"],
+            ["supervise peak RSS (VmHWM) MiB", f"{soak.peak_rss_kib / 1024:.1f}"],
             ["wall s / tree CPU s", f"{soak.seconds:.1f} / {soak.cpu_seconds:.1f}"],
             ["exit status", str(soak.returncode)],
         ],
