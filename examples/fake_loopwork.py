@@ -19,6 +19,7 @@ import bisect
 import os
 import random
 import re
+import resource
 import signal
 import sys
 import time
@@ -158,7 +159,8 @@ def run_load(args: argparse.Namespace) -> None:
             if args.frame_every > 0:
                 i += 1
                 task_id = f"LOAD-{i:06d}"
-                writer.task_start(task_id, title, ns, i)
+                if not args.complete_only:
+                    writer.task_start(task_id, title, ns, i)
                 if args.fail_every and i % args.fail_every == 0:
                     writer.task_failed(task_id, title, "claude exited with code 1", ns, i)
                     failed += 1
@@ -198,7 +200,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--frame-every", type=parse_size, default=2048, metavar="BYTES",
         help="load mode: plain bytes between two tasks' frames (0: no tasks)")  # fmt: skip
     add("--flush-frames", action="store_true", help="load mode: flush after every frame")
+    add("--complete-only", action="store_true",
+        help="load mode: one task_complete frame per task, no task_start")  # fmt: skip
+    add("--rusage-file", metavar="PATH",
+        help="at exit, write this process's own CPU seconds (user sys) to PATH")  # fmt: skip
     args = parser.parse_args(argv)
+    try:
+        return run(args)
+    finally:
+        if args.rusage_file:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            Path(args.rusage_file).write_text(f"{usage.ru_utime} {usage.ru_stime}\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The demo or the load generator, as the options ask."""
     try:
         if args.total_bytes is not None:
             run_load(args)
