@@ -35,7 +35,7 @@ from supervisor._core.messages import parse_message
 from supervisor._paths import control_dir, prepare_control_dir
 from supervisor._process.program import ProgramSupervisor
 from supervisor._routing.hub import EventHub
-from supervisor.testing import CapturingSink
+from supervisor.testing import CapturingSink, wait_until
 
 MESSAGE_ID = "11111111-2222-4333-8444-555555555555"
 
@@ -100,8 +100,8 @@ def asker(out: Path, name: str = "asker") -> ProgramConfig:
 
 
 async def until(predicate: Callable[[], bool]) -> None:
-    while not predicate():
-        await trio.sleep(0.01)
+    """``wait_until`` with a bound for real children (starting one takes a while)."""
+    await wait_until(predicate, timeout=30)
 
 
 async def asked(program: ProgramSupervisor) -> int:
@@ -572,8 +572,9 @@ async def test_tail_since_replays_the_journal_then_goes_live(
                 run.sup.start("gen")  # a second run: its events arrive live
                 await until(lambda: sum(e.event == "process_exit" for e in run.delivered) == 2)
                 await until(lambda: run.sup.programs["gen"].settled)  # no more events now
-                await trio.sleep(0.2)
                 await until(lambda: len(lines) == len(run.delivered) - 2)
+                # Closing the hub still hands the tail all it holds, then ends it:
+                # a late duplicate would be in `lines` when the thread is done.
                 await run.hub.aclose()
     seqs = [json.loads(line)["seq"] for line in lines]
     assert seqs == [e.seq for e in run.delivered][2:]

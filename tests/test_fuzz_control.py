@@ -10,6 +10,7 @@ failed request.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -18,7 +19,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from supervisor._control.server import MAX_CONNECTIONS
+from supervisor.testing import wait_until_sync
 
 PROGRAM = "steady"
 _REPLY_TIMEOUT = 10.0
@@ -100,16 +101,18 @@ def running() -> Iterator[Running]:
     try:
         read_until(proc, b"READY")
         path = root / "run" / "ipc-supervisor" / "fuzz.sock"
-        deadline = time.monotonic() + 20
-        while True:
+
+        def running() -> dict[str, Any] | None:
             try:
                 (status,) = _status(path)
-                if status["state"] == "running":
-                    break
             except OSError:
-                pass
-            assert time.monotonic() < deadline, "supervise never reached RUNNING"
-            time.sleep(0.05)
+                return None
+            return status if status["state"] == "running" else None
+
+        status = wait_until_sync(
+            running, timeout=20, interval=0.05, message="supervise never reached RUNNING"
+        )
+        assert status is not None
         yield Running(proc, path, stderr, status["pid"])
     finally:
         proc.terminate()
@@ -133,6 +136,15 @@ def _still_serving(running: Running) -> None:
     err = running.stderr.read_bytes()
     for sign in _FAILURE_SIGNS:
         assert sign not in err, err.decode(errors="replace")
+
+
+def _serving(running: Running) -> bool:
+    """:func:`_still_serving` as a condition to wait for."""
+    try:
+        _still_serving(running)
+    except AssertionError:
+        return False
+    return True
 
 
 def _exchange(path: Path, chunks: list[bytes], *, half_close: bool, read: bool) -> list[bytes]:
@@ -343,12 +355,7 @@ def test_connections_beyond_the_limit_are_refused_then_served_again(running: Run
     finally:
         for client in held:
             client.close()
-    deadline = time.monotonic() + _REPLY_TIMEOUT
-    while True:  # supervise notices the closed connections as it reads them
-        try:
-            _still_serving(running)
-            break
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    # supervise notices the closed connections as it reads them.
+    with contextlib.suppress(AssertionError):
+        wait_until_sync(lambda: _serving(running), timeout=_REPLY_TIMEOUT, interval=0.05)
+    _still_serving(running)  # once more, to fail with what is wrong

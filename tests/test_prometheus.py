@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 from conftest import ROOT, SUPERVISE, popen
 
+from supervisor.testing import wait_until_sync
+
 PROMETHEUS = shutil.which("prometheus")
 FAKE = [sys.executable, str(ROOT / "examples" / "fake_loopwork.py")]
 
@@ -64,16 +66,6 @@ def query(base: str, promql: str) -> list[dict[str, Any]]:
     return result
 
 
-def wait_for(check: Any, within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.25)
-
-
 @pytest.mark.skipif(PROMETHEUS is None, reason="the prometheus server is not installed")
 def test_prometheus_scrapes_what_the_child_did(tmp_path: Path) -> None:
     """6 tasks, every third failing: Prometheus sees 6 started, 4 completed, 2 failed."""
@@ -113,14 +105,17 @@ def test_prometheus_scrapes_what_the_child_did(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _ready(base))
-        wait_for(lambda: query(base, 'up{job="supervise"} == 1'))
+        # Prometheus scrapes on its own schedule: a slower poll is enough.
+        wait_until_sync(lambda: _ready(base), timeout=60, interval=0.25)
+        wait_until_sync(lambda: query(base, 'up{job="supervise"} == 1'), timeout=60, interval=0.25)
 
         def counter(name: str) -> float | None:
             result = query(base, f'sum({name}{{program="fake_loopwork",namespace="demo"}})')
             return float(result[0]["value"][1]) if result else None
 
-        wait_for(lambda: counter("supervise_tasks_completed_total") == 4)
+        wait_until_sync(
+            lambda: counter("supervise_tasks_completed_total") == 4, timeout=60, interval=0.25
+        )
         assert counter("supervise_tasks_failed_total") == 2
         assert counter("supervise_tasks_started_total") == 6
         durations = query(

@@ -30,6 +30,7 @@ from adapters.redis_stream import RedisStreamSink
 from supervisor import ConfigError, Event, SinkError
 from supervisor._core.messages import parse_message
 from supervisor.sinks import Sink
+from supervisor.testing import wait_until
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
@@ -199,9 +200,12 @@ async def test_a_batch_is_one_pipeline_in_order_on_one_connection(
             assert await connections_received(client) == before + 1
             assert (await client.info("clients"))["connected_clients"] == 2
             await sink.aclose()
+
+            async def one_client_left() -> bool:
+                return bool((await client.info("clients"))["connected_clients"] == 1)
+
             # The server sees the connection close a moment later.
-            while (await client.info("clients"))["connected_clients"] != 1:
-                await trio.sleep(0.01)
+            await wait_until(one_client_left, timeout=10)
         rows = await entries(server, "ipc:batch")
     assert batches == [250, 50, 1]
     assert task_ids(rows) == [f"T-{seq}" for seq in range(301)]
@@ -492,13 +496,13 @@ def test_example_consumer_prints_a_line_per_event(server: RedisServer) -> None:
 
     async def wait_acknowledged() -> None:
         async with server.client() as client:
-            with trio.fail_after(10):
-                while True:
-                    summary = await client.xpending("ipc:events", "printers")
-                    assert isinstance(summary, StreamPending)
-                    if not summary.pending:
-                        return
-                    await trio.sleep(0.01)
+
+            async def none_pending() -> bool:
+                summary = await client.xpending("ipc:events", "printers")
+                assert isinstance(summary, StreamPending)
+                return not summary.pending
+
+            await wait_until(none_pending, timeout=10)
 
     trio.run(add)
     example = str(ROOT / "examples" / "redis_consumer.py")

@@ -7,6 +7,7 @@ delays chosen are checked through the ``restart N after X.XXs`` reasons.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -20,6 +21,8 @@ from typing import Any
 
 import pytest
 from conftest import SUPERVISE, child, finish, pid_alive, popen, read_until, supervise
+
+from supervisor.testing import wait_until_sync
 
 Event = dict[str, Any]
 
@@ -86,13 +89,19 @@ def wait_for_events(
     path: Path, done: Callable[[list[Event]], bool], timeout: float = 20
 ) -> list[Event]:
     """Poll an --events file until ``done(events)``; there is no stdout handshake for states."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def finished() -> list[Event] | None:
         events = read_events(path)
-        if done(events):
-            return events
-        assert time.monotonic() < deadline, f"gave up waiting; events so far: {events}"
-        time.sleep(0.02)
+        return events if done(events) else None
+
+    found = wait_until_sync(
+        finished,
+        timeout=timeout,
+        interval=0.02,
+        message=lambda: f"gave up waiting; events so far: {read_events(path)}",
+    )
+    assert found is not None
+    return found
 
 
 def entered(state: str, program: str | None = None) -> Callable[[list[Event]], bool]:
@@ -116,9 +125,8 @@ def start(*args: str) -> subprocess.Popen[bytes]:
 
 def assert_gone(pids: list[int]) -> None:
     """Every pid has exited (allowing a moment for reaping)."""
-    deadline = time.monotonic() + 5
-    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    with contextlib.suppress(AssertionError):
+        wait_until_sync(lambda: not any(pid_alive(pid) for pid in pids), interval=0.05)
     alive = [pid for pid in pids if pid_alive(pid)]
     for pid in alive:
         os.kill(pid, signal.SIGKILL)

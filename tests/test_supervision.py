@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from supervisor import Event, ProgramConfig
 from supervisor._core.errors import AlreadyAnsweredError, ControlError, UnknownQuestionError
 from supervisor._process.program import ProgramSupervisor
 from supervisor.lowlevel import EventQueue
+from supervisor.testing import wait_until
 
 MESSAGE_ID = "11111111-2222-4333-8444-555555555555"
 
@@ -34,8 +36,11 @@ class Harness:
             self.seen += await self.output.get_data()
 
     async def event(self, name: str, count: int = 1) -> list[Event]:
-        while sum(e.event == name for e in self.events) < count:
-            await trio.sleep(0.01)
+        await wait_until(
+            lambda: sum(e.event == name for e in self.events) >= count,
+            timeout=20,
+            message=f"fewer than {count} {name} event(s)",
+        )
         return [e for e in self.events if e.event == name]
 
 
@@ -59,9 +64,8 @@ async def supervised(**settings: Any) -> AsyncIterator[Harness]:
                 yield harness
             finally:
                 program.request_stop()
-                with trio.move_on_after(10):
-                    while not program.settled:
-                        await trio.sleep(0.01)
+                with contextlib.suppress(AssertionError):
+                    await wait_until(lambda: program.settled, timeout=10)
                 nursery.cancel_scope.cancel()
 
 
@@ -125,15 +129,20 @@ async def test_task_timeout_restarts_and_loses_the_task(tmp_path: Path) -> None:
     assert first_pid != second_pid
 
 
-async def test_stall_is_reported_once(tmp_path: Path) -> None:
+async def test_stall_is_reported_once(tmp_path: Path, mock_clock: trio.testing.MockClock) -> None:
     """No output for stall_timeout gives one process_stalled event per silence."""
+    # Trio's clock runs as the wall clock does (a real child needs time), and
+    # jumps on top: three more stall timeouts of silence, each looked at.
+    mock_clock.rate = 1.0
     settings = {
         "command": tuple(child("asker", "silent-task", str(tmp_path / "x"))),
         "stall_timeout": 0.3,
     }
     async with supervised(**settings) as run:
         (stalled,) = await run.event("process_stalled")
-        await trio.sleep(0.8)
+        for _ in range(3):
+            mock_clock.jump(0.3)
+            await trio.testing.wait_all_tasks_blocked()
         assert len(await run.event("process_stalled")) == 1
     assert stalled.data.silent_for >= 0.3
     assert stalled.data.action == "none"

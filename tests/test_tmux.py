@@ -40,6 +40,7 @@ from adapters.tmux import (
 from supervisor import ConfigError, SinkError
 from supervisor._core.events import Event
 from supervisor._core.messages import parse_message
+from supervisor.testing import wait_until
 
 TMUX = shutil.which("tmux")
 needs_tmux = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
@@ -60,10 +61,9 @@ COMPLETE = child(
 
 async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 15) -> T:
     """Poll ``check`` until it returns something truthy, failing after ``timeout``."""
-    with trio.fail_after(timeout):
-        while not (result := await check()):
-            await trio.sleep(0.02)
-        return result
+    result = await wait_until(check, timeout=timeout, interval=0.02)
+    assert result is not None
+    return result
 
 
 @dataclass
@@ -599,30 +599,39 @@ pty = false
 restart = "no"
 {routes}"""
     )
-    async with trio.open_nursery() as nursery:
-        run = trio.run_process(
-            [*SUPERVISE, "--config", str(config)],
-            cwd=ROOT,
-            env=clean_env(),
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-        results: list[subprocess.CompletedProcess[bytes]] = []
-
-        async def supervise_it() -> None:
-            results.append(await run)
-
-        nursery.start_soon(supervise_it)
+    process = await trio.lowlevel.open_process(
+        [*SUPERVISE, "--config", str(config)],
+        cwd=ROOT,
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    stderr = b""
+    try:
         expected = "❌ T-1 task 1"
         assert await eventually(lambda: _option_is(server, "mgr", expected)) == expected
         assert await server.option("late", "@ipc_last") is None  # no such session yet
-        await trio.sleep(0.3)
+        # supervise's own line: the route to "late" has tried and failed once.
+        refused = b"route late: tmux:late:notify: can't find session"
+        with trio.fail_after(15):
+            while refused not in stderr:
+                chunk = await process.stderr.receive_some()
+                assert chunk, stderr
+                stderr += chunk
         await server.new_session("late")
         assert await eventually(lambda: _option_is(server, "late", expected)) == expected
-    (result,) = results
-    assert result.returncode == 0, result.stderr
-    assert b"route late: tmux:late:notify: can't find session" in result.stderr
+        with trio.fail_after(30):
+            async for chunk in process.stderr:
+                stderr += chunk
+            status = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await process.stderr.aclose()
+    assert status == 0, stderr
+    assert refused in stderr
 
 
 async def _option_is(server: TmuxServer, session: str, value: str) -> str | None:

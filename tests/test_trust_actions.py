@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import trio.testing
 from conftest import FIXTURES, SUPERVISE, child, clean_env
 
 from supervisor import Event, ProgramConfig, QuestionExpiredError, Supervisor, UnknownQuestionError
-from supervisor.testing import CapturingSink
+from supervisor.testing import CapturingSink, wait_until, wait_until_sync
 
 
 class Collect(trio.abc.SendStream):
@@ -59,8 +58,7 @@ class Run:
         return next(event for event in self.sink.events if event.event == name)
 
     async def until(self, predicate: Callable[[], bool]) -> None:
-        while not predicate():
-            await trio.sleep(0.01)
+        await wait_until(predicate, timeout=30)
 
     async def seen(self, name: str) -> Event:
         await self.until(lambda: name in self.names())
@@ -216,10 +214,7 @@ def test_the_person_at_the_terminal_answers_and_is_named(tmp_path: Path) -> None
     session = pexpect.spawn(argv[0], argv[1:], env=clean_env(), timeout=20)
     try:
         session.expect_exact("[Y/n] ")
-        deadline = time.monotonic() + 10
-        while b'"approval_request"' not in _read(events_file):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until_sync(lambda: b'"approval_request"' in _read(events_file), timeout=10)
         session.send("n\r")
         session.expect_exact("GOT:n")
         session.expect(["CLEAN", "STRAY:.*"])
@@ -308,10 +303,7 @@ def test_ctl_pending_says_what_who_and_how_long(tmp_path: Path) -> None:
         env=env,
     )
     try:
-        deadline = time.monotonic() + 20
-        while b'"approval_request"' not in _read(events_file):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until_sync(lambda: b'"approval_request"' in _read(events_file), timeout=20)
         shown = subprocess.run(
             [*SUPERVISE, "ctl", "--instance", "pend", "pending"],
             capture_output=True,
