@@ -15,7 +15,9 @@ test needs one import.
 
 from __future__ import annotations
 
+import gc
 import inspect
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -33,10 +35,31 @@ __all__ = [
     "CallbackSink",
     "CapturingSink",
     "TrioWallClock",
+    "new_fds",
+    "open_fds",
     "python_child",
     "wait_until",
     "wait_until_sync",
 ]
+
+
+def open_fds() -> frozenset[str]:
+    """This process's open file descriptors, once unreachable objects are collected.
+
+    Collecting first means a descriptor held only by garbage another test left
+    behind is closed before the count, so it is not mistaken for a leak.
+    """
+    gc.collect()
+    return frozenset(os.listdir("/proc/self/fd"))
+
+
+def new_fds(before: frozenset[str]) -> frozenset[str]:
+    """Descriptors open now that were not in ``before``: what leaked since then.
+
+    A descriptor that something else closed meanwhile is not a leak, so this is
+    a difference rather than an equality; assert it is empty.
+    """
+    return open_fds() - before
 
 
 def _timed_out(message: str | Callable[[], str], timeout: float) -> AssertionError:

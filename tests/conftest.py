@@ -18,10 +18,17 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import trio
 
 from supervisor.testing import python_child
+
+# The suite runs four workers on two cores, so one example's wall time says
+# more about the neighbours than about the code; every test is bounded by
+# faulthandler_timeout and the I/O tests by trio.fail_after instead.
+hypothesis.settings.register_profile("suite", deadline=None)
+hypothesis.settings.load_profile("suite")
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILDREN = Path(__file__).resolve().parent / "children"

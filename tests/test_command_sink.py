@@ -18,7 +18,7 @@ import adapters.command
 from adapters.command import CommandSink
 from supervisor import ConfigError, Event, SinkError
 from supervisor._core.messages import parse_message
-from supervisor.testing import wait_until
+from supervisor.testing import new_fds, open_fds, wait_until
 
 # Writes what the command received to the file named by its argument.
 RECORD = """
@@ -42,10 +42,6 @@ def make_event(seq: int = 7, event: str = "task_start", data: Any = None, **enve
         **envelope,
     }
     return Event(seq, "loopwork", 1_795_236_690_950, "child", parse_message(fields))
-
-
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def wait_gone(pid: int, timeout: float = 5) -> None:
@@ -214,10 +210,10 @@ async def test_no_fds_leak() -> None:
     failing = CommandSink(["sh", "-c", "echo no >&2; exit 1"])
     with trio.fail_after(10):
         await ok.send(make_event())
-        before = fd_count()
+        before = open_fds()
         for _ in range(3):
             await ok.send(make_event())
             with pytest.raises(SinkError):
                 await failing.send(make_event())
         await ok.aclose()
-    assert fd_count() == before
+    assert new_fds(before) == set()

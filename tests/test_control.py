@@ -8,7 +8,6 @@ trio run, and drives the blocking client ``_ctl.main`` in a worker thread.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -35,7 +34,7 @@ from supervisor._core.messages import parse_message
 from supervisor._paths import control_dir, prepare_control_dir
 from supervisor._process.program import ProgramSupervisor
 from supervisor._routing.hub import EventHub
-from supervisor.testing import CapturingSink, wait_until
+from supervisor.testing import CapturingSink, new_fds, open_fds, wait_until
 
 MESSAGE_ID = "11111111-2222-4333-8444-555555555555"
 
@@ -378,7 +377,7 @@ async def test_hub_patterns_drops_and_close() -> None:
 
 async def test_socket_is_private_and_removed_at_the_end(control: Path) -> None:
     """The directory is 0700, the socket 0600; the socket and every fd go with the server."""
-    fds = set(os.listdir("/proc/self/fd"))
+    fds = open_fds()
     with trio.fail_after(30):
         async with running(control) as run:
             info = run.path.stat()
@@ -392,7 +391,7 @@ async def test_socket_is_private_and_removed_at_the_end(control: Path) -> None:
             lingering = await trio.open_unix_socket(str(run.path))
         await lingering.aclose()
     assert not run.path.exists()
-    assert set(os.listdir("/proc/self/fd")) == fds
+    assert new_fds(fds) == set()
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o720, 0o702])
@@ -537,9 +536,9 @@ def test_durations_are_short(seconds: float, text: str) -> None:
 def test_no_fds_leak_in_the_client(control: Path) -> None:
     """The client closes its socket even when the instance is gone."""
     _stale_socket(control / "test.sock")
-    before = set(os.listdir("/proc/self/fd"))
+    before = open_fds()
     assert _ctl.main(["status"]) == 1
-    assert set(os.listdir("/proc/self/fd")) == before
+    assert new_fds(before) == set()
 
 
 # -- routes, dead letters, replay ------------------------------------------------------

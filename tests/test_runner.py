@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
@@ -13,10 +12,7 @@ from conftest import child
 import supervisor
 from supervisor import Event, ProgramConfig, SpawnError
 from supervisor.lowlevel import EventQueue, ProgramRunner
-
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+from supervisor.testing import new_fds, open_fds
 
 
 async def collect(receive: EventQueue) -> list[Event]:
@@ -47,7 +43,7 @@ async def test_run_to_completion_leaks_no_fd() -> None:
         "process_exit",
     ]
     assert runner.stats.frames["log"] == 1
-    assert open_fds() == before
+    assert new_fds(before) == set()
 
 
 async def test_request_stop_forwards_the_signal() -> None:
