@@ -105,7 +105,7 @@ SignalNumber = Annotated[int, BeforeValidator(_signal_number)]
 
 class _Settings(BaseModel):
     # inf and nan are never a usable number of seconds or bytes.
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, defer_build=True)
 
 
 class BackoffConfig(BackoffSettings):

@@ -190,7 +190,7 @@ class FrameUntrusted(_OwnMessage):
 class ProcessStateData(EventData):
     """``process_state`` data: a transition of the program's state machine."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
 
     from_: str = Field(alias="from")
     to: str

@@ -55,7 +55,7 @@ class BackoffSettings(BaseModel):
     """
 
     # inf and nan are never a usable number of seconds.
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, defer_build=True)
 
     initial: BackoffDelay = 1.0
     factor: BackoffFactor = 2.0

@@ -15,6 +15,7 @@ clock), which lets the sans-IO frame decoder call it.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -89,7 +90,9 @@ output, like any other invalid frame.
 class EventData(BaseModel):
     """Base of every event's data: immutable, extra fields kept."""
 
-    model_config = ConfigDict(frozen=True, extra="allow", coerce_numbers_to_str=True)
+    model_config = ConfigDict(
+        frozen=True, extra="allow", coerce_numbers_to_str=True, defer_build=True
+    )
 
 
 class TaskData(EventData):
@@ -193,7 +196,7 @@ class IpcMessage(BaseModel):
     module reads no clock, and the supervisor sets it to the receipt time.
     """
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", defer_build=True)
 
     type: Literal["ipc"]
     version: str = "1.0"
@@ -276,11 +279,26 @@ KnownMessage: TypeAlias = Annotated[
     Field(discriminator="event"),
 ]
 
+
 # A plain tag lookup in Rust is a third cheaper than a Python callable
 # discriminator; unknown events are rare, so they take a second, generic pass.
-_KNOWN_ADAPTER: TypeAdapter[IpcMessage] = TypeAdapter(KnownMessage)
-_GENERIC_ADAPTER: TypeAdapter[IpcMessage] = TypeAdapter(GenericMessage)
-_KNOWN_VALIDATOR = _KNOWN_ADAPTER.validator
+# Built on first use, not at import: building the union's validator costs
+# tens of milliseconds, and `supervise -- true` should not pay them.
+@functools.cache
+def _known_adapter() -> TypeAdapter[IpcMessage]:
+    return TypeAdapter(KnownMessage)
+
+
+@functools.cache
+def _generic_adapter() -> TypeAdapter[IpcMessage]:
+    return TypeAdapter(GenericMessage)
+
+
+@functools.cache
+def _known_validator() -> Any:
+    return _known_adapter().validator
+
+
 _NOT_A_KNOWN_EVENT = frozenset({"union_tag_invalid", "union_tag_not_found"})
 
 
@@ -291,11 +309,11 @@ def parse_message(fields: Any) -> IpcMessage:
         ValidationError: the object does not fit the envelope or its event's model.
     """
     try:
-        return _KNOWN_ADAPTER.validate_python(fields)
+        return _known_adapter().validate_python(fields)
     except ValidationError as error:
         if error.errors(include_url=False)[0]["type"] not in _NOT_A_KNOWN_EVENT:
             raise
-    return _GENERIC_ADAPTER.validate_python(fields)
+    return _generic_adapter().validate_python(fields)
 
 
 def _describe(error: ValidationError) -> Rejected:
@@ -313,6 +331,15 @@ def _describe(error: ValidationError) -> Rejected:
     return Rejected("schema", f"{path or '<frame>'}: {first['msg']}")
 
 
+_validator: Any = None
+
+
+def _load_validator() -> Any:
+    global _validator
+    _validator = _known_validator()
+    return _validator
+
+
 def validate_payload(payload: bytes) -> IpcMessage | Rejected:
     """Validate one frame's payload (the bytes between the markers).
 
@@ -326,13 +353,13 @@ def validate_payload(payload: bytes) -> IpcMessage | Rejected:
     try:
         # The core validator directly: TypeAdapter's wrapper costs a third
         # as much again per frame on the passthrough's hot path.
-        message: IpcMessage = _KNOWN_VALIDATOR.validate_json(payload)
+        message: IpcMessage = (_validator or _load_validator()).validate_json(payload)
         return message
     except ValidationError as error:
         if error.errors(include_url=False)[0]["type"] not in _NOT_A_KNOWN_EVENT:
             return _describe(error)
     try:
-        generic = _GENERIC_ADAPTER.validate_json(payload)
+        generic = _generic_adapter().validate_json(payload)
     except ValidationError as error:
         return _describe(error)
     if generic.event in RESERVED_EVENTS:

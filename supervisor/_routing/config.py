@@ -72,7 +72,7 @@ _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 class _Settings(BaseModel):
     # inf and nan are never a usable number of seconds or entries.
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, defer_build=True)
 
 
 class RetryConfig(BackoffSettings):

@@ -19,11 +19,25 @@ Per route:
 - **Coalescing** keeps only the latest queued event per task of the names
   listed (``progress_update``) when the sink lags.
 - **Durable** routes are backed by the journal: the router journals each
-  batch before any durable route sees it, a durable route's progress (the
+  event before any durable route sees it, a durable route's progress (the
   last seq it delivered) is saved, and after a restart, or after its memory
   queue overflowed, it reads what it has not delivered from the journal.
   Delivery is at least once; each event carries its ``messageId`` and ``seq``
   so receivers can drop repeats.
+
+The journal is written by group commit, off the publishing path: ``publish``
+hands events to non-durable routes and appends them to a list of rows to
+journal, without waiting; one writer task commits that list in a worker
+thread every :data:`COMMIT_WINDOW` (5 ms) or every 512 rows, whichever comes
+first, and only then offers the committed events to the durable routes. Why:
+a commit costs the same few WAL pages and a thread round trip (~0.1 ms)
+whether it holds 2 rows or 500, and a busy child's reads bring 1-2 frames
+each, so a commit per batch was most of what the journal cost per frame.
+The promise is unchanged: a durable route sees an event only after its
+commit returned (``kill -9`` then loses nothing a durable route was given),
+and non-durable routes never wait for the disk. What it costs is up to 5 ms
+more latency on durable routes; a disk that cannot keep up slows the child
+only once 16,384 events wait to be journaled.
 """
 
 from __future__ import annotations
@@ -69,6 +83,17 @@ _BATCH = 256
 _BACKLOG_READ = 1024
 # How often durable routes' progress is saved to the journal.
 _MARK_INTERVAL = 0.2
+# Group commit (see Router): a commit waits at most this long for more rows,
+# or until this many are pending; it takes at most _MAX_COMMIT_ROWS at once.
+# A commit writes a few pages to the WAL whatever it holds, and its thread
+# round trip costs ~0.1 ms: per read batch that was most of the journal's
+# cost per frame; per window it is a fraction of a microsecond.
+COMMIT_WINDOW = 0.005
+_COMMIT_ROWS = 512
+_MAX_COMMIT_ROWS = 4096
+# Events published but not yet journaled before publish() waits for the
+# journal: what a slow disk can make supervise hold, and where it slows the child.
+_UNJOURNALED_ROOM = 16384
 _OVERFLOW_REPORT_INTERVAL = 1.0
 # Dead letters kept in memory when there is no journal.
 _MEMORY_DEAD_LETTERS = 10_000
@@ -509,6 +534,13 @@ class Router:
         self._journaled = 0
         self._journal_progress = trio.Event()
         self._journal_failed = False
+        # Group commit: published, not yet handed to the journal, in seq order.
+        self._unjournaled: deque[Event] = deque()
+        self._published = 0
+        self._rows_waiting = trio.Event()
+        self._rows_enough = trio.Event()
+        self._commit_now = False
+        self._durable_workers = [worker for worker in self._workers if worker.durable]
 
     @property
     def routes(self) -> list[str]:
@@ -545,6 +577,7 @@ class Router:
                         nursery.start_soon(worker.run)
                 if self.journal is not None:
                     nursery.start_soon(self._save_progress_periodically)
+                    nursery.start_soon(self._write_journal, self.journal)
                 task_status.started()
 
     async def _resume_durable_routes(self, journal: AsyncJournal) -> None:
@@ -564,20 +597,24 @@ class Router:
     async def publish(self, events: Sequence[Event]) -> None:
         """Offer ``events`` (in seq order) to every route.
 
-        Non-durable routes get them at once; then the batch is journaled;
-        then durable routes get it, so nothing is delivered durably that is
-        not on disk. Waits only for a ``block`` route that is full.
+        Non-durable routes get them at once; the journal writer commits them
+        and then gives them to durable routes, so nothing is delivered
+        durably that is not on disk. Waits only for a ``block`` route that
+        is full, or for a journal that has fallen far behind.
         """
-        durable = []
         for worker in self._workers:
-            if worker.durable:
-                durable.append(worker)
-                continue
-            await self._offer(worker, events)
-        if self.journal is not None and events:
-            await self._append(self.journal, events)
-        for worker in durable:
-            await self._offer(worker, events)
+            if not worker.durable:
+                await self._offer(worker, events)
+        if self.journal is None or not events:
+            return
+        pending = self._unjournaled
+        pending.extend(events)
+        self._published = events[-1].seq
+        self._rows_waiting.set()
+        if len(pending) >= _COMMIT_ROWS:
+            self._rows_enough.set()
+        while len(self._unjournaled) >= _UNJOURNALED_ROOM:
+            await self._journal_progress.wait()
 
     async def _offer(self, worker: _RouteWorker, events: Sequence[Event]) -> None:
         matches = worker.matches
@@ -586,6 +623,23 @@ class Router:
                 continue
             while not worker.offer(event):
                 await worker.wait_for_space()
+
+    async def _write_journal(self, journal: AsyncJournal) -> None:
+        """Commit what was published, a window's worth at a time; then feed durable routes."""
+        pending = self._unjournaled
+        while True:
+            if not pending:
+                self._rows_waiting = trio.Event()
+                await self._rows_waiting.wait()
+            if len(pending) < _COMMIT_ROWS and not self._commit_now:
+                self._rows_enough = trio.Event()
+                with trio.move_on_after(COMMIT_WINDOW):
+                    await self._rows_enough.wait()
+            batch = [pending.popleft() for _ in range(min(len(pending), _MAX_COMMIT_ROWS))]
+            with trio.CancelScope(shield=True):
+                await self._append(journal, batch)
+            for worker in self._durable_workers:
+                await self._offer(worker, batch)
 
     async def _append(self, journal: AsyncJournal, events: Sequence[Event]) -> None:
         try:
@@ -597,6 +651,17 @@ class Router:
         self._journaled = events[-1].seq
         self._journal_progress.set()
         self._journal_progress = trio.Event()
+
+    async def _flush_journal(self) -> None:
+        """Commit what waits at once, not at the end of a window (drain, shutdown)."""
+        if self.journal is None:
+            return
+        self._commit_now = True
+        self._rows_enough.set()
+        try:
+            await self.wait_journaled(self._published)
+        finally:
+            self._commit_now = False
 
     @property
     def journal_failed(self) -> bool:
@@ -635,6 +700,7 @@ class Router:
         (what they did not deliver is delivered by the next run).
         """
         with trio.move_on_after(grace):
+            await self._flush_journal()
             for worker in self._workers:
                 await worker.wait_idle()
         with trio.CancelScope(shield=True):
@@ -669,8 +735,16 @@ class Router:
             raise UnknownNameError("route", route, tuple(self._by_name))
 
     async def aclose(self) -> None:
-        """Close every sink (after :meth:`drain`, and after cancelling :meth:`run`)."""
+        """Close every sink (after :meth:`drain`, and after cancelling :meth:`run`).
+
+        Events still waiting for the journal (a drain cut short) are
+        committed now: durable routes get them from the journal next run.
+        """
         with trio.CancelScope(shield=True):
+            if self.journal is not None and self._unjournaled:
+                rows = list(self._unjournaled)
+                self._unjournaled.clear()
+                await self._append(self.journal, rows)
             for worker in self._workers:
                 with contextlib.suppress(Exception):
                     await worker.sink.aclose()
