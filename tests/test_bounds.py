@@ -9,6 +9,7 @@ its own events all arrive, in ``seq`` order.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from supervisor._core.bounds import MAX_EVENT_NAMES, MAX_NAMESPACES, OTHER
 from supervisor._core.messages import parse_message
 from supervisor._core.tasks import TaskTable
 from supervisor._process.program import ProgramSupervisor
+from supervisor._process.queue import EVENT_OVERHEAD
 from supervisor.lowlevel import EventQueue, ProgramRunner
 
 
@@ -222,3 +224,43 @@ async def test_the_telegram_chat_remembers_a_bounded_number_of_tasks(
                     await trio.sleep(0.01)
             tracked = [task for _, task in run.bot._progress]
     assert tracked == [f"T-{i}" for i in range(40, 60)]
+
+
+async def test_the_queue_is_bounded_by_bytes_not_only_by_events() -> None:
+    """300 frames of 16 KiB each, a queue with room for 100,000 events but 512 KiB:
+    the child's reader waits at the byte bound, and every frame still arrives."""
+    script = (
+        "import json, sys\n"
+        "for i in range(300):\n"
+        "    payload = {'type': 'ipc', 'event': 'log',"
+        " 'data': {'level': 'info', 'message': str(i) + ' ' + 'x' * 16384}}\n"
+        "    sys.stdout.write('__IPC_START__' + json.dumps(payload) + '__IPC_END__\\n')\n"
+        "sys.stdout.flush()\n"
+    )
+    queue = EventQueue(100_000, room_bytes=512 * 1024)
+    config = ProgramConfig(command=(sys.executable, "-c", script), restart="no")
+    runner = ProgramRunner(config, events=queue, output=None)
+    logs: list[Event] = []
+    peak = 0
+
+    async def consume() -> None:
+        nonlocal peak
+        while True:
+            # Whatever the reader could queue, it has queued: it waits for
+            # room (or for the child) when every other task is blocked.
+            await trio.testing.wait_all_tasks_blocked()
+            peak = max(peak, queue.queued_bytes)
+            try:
+                batch = await queue.receive_batch(4)
+            except trio.EndOfChannel:
+                return
+            logs.extend(event for event in batch if event.event == "log")
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            assert await runner.run() == 0
+            queue.close()
+    assert [event.data.message.split()[0] for event in logs] == [str(i) for i in range(300)]
+    one_read = 64 * 1024 + 4 * (16 * 1024 + EVENT_OVERHEAD)  # a read's worth of frames
+    assert 256 * 1024 <= peak <= 512 * 1024 + one_read

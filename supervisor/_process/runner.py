@@ -54,7 +54,7 @@ from .._core.frames import (
 )
 from .._core.messages import IpcMessage, validate_payload
 from .child import Child, ChildSpec, describe_returncode, open_child, uptime
-from .queue import EventQueue
+from .queue import EVENT_OVERHEAD, EventQueue
 from .reaper import signal_if_alive
 
 __all__ = ["ProgramRunner", "RunStats", "TerminalSettings"]
@@ -389,6 +389,7 @@ class ProgramRunner:
         keep_frames = self.config.keep_frames
         chunks: list[bytes] = []
         messages: list[tuple[IpcMessage, Source, Position | None]] = []
+        sizes: list[int] = []
         shown = False  # the last frame stays visible, and so does its line end
         for item in items:
             if type(item) is Output:
@@ -411,6 +412,7 @@ class ProgramRunner:
                             excerpt=_excerpt(item.raw),
                         )
                         messages.append((FrameUntrusted(data=untrusted), "supervisor", None))
+                        sizes.append(EVENT_OVERHEAD + len(item.raw))
                         chunks.append(item.raw)
                         continue
                 if keep_frames:
@@ -422,12 +424,14 @@ class ProgramRunner:
                     name = OTHER
                 frames[name] += 1
                 messages.append((message, "child", position))
+                sizes.append(EVENT_OVERHEAD + len(item.raw))
             elif type(item) is MalformedFrame:
                 self.stats.frames_invalid[item.reason] += 1
                 data = FrameInvalidData(
                     reason=item.reason, offset=item.offset, detail=item.detail, excerpt=item.excerpt
                 )
                 messages.append((FrameInvalid(data=data), "supervisor", None))
+                sizes.append(EVENT_OVERHEAD)
             elif type(item) is LineEndRemoved and shown:
                 chunks.append(item.raw)
         if chunks:
@@ -436,7 +440,7 @@ class ProgramRunner:
             now = self._clock.now_ms()
             stamp = self._stamper.stamp
             await self._send_events(
-                [stamp(message, now, source, where) for message, source, where in messages]
+                [stamp(message, now, source, where) for message, source, where in messages], sizes
             )
 
     def _distrust(self, frame: Frame[IpcMessage]) -> str | None:
@@ -491,11 +495,11 @@ class ProgramRunner:
         else:
             self._open_since = None
 
-    async def _send_events(self, events: list[Event]) -> None:
+    async def _send_events(self, events: list[Event], sizes: list[int] | None = None) -> None:
         """Queue events at once, in seq order; then wait only if the queue is full."""
         queue = self._events
         if queue is not None:
-            queue.put(events)
+            queue.put(events, sizes)
         if self._observe is not None:
             self._observe(events)
         if queue is not None:
