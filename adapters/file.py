@@ -17,8 +17,7 @@ from pathlib import Path
 
 import trio
 
-from supervisor.lowlevel import LineLog
-from supervisor.sinks import Event, SinkError
+from supervisor.sinks import Event, LineLog, SinkError
 
 __all__ = ["FileSink"]
 

@@ -14,6 +14,7 @@ above it (``tests/test_layers.py`` enforces it)::
     _core        sans-IO: errors, frames, messages, events, state, backoff,
                  tasks, questions, filter, match, summary
     _paths       instance names, private directories
+    _logfile     whole-line log files (reopened after rotation)
     _routing     route config, router, journal, hub; factory names the adapters
     _config      supervise.toml and its environment overrides
     _process     the child, the reaper, one run, one program's supervision

@@ -54,13 +54,13 @@ from ._core.messages import TaskData as TaskData
 from ._core.messages import TaskFailedData as TaskFailedData
 from ._core.state import Trigger as Trigger
 from ._core.state import transition as transition
+from ._logfile import LineLog as LineLog
 from ._metrics.collector import SupervisorCollector as SupervisorCollector
 from ._metrics.server import MetricsAddress as MetricsAddress
 from ._metrics.server import bind_metrics_socket as bind_metrics_socket
 from ._metrics.server import serve_metrics as serve_metrics
 from ._metrics.state import MetricsState as MetricsState
 from ._process.child import ChildSpec as ChildSpec
-from ._process.logfile import LineLog as LineLog
 from ._process.program import ProgramSupervisor as ProgramSupervisor
 from ._process.queue import EventQueue as EventQueue
 from ._process.runner import ProgramRunner as ProgramRunner

@@ -35,7 +35,8 @@ configuration error, and the run stops before any program starts with a
 :class:`ConfigError` naming ``routes.NAME.sink``.
 
 A sink that can deliver several events at once (one write, one round trip)
-implements :class:`BatchSink`.
+implements :class:`BatchSink`. One that writes a file of lines uses
+:class:`LineLog` (whole lines, reopened after rotation), as the file sink does.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import trio
 from ._core.errors import ConfigError, SinkError
 from ._core.events import Event
 from ._core.summary import format_duration, one_line, summarize
+from ._logfile import LineLog
 
 __all__ = [
     "BatchSink",
@@ -55,6 +57,7 @@ __all__ = [
     "CapturingSink",
     "ConfigError",
     "Event",
+    "LineLog",
     "Sink",
     "SinkError",
     "format_duration",

@@ -25,10 +25,11 @@ LAYER_MAY_IMPORT: dict[str, frozenset[str]] = {
     "_core": frozenset({"_core"}),
     "_paths": frozenset({"_core"}),
     "_clock": frozenset(),
+    "_logfile": frozenset(),
     "_routing": frozenset({"_core", "_clock", "_paths", "_routing", "sinks", "adapters"}),
     "_config": frozenset({"_core", "_paths", "_routing"}),
-    "sinks": frozenset({"_core"}),
-    "_process": frozenset({"_core", "_clock", "_paths", "_config", "_process"}),
+    "sinks": frozenset({"_core", "_logfile"}),
+    "_process": frozenset({"_core", "_clock", "_logfile", "_paths", "_config", "_process"}),
     "_metrics": frozenset({"_core", "_clock", "_process", "_routing", "_metrics"}),
     "_supervisor": frozenset(
         {"_core", "_clock", "_paths", "_config", "_process", "_routing", "_metrics", "sinks"}
@@ -38,6 +39,7 @@ LAYER_MAY_IMPORT: dict[str, frozenset[str]] = {
         {
             "_core",
             "_clock",
+            "_logfile",
             "_paths",
             "_config",
             "_process",

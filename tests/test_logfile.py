@@ -8,7 +8,7 @@ from conftest import supervise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor._process.logfile import LineLog
+from supervisor._logfile import LineLog
 
 
 @settings(max_examples=200)

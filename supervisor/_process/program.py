@@ -55,8 +55,8 @@ from .._core.questions import (
 )
 from .._core.state import ProcessState, Trigger, is_alive, transition
 from .._core.tasks import TaskTable, exit_cause
+from .._logfile import LineLog, TeeOutput
 from .child import describe_returncode
-from .logfile import LineLog, TeeOutput
 from .queue import EventQueue
 from .runner import ProgramRunner, TerminalSettings
 
