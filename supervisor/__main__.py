@@ -1,5 +1,5 @@
 """``python -m supervisor``: the same as the ``supervise`` command."""
 
-from ._cli.main import main
+from ._cli.launch import main
 
 raise SystemExit(main())

@@ -34,6 +34,7 @@ from ._core.errors import ConfigError
 from ._core.frames import DEFAULT_MAX_FRAME_BYTES
 from ._core.limits import MAX_COUNT, MAX_NESTING, BackoffSettings, Count, Seconds
 from ._core.program_name import default_program_name
+from ._core.sizes import parse_size
 from ._paths import instance_name_problem, validate_instance_name
 from ._routing.config import FileRouteConfig, sink_secret_env
 
@@ -52,21 +53,11 @@ __all__ = [
     "parse_size",
 ]
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*$")
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_PREFIX = "SUPERVISE_"
 
 RestartPolicy: TypeAlias = Literal["no", "on-failure", "always"]
-
-
-def parse_size(text: str) -> int:
-    """Parse ``1048576``, ``512K``, ``1M`` or ``1MiB`` into bytes."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"not a size: {text!r} (use e.g. 65536, 512K, 1M)")
-    return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
 def _size(value: Any) -> Any:

@@ -96,6 +96,35 @@ def test_usage_error_exits_2() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("argv", "status", "says"),
+    [
+        (["--help"], 0, b"usage: supervise"),
+        (["--version"], 0, b"supervise 0.1.0"),
+        (["--bogus", "--", "true"], 2, b"unrecognized arguments: --bogus"),
+    ],
+)
+def test_help_version_and_usage_errors_import_neither_trio_nor_pydantic(
+    argv: list[str], status: int, says: bytes
+) -> None:
+    """The parser answers them alone: nothing of the supervisor is imported."""
+    probe = (
+        "import sys\n"
+        "from supervisor._cli.launch import main\n"
+        f"sys.argv = ['supervise', *{argv!r}]\n"
+        "status = main()\n"
+        "heavy = sorted({'trio', 'pydantic', 'supervisor._supervisor'} & set(sys.modules))\n"
+        "print('IMPORTED', heavy, file=sys.stderr)\n"
+        "sys.exit(status)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, timeout=30, cwd=ROOT
+    )
+    assert result.returncode == status, result.stderr
+    assert says in result.stdout + result.stderr
+    assert b"IMPORTED []" in result.stderr
+
+
 # -- passthrough -----------------------------------------------------------
 
 
