@@ -318,6 +318,8 @@ class RouteMatcher:
         self._events = glob_matcher(config.events)
         self._programs = glob_matcher(config.programs)
         self._filter = compile_filter(config.filter) if config.filter else None
+        self.everything = self._events is None and self._programs is None and self._filter is None
+        """The route takes every event: no need to ask."""
 
     def __call__(self, event: Event) -> bool:
         if self._events is not None and not self._events(event.event):

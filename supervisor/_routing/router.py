@@ -234,6 +234,26 @@ class _RouteWorker:
 
     # -- the publishing side (never waits, except a `block` route) --------------
 
+    def offer_all(self, events: Sequence[Event]) -> bool:
+        """Queue all of ``events`` at once if nothing about them needs a decision.
+
+        The common case on the hot path: a route that takes every event
+        (nothing coalesced, no backlog to catch up on) with room for them
+        all. Returns False, having queued nothing, otherwise; then offer
+        them one by one with :meth:`offer`.
+        """
+        if (
+            self.failed is not None
+            or self.config.coalesce
+            or self._live + len(events) > self.config.queue
+            or (self.durable and self.backlog_until > self.cursor)
+        ):
+            return False
+        self._queue.extend([_Entry(event) for event in events])
+        self._live += len(events)
+        self._wake()
+        return True
+
     def offer(self, event: Event) -> bool:
         """Queue ``event``; False if a ``block`` route is full and it must wait."""
         if self.failed is not None:
@@ -483,6 +503,10 @@ class _RouteWorker:
             await trio.sleep(0.01)
 
 
+# The router's own events about a route, which that route is not offered.
+_ROUTE_NEWS = frozenset({RouteOverflow, DeliveryDead})
+
+
 def _about_route(event: Event) -> str | None:
     """The route a router event is about: a route never gets news of itself,
     or a dead webhook would feed on its own failure reports."""
@@ -619,10 +643,16 @@ class Router:
             await self._journal_progress.wait()
 
     async def _offer(self, worker: _RouteWorker, events: Sequence[Event]) -> None:
-        matches = worker.matches
-        for event in events:
-            if not matches(event) or _about_route(event) == worker.name:
-                continue
+        matches, name = worker.matches, worker.name
+        wanted = [
+            event
+            for event in events
+            if (matches.everything or matches(event))
+            and (type(event.message) not in _ROUTE_NEWS or _about_route(event) != name)
+        ]
+        if not wanted or worker.offer_all(wanted):
+            return
+        for event in wanted:
             while not worker.offer(event):
                 await worker.wait_for_space()
 
