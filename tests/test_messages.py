@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+from typing import cast
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from supervisor import (
@@ -21,6 +22,8 @@ from supervisor import (
     TaskStart,
     validate_payload,
 )
+from supervisor._core.events import Position
+from supervisor._core.messages import validate_payload_verbatim
 from supervisor.emit import FrameWriter
 from supervisor.lowlevel import EventStamper, LoopStats, Rejected
 
@@ -152,3 +155,113 @@ def test_event_json_round_trip(data: object, program: str) -> None:
     again = Event.from_json(event.to_json())
     assert again == event
     assert again.to_json() == event.to_json()
+
+
+# -- event lines that carry the child's payload as it came -------------------
+
+_KNOWN_SHAPES: dict[str, dict[str, st.SearchStrategy[object]]] = {
+    "task_start": {"taskId": st.text(max_size=12), "title": st.text(max_size=20)},
+    "task_complete": {
+        "taskId": st.text(max_size=12),
+        "title": st.text(max_size=20),
+        "duration": st.floats(0, 1e9) | st.integers(0, 10**6),
+        "success": st.booleans(),
+    },
+    "log": {"level": st.sampled_from(["info", "warn"]), "message": st.text(max_size=40)},
+    "progress_update": {"taskId": st.text(max_size=8), "step": st.text(max_size=20)},
+}
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@st.composite
+def _payloads(draw: st.DrawFn) -> bytes:
+    """A frame's payload as a child might write it: mostly right, sometimes hostile."""
+    event = draw(st.sampled_from(sorted(_KNOWN_SHAPES)))
+    shape = _KNOWN_SHAPES[event]
+    data = {
+        key: draw(value) for key, value in shape.items() if draw(st.booleans()) or key == "taskId"
+    }
+    if event == "log":
+        data["message"] = draw(st.text(max_size=40))
+    data.update(
+        draw(
+            st.dictionaries(
+                st.sampled_from(["extra", "seq", "source", "n"]), _json_values, max_size=2
+            )
+        )
+    )
+    payload: dict[str, object] = {"type": "ipc", "event": event, "data": data}
+    for key, value in (("version", "1.0"), ("timestamp", 1706543240000), ("messageId", "m-1")):
+        if draw(st.integers(0, 9)):  # usually present
+            payload[key] = value
+    if draw(st.integers(0, 5)) == 0:  # an envelope key the line keeps for itself
+        payload[draw(st.sampled_from(["seq", "source", "program", "position", "extra"]))] = 7
+    text = json.dumps(
+        payload,
+        ensure_ascii=draw(st.sampled_from([False, False, True])),
+        indent=draw(st.sampled_from([None, None, 1])),
+        separators=draw(st.sampled_from([(",", ":"), (", ", ": ")])),
+    )
+    if draw(st.integers(0, 5)) == 0:  # a duplicate envelope key, last one wins in pydantic
+        text = text[:-1] + ', "event": "log"}'
+    if draw(st.integers(0, 5)) == 0:  # a value pydantic coerces in lax mode
+        text = text.replace('"level": "info"', '"level": 5').replace('"level":"info"', '"level":5')
+    return (draw(st.sampled_from(["", " ", "\n"])) + text).encode()
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    assert len(keys) == len(set(keys)), f"duplicate keys in {keys}"
+    return dict(pairs)
+
+
+@settings(max_examples=500)
+@given(_payloads(), st.sampled_from(["line_start", "mid_line", None]))
+def test_a_line_carrying_the_payload_says_what_was_validated(payload: bytes, position: str) -> None:
+    """The verbatim path validates as validate_payload does; when it keeps the bytes,
+    the line is one line of JSON, parses to the same object as the re-serialised one
+    (no duplicate key anywhere at its top), and reads back as the same event."""
+    plain = validate_payload(payload)
+    result = validate_payload_verbatim(payload)
+    if isinstance(plain, Rejected):
+        assert result == plain
+        return
+    assert not isinstance(result, Rejected)
+    message, verbatim = result
+    # A messageId the child left out is a new uuid each time.
+    same = {"messageId"} - (message.model_fields_set & plain.model_fields_set)
+    assert message.model_dump(exclude=same) == plain.model_dump(exclude=same)
+    assert type(message) is type(plain)
+    event("carried" if verbatim is not None else "serialised again")
+    if verbatim is None:
+        return
+    where = cast("Position | None", position)
+    carried = EventStamper("p").stamp(message, 1, "child", where, verbatim).to_json()
+    serialised = EventStamper("p").stamp(plain, 1, "child", where).to_json()
+    assert b"\n" not in carried
+    assert b"\r" not in carried
+    assert json.loads(carried, object_pairs_hook=_no_duplicate_keys) == json.loads(serialised)
+    assert Event.from_json(carried) == Event.from_json(serialised)
+
+
+def test_the_payload_is_carried_only_when_nothing_was_changed_or_added() -> None:
+    """Strictly valid and complete: carried. Coerced, incomplete, or with a key of
+    the line's own: serialised again, as before."""
+    whole = frame(
+        "log", {"level": "info", "message": "hi"}, version="1.0", timestamp=5, messageId="m"
+    )
+    assert validate_payload_verbatim(json.dumps(whole).encode())[1] is not None  # type: ignore[index]
+    for changed in (
+        {**whole, "data": {"level": 5, "message": "hi"}},  # lax mode makes "5" of it
+        {k: v for k, v in whole.items() if k != "timestamp"},  # supervise fills it in
+        {**whole, "source": "supervisor"},  # would pose as supervise on a last-wins reader
+    ):
+        result = validate_payload_verbatim(json.dumps(changed).encode())
+        assert not isinstance(result, Rejected)
+        assert result[1] is None

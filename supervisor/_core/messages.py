@@ -56,6 +56,7 @@ __all__ = [
     "TaskStart",
     "parse_message",
     "validate_payload",
+    "validate_payload_verbatim",
 ]
 
 Severity: TypeAlias = Literal["low", "medium", "high", "critical"]
@@ -367,3 +368,54 @@ def validate_payload(payload: bytes) -> IpcMessage | Rejected:
             "reserved", f"event {generic.event!r} is one of supervise's own; a child cannot send it"
         )
     return generic
+
+
+_ENVELOPE_FIELDS = frozenset({"version", "timestamp", "messageId"})
+
+
+def validate_payload_verbatim(payload: bytes) -> tuple[IpcMessage, bytes | None] | Rejected:
+    """:func:`validate_payload`, and the payload itself when it may be written as it is.
+
+    Serialising a validated message again costs 1.5-4 us a frame on the hot
+    path; the child's own bytes already are that JSON when validation
+    changed nothing. So the payload is validated in strict mode first
+    (which pydantic also does faster than lax mode): if that passes, no
+    value was coerced (no ``"3"`` became ``3``). The payload's bytes
+    (stripped) come back with the message when, moreover, every envelope
+    field was given (none was filled in), no key outside the envelope was
+    (it could pose as one of the event line's own, like ``source``; pydantic
+    sees keys after JSON unescaping, so no spelling hides one), nothing in
+    it would break a line or JSON (a newline, ``NaN``, ``Infinity``; the
+    parser accepts the last two, an event line writes null), and ``event``
+    and ``data`` each appear once. Duplicate keys are read last-wins by
+    pydantic, and so by ``json``, jq, JavaScript and Go, which then see in
+    the line what supervise validated. Otherwise, and for every payload
+    strict mode refuses, the result is exactly :func:`validate_payload`'s,
+    with None for the bytes.
+
+    Returns:
+        (message, payload bytes or None), or :class:`Rejected`.
+    """
+    try:
+        message: IpcMessage = (_validator or _load_validator()).validate_json(payload, strict=True)
+    except ValidationError:
+        result = validate_payload(payload)
+        return result if isinstance(result, Rejected) else (result, None)
+    return message, _verbatim(payload, message)
+
+
+def _verbatim(payload: bytes, message: IpcMessage) -> bytes | None:
+    # The cheapest tests first: this runs for every frame (~0.6 us in all).
+    if (
+        message.__pydantic_extra__
+        or message.timestamp is None
+        or not message.__pydantic_fields_set__ >= _ENVELOPE_FIELDS
+    ):
+        return None
+    body = payload.strip()
+    find = body.find
+    if find(b"\n") >= 0 or find(b"\r") >= 0 or find(b"NaN") >= 0 or find(b"Infinity") >= 0:
+        return None
+    if body.count(b'"event"') != 1 or body.count(b'"data"') != 1:
+        return None
+    return body

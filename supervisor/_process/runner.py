@@ -52,12 +52,16 @@ from .._core.frames import (
     Output,
     _excerpt,
 )
-from .._core.messages import IpcMessage, validate_payload
+from .._core.messages import IpcMessage, validate_payload_verbatim
 from .child import Child, ChildSpec, describe_returncode, open_child, uptime
 from .queue import EVENT_OVERHEAD, EventQueue
 from .reaper import signal_if_alive
 
 __all__ = ["ProgramRunner", "RunStats", "TerminalSettings"]
+
+# What the decoder's validator gives for a frame: the message, and its
+# payload when the event's line may carry it as it is.
+Validated = tuple[IpcMessage, bytes | None]
 
 # After the child exits, how long its output may stay open with nothing
 # arriving before whoever holds it gets SIGTERM; and how long at most while
@@ -365,8 +369,8 @@ class ProgramRunner:
         return True
 
     async def _pump_output(self, child: Child, done: trio.Event) -> None:
-        decoder: FrameDecoder[IpcMessage] = FrameDecoder(
-            validate_payload, max_frame_bytes=self.config.max_frame_bytes
+        decoder: FrameDecoder[Validated] = FrameDecoder(
+            validate_payload_verbatim, max_frame_bytes=self.config.max_frame_bytes
         )
         try:
             while True:
@@ -380,7 +384,7 @@ class ProgramRunner:
         finally:
             done.set()
 
-    async def _handle(self, items: list[DecodedItem[IpcMessage]]) -> None:
+    async def _handle(self, items: list[DecodedItem[Validated]]) -> None:
         if not items:
             return
         if len(items) == 1 and type(items[0]) is Output:
@@ -388,14 +392,14 @@ class ProgramRunner:
             return
         keep_frames = self.config.keep_frames
         chunks: list[bytes] = []
-        messages: list[tuple[IpcMessage, Source, Position | None]] = []
+        messages: list[tuple[IpcMessage, Source, Position | None, bytes | None]] = []
         sizes: list[int] = []
         shown = False  # the last frame stays visible, and so does its line end
         for item in items:
             if type(item) is Output:
                 chunks.append(item.data)
             elif type(item) is Frame:
-                message = item.message
+                message, verbatim = item.message
                 position: Position = "line_start" if item.line_start else "mid_line"
                 shown = keep_frames
                 if message.event in _ACTIONABLE:
@@ -411,7 +415,7 @@ class ProgramRunner:
                             offset=item.offset,
                             excerpt=_excerpt(item.raw),
                         )
-                        messages.append((FrameUntrusted(data=untrusted), "supervisor", None))
+                        messages.append((FrameUntrusted(data=untrusted), "supervisor", None, None))
                         sizes.append(EVENT_OVERHEAD + len(item.raw))
                         chunks.append(item.raw)
                         continue
@@ -423,14 +427,14 @@ class ProgramRunner:
                 ):
                     name = OTHER
                 frames[name] += 1
-                messages.append((message, "child", position))
+                messages.append((message, "child", position, verbatim))
                 sizes.append(EVENT_OVERHEAD + len(item.raw))
             elif type(item) is MalformedFrame:
                 self.stats.frames_invalid[item.reason] += 1
                 data = FrameInvalidData(
                     reason=item.reason, offset=item.offset, detail=item.detail, excerpt=item.excerpt
                 )
-                messages.append((FrameInvalid(data=data), "supervisor", None))
+                messages.append((FrameInvalid(data=data), "supervisor", None, None))
                 sizes.append(EVENT_OVERHEAD)
             elif type(item) is LineEndRemoved and shown:
                 chunks.append(item.raw)
@@ -440,10 +444,14 @@ class ProgramRunner:
             now = self._clock.now_ms()
             stamp = self._stamper.stamp
             await self._send_events(
-                [stamp(message, now, source, where) for message, source, where in messages], sizes
+                [
+                    stamp(message, now, source, where, verbatim)
+                    for message, source, where, verbatim in messages
+                ],
+                sizes,
             )
 
-    def _distrust(self, frame: Frame[IpcMessage]) -> str | None:
+    def _distrust(self, frame: Frame[Validated]) -> str | None:
         """Why an actionable frame may not make supervise answer, or None if it may."""
         policy = self.config.actionable_frames
         if policy == "anywhere":
