@@ -80,8 +80,11 @@ class FileSink:
 
     async def send_batch(self, events: Sequence[Event]) -> None:
         """Append the events' lines with one write, so none waits in a buffer."""
+        if not events:
+            await trio.lowlevel.checkpoint()
+            return
         self.open()
-        data = b"".join([event.to_json() + b"\n" for event in events])
+        data = b"\n".join([event.to_json() for event in events]) + b"\n"
         if self._stream is not None:
             try:
                 await self._stream.send_all(data)

@@ -638,7 +638,7 @@ class Supervisor:
                     break
                 if self._report_invalid:
                     for event in batch:
-                        if event.event in _REPORTED and event.source == "supervisor":
+                        if event.source == "supervisor" and event.event in _REPORTED:
                             reporter.report(event)
                 if metrics is not None:
                     metrics.observe(batch)
