@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from conftest import popen
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -444,6 +445,33 @@ async def test_async_journal(tmp_path: Path) -> None:
             assert [d.seq for d in await journal.remove_dead([dead])] == [2]
             assert await journal.prune(max_age=None, max_bytes=0, keep_after=2) == 2
             assert await journal.size() == len(make_event(3).to_json())
+
+
+async def test_an_append_here_never_waits_for_another_connections_lock(tmp_path: Path) -> None:
+    """While another connection holds the write lock, append_here gives up at once
+    (the event loop never sleeps on SQLite's busy wait); append in a thread waits
+    for the lock and then writes."""
+    path = tmp_path / "a.journal.db"
+    with trio.fail_after(10):
+        async with await AsyncJournal.open(path) as journal:
+            assert journal.append_here(events([1]))
+            other = sqlite3.connect(path, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                started = time.monotonic()
+                assert not journal.append_here(events([2]))
+                assert time.monotonic() - started < 1.0  # the busy wait is 5 s
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(journal.append, events([2]))
+                    await trio.testing.wait_all_tasks_blocked()
+                    other.execute("COMMIT")
+            finally:
+                other.close()
+            assert await journal.last_seq() == 2
+            assert journal.append_here(events([3]))
+            # The busy wait is back for the calls that run in a thread.
+            assert journal.journal._db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+            assert [e.seq for e in await journal.read(0)] == [1, 2, 3]
 
 
 # -- crashes ----------------------------------------------------------------------------------

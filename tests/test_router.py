@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -301,6 +302,47 @@ async def test_a_buggy_sink_is_a_failed_delivery_not_a_crash() -> None:
 
 
 # -- durable routes --------------------------------------------------------------
+
+
+class JournalWitness(CapturingSink):
+    """Records, for each event it is given, whether another connection can read it on disk."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__("witness")
+        self.path = path
+        self.on_disk: list[bool] = []
+
+    async def send(self, event: Event) -> None:
+        reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            row = reader.execute("SELECT 1 FROM events WHERE seq = ?", (event.seq,)).fetchone()
+        finally:
+            reader.close()
+        self.on_disk.append(row is not None)
+        await super().send(event)
+
+
+async def test_a_durable_route_sees_an_event_only_once_it_is_committed(tmp_path: Path) -> None:
+    """Group commits or not: when a durable route gets an event, another process
+    can already read it from the journal; a plain route does not wait for that."""
+    path = tmp_path / "j.db"
+    journal = await AsyncJournal.open(path)
+    durable, plain = JournalWitness(path), CapturingSink("plain")
+    stream = [event() for _ in range(300)]
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            run = await start(
+                nursery, [(route("d", durable=True), durable), (route("p"), plain)], journal
+            )
+            for chunk in range(0, 300, 7):
+                await run.router.publish(stream[chunk : chunk + 7])
+                await trio.lowlevel.checkpoint()
+            assert await run.router.drain(5)
+            nursery.cancel_scope.cancel()
+    assert [e.seq for e in durable.events] == [e.seq for e in stream]
+    assert durable.on_disk == [True] * 300
+    assert [e.seq for e in plain.events] == [e.seq for e in stream]
+    await journal.aclose()
 
 
 async def test_durable_route_reads_its_backlog_from_the_journal(tmp_path: Path) -> None:

@@ -872,16 +872,19 @@ class AsyncJournal:
         return await trio.to_thread.run_sync(call, limiter=self._limiter)
 
     def append_here(self, events: Sequence[Event]) -> bool:
-        """:meth:`Journal.append` on the calling thread, if no worker thread has the journal.
+        """:meth:`Journal.append` on the calling thread, if it can be done without waiting.
 
         Returns False, having done nothing, when a call is running in a
-        thread (then await :meth:`append`). For the router's group commits:
-        a commit of a few hundred rows costs a millisecond or two of CPU,
-        while a thread for it costs a round trip and, worse, a fight for
-        the GIL with the event loop on every row (SQLite releases it around
-        each step). A commit with ``synchronous=NORMAL`` writes to the WAL
-        and does not wait for the disk; checkpoints (which do) run on a
-        connection and thread of their own.
+        worker thread, or another connection (another process) holds the
+        write lock: then await :meth:`append`, which waits in a thread. For
+        the router's group commits: a commit of a few hundred rows costs a
+        millisecond or two of CPU, while a thread for it costs a round trip
+        and, worse, a fight for the GIL with the event loop on every row
+        (SQLite releases it around each step). A commit with
+        ``synchronous=NORMAL`` writes to the WAL and does not wait for the
+        disk; checkpoints (which do) run on a connection and thread of their
+        own. The lock is tried without SQLite's busy wait, so the event loop
+        never sleeps on it.
 
         Raises:
             ValueError, sqlite3.Error: as :meth:`Journal.append`.
@@ -890,8 +893,19 @@ class AsyncJournal:
             self._limiter.acquire_nowait()
         except trio.WouldBlock:
             return False
+        db = self.journal._db
         try:
-            self.journal.append(events)
+            db.execute("PRAGMA busy_timeout = 0")
+            try:
+                self.journal.append(events)
+            except sqlite3.OperationalError as exc:
+                # SQLITE_BUSY and its extended codes: another connection
+                # holds the write lock ("database is locked").
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+                return False
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         finally:
             self._limiter.release()
         return True
