@@ -274,25 +274,12 @@ class FrameDecoder(Generic[T]):
         n = len(data)
         while True:
             if self._state == self._PLAIN:
-                found = data.find(START_MARKER, pos)
-                if found == -1:
+                pos = self._run_plain(data, pos, items)
+                if pos < 0:  # no marker left in data
+                    pos = ~pos
                     keep = 0 if final else _partial_marker_suffix(data, pos)
                     self._emit_plain(items, bytes(data[pos : n - keep]))
                     return n - keep
-                self._emit_plain(items, bytes(data[pos:found]))
-                pos = found
-                self._frame_at_line_start = self._at_line_start
-                # Fast path for the usual case, a whole frame already here: the
-                # same two searches _scan_frame would make, without its state.
-                payload_start = found + _START_LEN
-                end = data.find(
-                    END_MARKER, payload_start, payload_start + self._max_frame_bytes + _END_LEN
-                )
-                if end != -1 and data.find(START_MARKER, payload_start, end) == -1:
-                    pos = self._finish_frame(data, found, end, items)
-                    continue
-                self._scan_from = _START_LEN
-                self._state = self._IN_FRAME
             elif self._state == self._IN_FRAME:
                 advanced = self._scan_frame(data, pos, items, final=final)
                 if advanced is None:
@@ -315,6 +302,56 @@ class FrameDecoder(Generic[T]):
                         items.append(LineEndRemoved(b"\r\n"))
                         pos += 2
                 self._state = self._PLAIN
+
+    def _run_plain(self, data: bytes | bytearray, pos: int, items: list[DecodedItem[T]]) -> int:
+        """The usual case, in one tight loop: plain text, a whole valid frame, its line end.
+
+        Returns where the state machine takes over (a frame not yet whole,
+        an invalid one, a line end that needs the next byte), with
+        ``self._state`` set for it; or ``~pos`` when no marker starts at or
+        after ``pos``. The same searches and items as the state machine's,
+        with the state kept in locals: this runs for every frame.
+        """
+        append = items.append
+        find = data.find
+        validate = self._validate
+        cap = self._max_frame_bytes + _END_LEN
+        offset = self._offset
+        at_line_start = self._at_line_start
+        n = len(data)
+        while True:
+            found = find(START_MARKER, pos)
+            if found == -1:
+                self._at_line_start = at_line_start
+                return ~pos
+            if found > pos:
+                chunk = bytes(data[pos:found])
+                append(Output(chunk))
+                at_line_start = chunk[-1] == _NEWLINE
+            payload_start = found + _START_LEN
+            end = find(END_MARKER, payload_start, payload_start + cap)
+            if end == -1 or find(START_MARKER, payload_start, end) != -1:
+                self._at_line_start = self._frame_at_line_start = at_line_start
+                self._scan_from = _START_LEN
+                self._state = self._IN_FRAME
+                return found
+            after = end + _END_LEN
+            raw = bytes(data[found:after])
+            result = validate(raw[_START_LEN:-_END_LEN])
+            if isinstance(result, Rejected):
+                self._at_line_start = at_line_start  # _give_up's output then moves it on
+                return self._give_up(data, found, after, items, result.reason, result.detail)
+            append(Frame(result, raw, offset + found, at_line_start))
+            pos = after
+            if at_line_start:
+                # Only a frame that began its line may take the line end after it.
+                if pos < n and data[pos] == _NEWLINE:
+                    append(LineEndRemoved(b"\n"))
+                    pos += 1
+                elif pos >= n or data[pos] == _CARRIAGE_RETURN:
+                    self._at_line_start = at_line_start
+                    self._state = self._AFTER_FRAME
+                    return pos
 
     def _scan_frame(
         self, data: bytes | bytearray, pos: int, items: list[DecodedItem[T]], *, final: bool
