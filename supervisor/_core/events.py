@@ -34,7 +34,14 @@ from pydantic_core import to_json
 from typing_extensions import TypeVar
 
 from .frames import InvalidReason
-from .messages import RESERVED_EVENTS, EventData, GenericMessage, IpcMessage, parse_message
+from .messages import (
+    RESERVED_EVENTS,
+    EventData,
+    GenericMessage,
+    IpcMessage,
+    parse_message,
+    verbatim_body,
+)
 
 __all__ = [
     "ENVELOPE_KEYS",
@@ -458,8 +465,8 @@ class Event(Generic[MessageT]):
     # to_json()'s result, kept: the journal, a file route and a webhook all
     # want the same bytes of the same event.
     _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
-    # The child's payload, when its line may carry it as it is (set by
-    # EventStamper.stamp; see messages.validate_payload_verbatim).
+    # The child's payload, strictly validated into ``message``: its line may
+    # carry it as it is (set by EventStamper.stamp; see verbatim_body).
     _verbatim: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -498,6 +505,8 @@ class Event(Generic[MessageT]):
 
     def _serialize(self) -> bytes:
         verbatim = self._verbatim
+        if verbatim is not None:
+            verbatim = verbatim_body(verbatim, self.message)
         if verbatim is not None:
             # The envelope's own keys, then the child's payload as it came:
             # validated in strict mode, so its JSON is the message's (~0.5 us
@@ -610,9 +619,10 @@ class EventStamper:
     ) -> Event:
         """Wrap ``message``, filling a missing ``timestamp`` with the receipt time.
 
-        ``verbatim`` is the payload ``message`` was validated from, when
-        :func:`~supervisor._core.messages.validate_payload_verbatim` found
-        that the event's line may carry it as it is.
+        ``verbatim`` is the payload ``message`` was validated from in strict
+        mode (:func:`~supervisor._core.messages.validate_payload_verbatim`):
+        the event's line carries it as it is if
+        :func:`~supervisor._core.messages.verbatim_body` allows.
         """
         if message.timestamp is None:
             message = message.model_copy(update={"timestamp": received_at})

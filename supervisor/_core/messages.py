@@ -57,6 +57,7 @@ __all__ = [
     "parse_message",
     "validate_payload",
     "validate_payload_verbatim",
+    "verbatim_body",
 ]
 
 Severity: TypeAlias = Literal["low", "medium", "high", "critical"]
@@ -374,38 +375,43 @@ _ENVELOPE_FIELDS = frozenset({"version", "timestamp", "messageId"})
 
 
 def validate_payload_verbatim(payload: bytes) -> tuple[IpcMessage, bytes | None] | Rejected:
-    """:func:`validate_payload`, and the payload itself when it may be written as it is.
+    """:func:`validate_payload`, and the payload itself when strict validation passed.
 
     Serialising a validated message again costs 1.5-4 us a frame on the hot
     path; the child's own bytes already are that JSON when validation
-    changed nothing. So the payload is validated in strict mode first
-    (which pydantic also does faster than lax mode): if that passes, no
-    value was coerced (no ``"3"`` became ``3``). The payload's bytes
-    (stripped) come back with the message when, moreover, every envelope
-    field was given (none was filled in), no key outside the envelope was
-    (it could pose as one of the event line's own, like ``source``; pydantic
-    sees keys after JSON unescaping, so no spelling hides one), nothing in
-    it would break a line or JSON (a newline, ``NaN``, ``Infinity``; the
-    parser accepts the last two, an event line writes null), and ``event``
-    and ``data`` each appear once. Duplicate keys are read last-wins by
-    pydantic, and so by ``json``, jq, JavaScript and Go, which then see in
-    the line what supervise validated. Otherwise, and for every payload
-    strict mode refuses, the result is exactly :func:`validate_payload`'s,
-    with None for the bytes.
+    changed nothing. So the payload is validated in strict mode first: if
+    that passes, no value was coerced (no ``"3"`` became ``3``), and the
+    payload comes back with the message; whether an event line may carry it
+    as it is, :func:`verbatim_body` decides when (and only if) a line is
+    written. For every payload strict mode refuses, the result is exactly
+    :func:`validate_payload`'s, with None for the bytes.
 
     Returns:
-        (message, payload bytes or None), or :class:`Rejected`.
+        (message, payload or None), or :class:`Rejected`.
     """
     try:
         message: IpcMessage = (_validator or _load_validator()).validate_json(payload, strict=True)
     except ValidationError:
         result = validate_payload(payload)
         return result if isinstance(result, Rejected) else (result, None)
-    return message, _verbatim(payload, message)
+    return message, payload
 
 
-def _verbatim(payload: bytes, message: IpcMessage) -> bytes | None:
-    # The cheapest tests first: this runs for every frame (~0.6 us in all).
+def verbatim_body(payload: bytes, message: IpcMessage) -> bytes | None:
+    """The payload, stripped, if an event line may carry it in place of ``message``.
+
+    ``message`` must have been validated from ``payload`` in strict mode
+    (:func:`validate_payload_verbatim`). It may when, moreover, every
+    envelope field was given (none was filled in), no key outside the
+    envelope was (it could pose as one of the event line's own, like
+    ``source``; pydantic sees keys after JSON unescaping, so no spelling
+    hides one), nothing in it would break a line or JSON (a newline,
+    ``NaN``, ``Infinity``: the parser accepts the last two, an event line
+    writes null), and ``event`` and ``data`` each appear once. Duplicate
+    keys are read last-wins by pydantic, and so by ``json``, jq, JavaScript
+    and Go, which then see in the line what supervise validated.
+    """
+    # The cheapest tests first (~3 us in all, paid only for lines written).
     if (
         message.__pydantic_extra__
         or message.timestamp is None
