@@ -5,7 +5,7 @@
 **Throughput.** ``supervise --no-journal --events /dev/null`` passes a dense
 frame load (``fake_loopwork --frame-every 100``, a frame per 100 bytes) with
 and without ``--metrics-port``; the run without metrics is the baseline.
-Target: frames/s with metrics >= 90% of without.
+Target: frames/s with metrics >= 95% of without (metrics cost at most 5%).
 
 **Scrape under load.** While that load runs, ``/metrics`` is fetched every
 50 ms over a kept-alive connection and each response timed. Target: a
@@ -133,8 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     size = "16M" if args.quick else "64M"
     runs = 1 if args.quick else 3
-    off_runs = [timed_run(size, metrics=False) for _ in range(runs)]
-    on_runs = [timed_run(size, metrics=True) for _ in range(runs)]
+    # Interleaved, so a machine that speeds up or slows down hits both alike.
+    off_runs, on_runs = [], []
+    for _ in range(runs):
+        off_runs.append(timed_run(size, metrics=False))
+        on_runs.append(timed_run(size, metrics=True))
     off, on = [run[0] for run in off_runs], [run[0] for run in on_runs]
     frames = off_runs[0][1]
     ratio = min(off) / min(on)
@@ -148,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{min(on):.2f}",
                 f"{frames / min(on):,.0f}",
                 f"{ratio:.2f}",
-                f">= 0.90: {'met' if ratio >= 0.9 else 'NOT MET'}",
+                f">= 0.95: {'met' if ratio >= 0.95 else 'NOT MET'}",
             ],
         ],
     )

@@ -43,7 +43,7 @@ from prometheus_client.core import (
 )
 
 from .._clock import Clock, SystemClock
-from .._core.bounds import MAX_CHANNELS, MAX_EVENT_NAMES, MAX_NAMESPACES, LabelFold
+from .._core.bounds import MAX_CHANNELS, MAX_EVENT_NAMES, MAX_NAMESPACES, OTHER, LabelFold
 from .._core.events import Event
 
 __all__ = [
@@ -76,13 +76,14 @@ class Histogram:
         self.buckets = tuple(sorted(buckets))
         self._series: dict[LabelValues, list[float]] = {}
 
-    def observe(self, labels: LabelValues, value: float) -> None:
+    def observe(self, labels: LabelValues, value: float, count: int = 1) -> None:
+        """Count ``count`` observations of ``value`` (several at once: one lookup)."""
         series = self._series.get(labels)
         if series is None:
             # per-bucket counts (not cumulative), then +Inf, sum
             series = self._series[labels] = [0.0] * (len(self.buckets) + 2)
-        series[bisect.bisect_left(self.buckets, value)] += 1
-        series[-1] += value
+        series[bisect.bisect_left(self.buckets, value)] += count
+        series[-1] += value * count
 
     def family(self, name: str, documentation: str, labels: Sequence[str]) -> Metric:
         family = HistogramMetricFamily(name, documentation, labels=labels)
@@ -126,29 +127,54 @@ class MetricsState:
         self.namespaces = LabelFold("namespace", MAX_NAMESPACES)
         self.channels = LabelFold("channel", MAX_CHANNELS)
         self._task_starts: dict[tuple[str, str, str], int] = {}
+        # (program, event name) -> its key in ``frames``, once kept by the fold.
+        self._frame_keys: dict[tuple[str, str], LabelValues] = {}
+        # (program, namespace) -> the labels of its task metrics, once kept.
+        self._task_labels: dict[tuple[str, str], LabelValues] = {}
 
     def observe(self, events: Iterable[Event]) -> None:
-        """Account for a batch of events (every event, in order)."""
+        """Account for a batch of events (every event, in order).
+
+        On the hot path (every frame, with metrics on): the label keys of
+        frames already seen come from a dict, not from the label folds.
+        """
+        frames, frame_keys = self.frames, self._frame_keys
+        count = 0
         for event in events:
-            self.events_total += 1
-            name = event.message.event
+            count += 1
+            message = event.message
+            name = message.event
             if event.source == "child":
-                self.frames[(event.program, self.event_names(event.program, name))] += 1
+                program = event.program
+                key = frame_keys.get((program, name))
+                if key is None:
+                    key = (program, self.event_names(program, name))
+                    if key[1] != OTHER:  # a folded one is counted as folded each time
+                        frame_keys[(program, name)] = key
+                frames[key] += 1
                 if name in _TASK_EVENTS:
-                    self._task_event(event, name)
+                    self._task_event(event, message.data, name)
             elif name in _OWN_EVENTS:
                 self._own_event(event, name)
+        self.events_total += count
 
     def _namespace(self, program: str, data: Any) -> str:
         if not self.namespace_label:
             return ""
         return self.namespaces(program, str(getattr(data, "namespace", None) or ""))
 
-    def _task_event(self, event: Event, name: str) -> None:
-        data = event.data
-        namespace = self._namespace(event.program, data)
-        labels = (event.program, namespace)
-        key = (event.program, str(getattr(data, "namespace", "")), str(data.taskId))
+    def _task_event(self, event: Event, data: Any, name: str) -> None:
+        program = event.program
+        namespace = getattr(data, "namespace", "")
+        labels = self._task_labels.get((program, namespace)) if type(namespace) is str else None
+        if labels is None:
+            labels = (
+                program,
+                self.namespaces(program, str(namespace or "")) if self.namespace_label else "",
+            )
+            if labels[1] != OTHER and type(namespace) is str:
+                self._task_labels[(program, namespace)] = labels
+        key = (program, str(namespace), str(data.taskId))
         if name == "task_start":
             self.tasks["started"][labels] += 1
             starts = self._task_starts
@@ -189,8 +215,17 @@ class MetricsState:
     def observe_delivery(self, route: str, events: Sequence[Event]) -> None:
         """A route delivered ``events`` just now: how long after their receipt."""
         now_ms = self._clock.now_ms()
+        labels, observe = (route,), self.delivery_latency.observe
+        # Events read together share their receipt time: one observation each run of them.
+        received, count = -1, 0
         for event in events:
-            self.delivery_latency.observe((route,), max(0.0, (now_ms - event.received_at) / 1000))
+            if event.received_at != received:
+                if count:
+                    observe(labels, max(0.0, (now_ms - received) / 1000), count)
+                received, count = event.received_at, 0
+            count += 1
+        if count:
+            observe(labels, max(0.0, (now_ms - received) / 1000), count)
 
 
 _TASK_EVENTS = frozenset({"task_start", "task_complete", "task_failed"})
