@@ -27,9 +27,10 @@ Per route:
 
 The journal is written by group commit, off the publishing path: ``publish``
 hands events to non-durable routes and appends them to a list of rows to
-journal, without waiting; one writer task commits that list every
-:data:`COMMIT_WINDOW` (5 ms) or every 512 rows, whichever comes first, and
-only then offers the committed events to the durable routes. Why: a commit
+journal, without waiting; one writer task commits that list, at most once
+per :data:`COMMIT_WINDOW` (5 ms) unless 512 rows wait, and only then offers
+the committed events to the durable routes: a quiet child's event is
+committed at once, a busy child's events a window's worth at a time. Why: a commit
 costs the same few WAL pages whether it holds 2 rows or 500, and a busy
 child's reads bring 1-2 frames each, so a commit per batch was most of what
 the journal cost per frame. The commit runs on the event loop's thread
@@ -38,8 +39,8 @@ thread cost a ~0.1 ms round trip per commit and a GIL hand-over per row.
 The promise is unchanged: a durable route sees an event only after its
 commit returned (``kill -9`` then loses nothing a durable route was given),
 and non-durable routes never wait for the disk. What it costs is up to 5 ms
-more latency on durable routes; a disk that cannot keep up slows the child
-only once 16,384 events wait to be journaled.
+more latency on durable routes while the child is busy; a disk that cannot
+keep up slows the child only once 16,384 events wait to be journaled.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -85,8 +87,8 @@ _BATCH = 256
 _BACKLOG_READ = 1024
 # How often durable routes' progress is saved to the journal.
 _MARK_INTERVAL = 0.2
-# Group commit (see Router): a commit waits at most this long for more rows,
-# or until this many are pending; it takes at most _MAX_COMMIT_ROWS at once.
+# Group commit (see Router): at most one commit per window, unless this
+# many rows are pending; a commit takes at most _MAX_COMMIT_ROWS at once.
 # A commit writes a few pages to the WAL whatever it holds, and its thread
 # round trip costs ~0.1 ms: per read batch that was most of the journal's
 # cost per frame; per window it is a fraction of a microsecond.
@@ -566,6 +568,7 @@ class Router:
         self._rows_waiting = trio.Event()
         self._rows_enough = trio.Event()
         self._commit_now = False
+        self._last_commit = -math.inf
         self._durable_workers = [worker for worker in self._workers if worker.durable]
 
     @property
@@ -663,13 +666,17 @@ class Router:
             if not pending:
                 self._rows_waiting = trio.Event()
                 await self._rows_waiting.wait()
-            if len(pending) < _COMMIT_ROWS and not self._commit_now:
+            # At most one commit per window: a quiet child's event is committed
+            # at once, a busy child's wait for the window (or 512 rows) together.
+            wait = self._last_commit + COMMIT_WINDOW - trio.current_time()
+            if wait > 0 and len(pending) < _COMMIT_ROWS and not self._commit_now:
                 self._rows_enough = trio.Event()
-                with trio.move_on_after(COMMIT_WINDOW):
+                with trio.move_on_after(wait):
                     await self._rows_enough.wait()
             batch = [pending.popleft() for _ in range(min(len(pending), _MAX_COMMIT_ROWS))]
             with trio.CancelScope(shield=True):
                 await self._append(journal, batch)
+            self._last_commit = trio.current_time()
             for worker in self._durable_workers:
                 await self._offer(worker, batch)
 
