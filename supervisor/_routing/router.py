@@ -33,9 +33,12 @@ the committed events to the durable routes: a quiet child's event is
 committed at once, a busy child's events a window's worth at a time. Why: a commit
 costs the same few WAL pages whether it holds 2 rows or 500, and a busy
 child's reads bring 1-2 frames each, so a commit per batch was most of what
-the journal cost per frame. The commit runs on the event loop's thread
-(:meth:`AsyncJournal.append_here`): ~3 us of CPU per row, where a worker
-thread cost a ~0.1 ms round trip per commit and a GIL hand-over per row.
+the journal cost per frame. A commit of 64 rows or more (a busy child)
+runs on the event loop's thread (:meth:`AsyncJournal.append_here`): ~3 us
+of CPU per row, where a worker thread costs a ~0.1 ms round trip per
+commit and a GIL hand-over per row. A smaller one (a quiet child, where
+CPU is plentiful and latency counts) runs in the worker thread, so a
+plain route's next event never waits behind it (p99 at 1,000 frames/s).
 The promise is unchanged: a durable route sees an event only after its
 commit returned (``kill -9`` then loses nothing a durable route was given),
 and non-durable routes never wait for the disk. What it costs is up to 5 ms
@@ -95,6 +98,8 @@ _MARK_INTERVAL = 0.2
 COMMIT_WINDOW = 0.005
 _COMMIT_ROWS = 512
 _MAX_COMMIT_ROWS = 1024
+# Commits of at least this many rows run on the event loop's thread.
+_INLINE_ROWS = 64
 # Events published but not yet journaled before publish() waits for the
 # journal: what a slow disk can make supervise hold, and where it slows the child.
 _UNJOURNALED_ROOM = 16384
@@ -682,7 +687,10 @@ class Router:
 
     async def _append(self, journal: AsyncJournal, events: Sequence[Event]) -> None:
         try:
-            if not journal.append_here(events):
+            # A busy child's commits run on the event loop's thread, where they
+            # cost least; a quiet child's few rows go to the worker thread, so
+            # no route's next event waits behind a commit.
+            if len(events) < _INLINE_ROWS or not journal.append_here(events):
                 await journal.append(events)
         except Exception as exc:  # disk full, database locked: keep routing
             if not self._journal_failed:
