@@ -10,6 +10,7 @@ import logging
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,15 @@ from supervisor.testing import python_child
 # faulthandler_timeout and the I/O tests by trio.fail_after instead.
 hypothesis.settings.register_profile("suite", deadline=None)
 hypothesis.settings.load_profile("suite")
+
+# A run started as a background job of a shell without job control (a CI
+# script's `cmd &`) inherits SIGINT and SIGQUIT ignored, and exec hands that
+# to every child: the tests stop programs with these signals, as a person
+# at a terminal would, so each run starts them at their defaults.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILDREN = Path(__file__).resolve().parent / "children"

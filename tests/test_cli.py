@@ -491,13 +491,36 @@ def test_control_directory_problems(tmp_path: Path) -> None:
     assert refused.stderr.endswith(b"is writable by others; refusing to use it\n")
 
 
+def _default_signals() -> None:
+    """Every signal at its default and none blocked, as a shell's foreground job starts.
+
+    A background job of a shell without job control starts with SIGINT and
+    SIGQUIT ignored, and exec passes that on: supervise, like any program,
+    hands what it inherited to its child.
+    """
+    for signum in range(1, signal.NSIG):
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 @pytest.mark.parametrize("use_pty", [True, False])
 def test_child_starts_with_default_signals(use_pty: bool) -> None:
-    """The child gets no blocked and no ignored signals from supervise (or from Python)."""
+    """The child gets no blocked and no ignored signals from supervise (or from Python),
+    whatever the test runner itself was started with."""
     flags = [] if use_pty else ["--no-pty"]
-    result = supervise(*flags, "--", "grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status")
+    result = subprocess.run(
+        [*SUPERVISE, *flags, "--", "grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        cwd=ROOT,
+        env=clean_env(),
+        preexec_fn=_default_signals,
+        check=False,
+    )
     lines = result.stdout.decode().split()
-    assert lines == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"]
+    assert lines == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], result.stderr
 
 
 def test_help_from_a_real_interpreter() -> None:
