@@ -296,11 +296,6 @@ def _generic_adapter() -> TypeAdapter[IpcMessage]:
     return TypeAdapter(GenericMessage)
 
 
-@functools.cache
-def _known_validator() -> Any:
-    return _known_adapter().validator
-
-
 _NOT_A_KNOWN_EVENT = frozenset({"union_tag_invalid", "union_tag_not_found"})
 
 
@@ -333,12 +328,14 @@ def _describe(error: ValidationError) -> Rejected:
     return Rejected("schema", f"{path or '<frame>'}: {first['msg']}")
 
 
+# The known union's core validator, kept in a global once built: a cached
+# function's call would cost more than the lookup on every frame.
 _validator: Any = None
 
 
 def _load_validator() -> Any:
     global _validator
-    _validator = _known_validator()
+    _validator = _known_adapter().validator
     return _validator
 
 
