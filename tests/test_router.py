@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from conftest import child
 
 from supervisor import Event, ProgramConfig, RouteConfig, SinkError, Supervisor
@@ -342,6 +343,40 @@ async def test_a_durable_route_sees_an_event_only_once_it_is_committed(tmp_path:
     assert [e.seq for e in durable.events] == [e.seq for e in stream]
     assert durable.on_disk == [True] * 300
     assert [e.seq for e in plain.events] == [e.seq for e in stream]
+    await journal.aclose()
+
+
+async def test_a_journal_that_cannot_write_holds_bytes_not_only_events(tmp_path: Path) -> None:
+    """While another connection holds the journal's lock, publish waits once
+    ~8 MiB of lines wait to be journaled (not after 16,384 events whatever
+    their size); when the lock goes, every event is journaled, none lost."""
+    path = tmp_path / "j.db"
+    journal = await AsyncJournal.open(path)
+    big = [event("log", message=f"{i} " + "x" * 100_000) for i in range(200)]
+    published = 0
+    other = sqlite3.connect(path, isolation_level=None)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            run = await start(nursery, [(route("p"), CapturingSink("plain"))], journal)
+            other.execute("BEGIN IMMEDIATE")
+
+            async def publish() -> None:
+                nonlocal published
+                for chunk in range(0, 200, 10):
+                    await run.router.publish(big[chunk : chunk + 10])
+                    published += 10
+
+            nursery.start_soon(publish)
+            await trio.testing.wait_all_tasks_blocked()
+            held = published
+            other.execute("COMMIT")
+            await run.router.wait_journaled(big[-1].seq)
+            nursery.cancel_scope.cancel()
+    other.close()
+    # ~100 KB a line: the writer took the first batch, then 8 MiB more waited.
+    assert 80 <= held <= 100
+    assert published == 200
+    assert [e.seq for e in await journal.read(big[0].seq - 1, limit=500)] == [e.seq for e in big]
     await journal.aclose()
 
 

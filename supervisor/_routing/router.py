@@ -30,10 +30,10 @@ hands events to non-durable routes and appends them to a list of rows to
 journal, without waiting; one writer task commits that list, at most once
 per :data:`COMMIT_WINDOW` (5 ms) unless 512 rows wait, and only then offers
 the committed events to the durable routes: a quiet child's event is
-committed at once, a busy child's events a window's worth at a time. Why: a commit
-costs the same few WAL pages whether it holds 2 rows or 500, and a busy
-child's reads bring 1-2 frames each, so a commit per batch was most of what
-the journal cost per frame. A commit of 64 rows or more (a busy child)
+committed at once, a busy child's events a window's worth at a time. Why:
+a commit costs the same few WAL pages whether it holds 2 rows or 500, and
+a busy child's reads bring 1-2 frames each, so a commit per batch was most
+of what the journal cost per frame. A commit of 64 rows or more (a busy child)
 runs on the event loop's thread (:meth:`AsyncJournal.append_here`): ~3 us
 of CPU per row, where a worker thread costs a ~0.1 ms round trip per
 commit and a GIL hand-over per row. A smaller one (a quiet child, where
@@ -43,7 +43,8 @@ The promise is unchanged: a durable route sees an event only after its
 commit returned (``kill -9`` then loses nothing a durable route was given),
 and non-durable routes never wait for the disk. What it costs is up to 5 ms
 more latency on durable routes while the child is busy; a disk that cannot
-keep up slows the child only once 16,384 events wait to be journaled.
+keep up slows the child only once 16,384 events (or 8 MiB of their lines)
+wait to be journaled.
 """
 
 from __future__ import annotations
@@ -100,9 +101,12 @@ _COMMIT_ROWS = 512
 _MAX_COMMIT_ROWS = 1024
 # Commits of at least this many rows run on the event loop's thread.
 _INLINE_ROWS = 64
-# Events published but not yet journaled before publish() waits for the
-# journal: what a slow disk can make supervise hold, and where it slows the child.
+# Events (and bytes of their lines) published but not yet journaled before
+# publish() waits for the journal: what a slow disk can make supervise hold,
+# and where it slows the child. Bytes too, as the event queue counts them:
+# a count alone would let large frames hold gigabytes.
 _UNJOURNALED_ROOM = 16384
+_UNJOURNALED_ROOM_BYTES = 8 * 1024 * 1024
 _OVERFLOW_REPORT_INTERVAL = 1.0
 # Dead letters kept in memory when there is no journal.
 _MEMORY_DEAD_LETTERS = 10_000
@@ -569,6 +573,7 @@ class Router:
         self._journal_failed = False
         # Group commit: published, not yet handed to the journal, in seq order.
         self._unjournaled: deque[Event] = deque()
+        self._unjournaled_bytes = 0
         self._published = 0
         self._rows_waiting = trio.Event()
         self._rows_enough = trio.Event()
@@ -643,11 +648,16 @@ class Router:
             return
         pending = self._unjournaled
         pending.extend(events)
+        # The lines are written to the journal anyway (to_json() keeps them).
+        self._unjournaled_bytes += sum([len(event.to_json()) for event in events])
         self._published = events[-1].seq
         self._rows_waiting.set()
         if len(pending) >= _COMMIT_ROWS:
             self._rows_enough.set()
-        while len(self._unjournaled) >= _UNJOURNALED_ROOM:
+        while (
+            len(self._unjournaled) >= _UNJOURNALED_ROOM
+            or self._unjournaled_bytes >= _UNJOURNALED_ROOM_BYTES
+        ):
             await self._journal_progress.wait()
 
     async def _offer(self, worker: _RouteWorker, events: Sequence[Event]) -> None:
@@ -679,6 +689,7 @@ class Router:
                 with trio.move_on_after(wait):
                     await self._rows_enough.wait()
             batch = [pending.popleft() for _ in range(min(len(pending), _MAX_COMMIT_ROWS))]
+            self._unjournaled_bytes -= sum([len(event.to_json()) for event in batch])
             with trio.CancelScope(shield=True):
                 await self._append(journal, batch)
             self._last_commit = trio.current_time()
@@ -792,6 +803,7 @@ class Router:
             if self.journal is not None and self._unjournaled:
                 rows = list(self._unjournaled)
                 self._unjournaled.clear()
+                self._unjournaled_bytes = 0
                 await self._append(self.journal, rows)
             for worker in self._workers:
                 with contextlib.suppress(Exception):
