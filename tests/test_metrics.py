@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -265,10 +266,21 @@ def test_served_by_the_real_command(tmp_path: Path) -> None:
     seen = read_stderr_until(proc, rb"metrics at \S+/metrics\n")
     match = re.search(rb"metrics at (\S+)\n", seen)
     assert match is not None
-    response = httpx.get(match.group(1).decode(), timeout=5)
-    families = {f.name: f for f in text_string_to_metric_families(response.text)}
-    (up,) = families["supervise_program_up"].samples
-    assert (up.labels, up.value) == ({"program": "echo"}, 1.0)
+    # The server may answer before the child has been up start_seconds (1 s):
+    # it is "starting" then, and up turns 1 once the start has succeeded.
+    deadline = time.monotonic() + 10
+    while True:
+        response = httpx.get(match.group(1).decode(), timeout=5)
+        families = {f.name: f for f in text_string_to_metric_families(response.text)}
+        (up,) = families["supervise_program_up"].samples
+        states = {s.labels["state"]: s.value for s in families["supervise_program_state"].samples}
+        assert up.labels == {"program": "echo"}
+        if up.value == 1.0:
+            assert states["running"] == 1.0
+            break
+        assert states["starting"] == 1.0, states
+        assert time.monotonic() < deadline, "the program never became running"
+        time.sleep(0.05)
     (rss,) = families["supervise_program_resident_memory_bytes"].samples
     assert rss.value > 0
     proc.terminate()
