@@ -51,6 +51,11 @@ def _answered_by_the_parser(argv: Sequence[str]) -> int | None:
 def main() -> int:
     """Run ``supervise`` with ``sys.argv``; return its exit status."""
     argv = sys.argv[1:]
+    if argv[:1] == ["ipc"]:
+        # ts-ipc's commands; send and publish import neither trio nor pydantic.
+        from .._ipc.cli import main as ipc
+
+        return ipc(argv[1:], prog="supervise ipc")
     status = _answered_by_the_parser(argv)
     if status is not None:
         return status

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
             "       supervise --config FILE [options]\n"
             "       supervise check-config FILE\n"
             "       supervise ctl [--instance NAME] COMMAND ...  (status, answer, tail ...)\n"
-            "       supervise events [--since SEQ] [--follow]     (replay the event journal)"
+            "       supervise events [--since SEQ] [--follow]     (replay the event journal)\n"
+            "       supervise ipc COMMAND ...                    (ts-ipc: send, publish, run ...)"
         ),
         description=(
             "Run COMMAND under a pseudo-terminal, pass its output through untouched "

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS messages (
     origin TEXT NOT NULL DEFAULT 'send',
     event TEXT,
     state TEXT NOT NULL DEFAULT 'queued',
+    if_busy TEXT NOT NULL DEFAULT 'wait',
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     via TEXT,
@@ -144,7 +145,7 @@ def new_message_id(now: float | None = None) -> str:
 
 def iso_time(at: float) -> str:
     """``2025-10-01T05:15:23+00:00``, the original's log time format."""
-    return datetime.fromtimestamp(int(at), timezone.utc).isoformat()
+    return datetime.fromtimestamp(int(at), UTC).isoformat()
 
 
 def log_line(at: float, action: str, text: str) -> str:
@@ -166,6 +167,7 @@ class Message:
     origin: str
     event: str | None
     state: str
+    if_busy: str
     attempts: int
     last_error: str | None
     via: str | None
@@ -185,6 +187,7 @@ class Message:
             origin=row["origin"],
             event=row["event"],
             state=row["state"],
+            if_busy=row["if_busy"],
             attempts=row["attempts"],
             last_error=row["last_error"],
             via=row["via"],
@@ -243,7 +246,9 @@ class Store:
         # The database and its WAL files are created 0600: only the user.
         old_mask = os.umask(0o077)
         try:
-            self._db = sqlite3.connect(path, timeout=10, isolation_level=None)
+            self._db = sqlite3.connect(
+                path, timeout=10, isolation_level=None, check_same_thread=False
+            )
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA busy_timeout = 10000")
             if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -252,8 +257,8 @@ class Store:
             if not self._db.execute(
                 "SELECT 1 FROM sqlite_master WHERE name = 'messages'"
             ).fetchone():
-                with self._write():
-                    self._db.executescript(_SCHEMA.replace("\n", " "))
+                # One transaction: concurrent first runs create it once.
+                self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
         finally:
             os.umask(old_mask)
         self.claimant = f"{os.getpid()}-{secrets.token_hex(2)}"
@@ -292,7 +297,9 @@ class Store:
 
     # -- the log ---------------------------------------------------------
 
-    def log(self, action: str, text: str, record: Mapping[str, Any], at: float | None = None) -> None:
+    def log(
+        self, action: str, text: str, record: Mapping[str, Any], at: float | None = None
+    ) -> None:
         """Append one line to the event log (``ts-ipc events``)."""
         now = time.time() if at is None else at
         entry = {"time": iso_time(now), "action": action, **record}
@@ -302,12 +309,16 @@ class Store:
                 (now, action, log_line(now, action, text), json.dumps(entry, ensure_ascii=False)),
             )
 
-    def log_tail(self, count: int) -> list[tuple[str, str]]:
-        """The last ``count`` log entries, oldest first, as (line, JSON record)."""
+    def log_tail(self, count: int) -> list[tuple[int, str, str]]:
+        """The last ``count`` log entries, oldest first, as (seq, line, JSON record)."""
         rows = self._db.execute(
-            "SELECT line, record FROM log ORDER BY seq DESC LIMIT ?", (count,)
+            "SELECT seq, line, record FROM log ORDER BY seq DESC LIMIT ?", (count,)
         ).fetchall()
-        return [(row["line"], row["record"]) for row in reversed(rows)]
+        return [(row["seq"], row["line"], row["record"]) for row in reversed(rows)]
+
+    def last_log_seq(self) -> int:
+        row = self._db.execute("SELECT MAX(seq) FROM log").fetchone()
+        return int(row[0] or 0)
 
     def log_after(self, seq: int) -> list[tuple[int, str, str]]:
         rows = self._db.execute(
@@ -329,6 +340,7 @@ class Store:
         ttl: float = DEFAULT_TTL,
         state: str = "queued",
         last_error: str | None = None,
+        if_busy: str = "wait",
     ) -> Message:
         """Record a new message (queued unless ``state`` says otherwise) and log SEND."""
         now = time.time()
@@ -336,7 +348,7 @@ class Store:
         with self._write() as db:
             cursor = db.execute(
                 "INSERT INTO messages (id, created, source, target, kind, body, origin, event,"
-                " state, last_error, updated, expires) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " state, last_error, if_busy, updated, expires) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     message_id,
                     now,
@@ -348,6 +360,7 @@ class Store:
                     event,
                     state,
                     last_error,
+                    if_busy,
                     now,
                     now + ttl,
                 ),
@@ -458,7 +471,11 @@ class Store:
             message = Message.from_row(row)
             waited = message.last_error or "the session did not appear"
             expired.append(
-                self.finish(message, "expired", error=f"ttl of {message.expires - message.created:g} s passed: {waited}")
+                self.finish(
+                    message,
+                    "expired",
+                    error=f"ttl of {message.expires - message.created:g} s passed: {waited}",
+                )
             )
         return expired
 
@@ -503,9 +520,7 @@ class Store:
         return bool(removed)
 
     def subscriptions(self) -> list[Subscription]:
-        rows = self._db.execute(
-            "SELECT * FROM subscriptions ORDER BY session, created"
-        ).fetchall()
+        rows = self._db.execute("SELECT * FROM subscriptions ORDER BY session, created").fetchall()
         return [
             Subscription(
                 session=row["session"],

@@ -12,9 +12,22 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-__all__ = ["TmuxError", "run_tmux", "tmux_command"]
+__all__ = [
+    "SHELLS",
+    "NoSession",
+    "NotAccepted",
+    "Pane",
+    "TmuxError",
+    "notify",
+    "pane_of",
+    "run_tmux",
+    "tmux_command",
+    "type_line",
+]
 
 
 class TmuxError(Exception):
@@ -29,7 +42,9 @@ def tmux_command(*args: str, environ: Mapping[str, str] = os.environ) -> list[st
     return [*prefix, *args]
 
 
-def run_tmux(*args: str, input: bytes | None = None, timeout: float = 10) -> subprocess.CompletedProcess[bytes]:
+def run_tmux(
+    *args: str, input: bytes | None = None, timeout: float = 10
+) -> subprocess.CompletedProcess[bytes]:
     """Run one tmux request; a tmux that cannot start is a :class:`TmuxError`."""
     try:
         return subprocess.run(
@@ -37,3 +52,203 @@ def run_tmux(*args: str, input: bytes | None = None, timeout: float = 10) -> sub
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TmuxError(f"tmux {args[0] if args else ''}: {exc}") from None
+
+
+SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "fish", "tcsh", "csh"})
+"""Programs whose being in the foreground means the pane waits at a prompt."""
+
+_PANE_FORMAT = "\t".join(
+    (
+        "#{pane_id}",
+        "#{pane_current_command}",
+        "#{alternate_on}",
+        "#{pane_in_mode}",
+        "#{cursor_x}",
+        "#{cursor_y}",
+        "#{history_size}",
+        "#{socket_path}",
+    )
+)
+
+
+class NoSession(TmuxError):
+    """The session (or the whole tmux server) does not exist: worth waiting for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pane:
+    """What a pane is doing, from one ``display-message``."""
+
+    id: str
+    command: str
+    alternate: bool
+    in_mode: bool
+    cursor: tuple[int, int]
+    """(absolute line, column): the line counts the history above the screen."""
+    socket_path: str
+
+    @property
+    def at_prompt(self) -> bool:
+        return self.command in SHELLS and not self.alternate and not self.in_mode
+
+    def busy_reason(self) -> str:
+        if self.in_mode:
+            return "the pane is in copy mode"
+        if self.alternate:
+            return f"the pane runs a full-screen program ({self.command})"
+        return f"the pane is running {self.command!r}, not a shell prompt"
+
+
+def argument(text: str) -> str:
+    """Protect one argument from tmux's command parsing (a final ``;`` separates commands)."""
+    return text[:-1] + "\\;" if text.endswith(";") else text
+
+
+def escape_format(text: str) -> str:
+    """``display-message`` expands formats: ``#(cmd)`` would run cmd. ``##`` is a ``#``."""
+    return text.replace("#", "##")
+
+
+def _failure(result: subprocess.CompletedProcess[bytes], what: str) -> TmuxError:
+    reason = result.stderr.decode("utf-8", "replace").strip().splitlines()
+    text = reason[0] if reason else f"exit status {result.returncode}"
+    lowered = text.lower()
+    if (
+        "can't find" in lowered
+        or "no server running" in lowered
+        or "error connecting" in lowered
+        or "no such file" in lowered
+    ):
+        return NoSession(f"{what}: {text}")
+    return TmuxError(f"{what}: {text}")
+
+
+def session_target(session: str) -> str:
+    """The session's active pane, matched by exact name (plain ``mgr`` would match ``mgr2``)."""
+    return f"={session}:"
+
+
+def pane_of(session: str) -> Pane:
+    """The session's active pane and what it is doing.
+
+    Raises:
+        NoSession: no such session, or no server.
+        TmuxError: tmux failed otherwise.
+    """
+    result = run_tmux("display-message", "-p", "-t", session_target(session), _PANE_FORMAT)
+    if result.returncode != 0:
+        raise _failure(result, f"session {session!r}")
+    return _parse_pane(result.stdout)
+
+
+def pane_by_id(pane_id: str) -> Pane:
+    result = run_tmux("display-message", "-p", "-t", pane_id, _PANE_FORMAT)
+    if result.returncode != 0:
+        raise _failure(result, f"pane {pane_id}")
+    return _parse_pane(result.stdout)
+
+
+def _parse_pane(output: bytes) -> Pane:
+    fields = output.decode("utf-8", "replace").rstrip("\n").split("\t")
+    if len(fields) != 8:
+        raise TmuxError(f"unexpected display-message output: {output[:200]!r}")
+    pane_id, command, alternate, in_mode, x, y, history, socket_path = fields
+    return Pane(
+        id=pane_id,
+        command=command,
+        alternate=alternate == "1",
+        in_mode=in_mode == "1",
+        cursor=(int(history or 0) + int(y or 0), int(x or 0)),
+        socket_path=socket_path,
+    )
+
+
+def notify(session: str, text: str, source: str) -> int:
+    """Show ``text`` on every client of ``session``; store it in ``@ipc_last``.
+
+    Only the session's own clients see it (``display-message`` without
+    ``-c`` would pick whichever client was active last, perhaps another
+    session's). Returns how many clients were shown the message.
+    """
+    target = session_target(session)
+    listed = run_tmux("list-clients", "-t", f"={session}", "-F", "#{client_name}")
+    if listed.returncode != 0:
+        raise _failure(listed, f"session {session!r}")
+    clients = listed.stdout.decode("utf-8", "replace").split()
+    args = [
+        "set-option", "-t", target, "@ipc_last", argument(text), ";",
+        "set-option", "-t", target, "@ipc_last_from", argument(source),
+    ]  # fmt: skip
+    for client in clients:
+        shown = argument(escape_format(text))
+        args += [";", "display-message", "-c", client, "-t", target, "--", shown]
+    result = run_tmux(*args)
+    if result.returncode != 0:
+        raise _failure(result, f"session {session!r}")
+    return len(clients)
+
+
+def set_session_option(session: str, name: str, value: str) -> None:
+    """Best effort: a session that does not exist simply does not get it."""
+    run_tmux("set-option", "-t", session_target(session), name, argument(value))
+
+
+class NotAccepted(TmuxError):
+    """The text was typed but the pane never took the Enter."""
+
+
+def type_line(pane: Pane, text: str, *, enter_attempts: int = 3, settle: float = 0.5) -> int:
+    """Type ``text`` literally into ``pane``, press Enter, confirm the pane took it.
+
+    The text goes in as literal keys (``send-keys -l``; a multi-line text as
+    a bracketed paste, so a shell or an editor that asked for bracketed
+    paste takes it as one input rather than running each line). Enter is a
+    separate step, sent once the pane has echoed the text: a program that
+    sees Enter arrive in the same burst as a long text may take it as part
+    of a paste and never run it. Accepted means the cursor left the place
+    where the typed text ended, or another program took the foreground;
+    otherwise Enter is pressed again, at most ``enter_attempts`` times.
+
+    Returns:
+        How many times Enter was pressed.
+
+    Raises:
+        NotAccepted: the pane never moved after the last Enter.
+        TmuxError: tmux refused a request.
+    """
+    before = pane.cursor
+    if "\n" in text or "\r" in text:
+        buffer = f"ts-ipc-{os.getpid()}"
+        loaded = run_tmux("load-buffer", "-b", buffer, "-", input=text.encode())
+        if loaded.returncode != 0:
+            raise _failure(loaded, "load-buffer")
+        result = run_tmux("paste-buffer", "-p", "-d", "-r", "-b", buffer, "-t", pane.id)
+    else:
+        result = run_tmux("send-keys", "-t", pane.id, "-l", "--", argument(text))
+    if result.returncode != 0:
+        raise _failure(result, f"pane {pane.id}")
+    typed = _wait_for_move(pane, before, settle) if text else pane
+    for attempt in range(1, enter_attempts + 1):
+        result = run_tmux("send-keys", "-t", pane.id, "Enter")
+        if result.returncode != 0:
+            raise _failure(result, f"pane {pane.id}")
+        after = _wait_for_move(typed, typed.cursor, settle)
+        if after.cursor != typed.cursor or after.command != typed.command:
+            return attempt
+    raise NotAccepted(
+        f"pane {pane.id} did not take Enter ({enter_attempts} tries, the cursor never moved)"
+    )
+
+
+def _wait_for_move(pane: Pane, position: tuple[int, int], timeout: float) -> Pane:
+    """Poll the pane until its cursor leaves ``position`` or its program changes."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        now = pane_by_id(pane.id)
+        if now.cursor != position or now.command != pane.command:
+            return now
+        if time.monotonic() >= deadline:
+            return now
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
