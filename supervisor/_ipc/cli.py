@@ -15,9 +15,9 @@ stderr, naming what is wrong), otherwise a failed workflow step's status.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -179,9 +179,14 @@ def _send(store: Store, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _outcome_of(message: Message, tried: list[Message]) -> Message:
+    """The message as its delivery left it; untried, it waits behind an older one."""
     for candidate in tried:
         if candidate.id == message.id:
             return candidate
+    blocking = [m for m in tried if m.target == message.target and m.state == "queued"]
+    if blocking:
+        reason = f"behind {blocking[-1].id}: {blocking[-1].last_error}"
+        return dataclasses.replace(message, last_error=reason)
     return message
 
 
@@ -501,4 +506,4 @@ _COMMANDS = {
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(prog=os.path.basename(sys.argv[0])))
+    sys.exit(main())

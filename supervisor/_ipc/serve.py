@@ -19,8 +19,9 @@ Several agents may run at once: each delivery is claimed by exactly one
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import signal
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -76,7 +77,16 @@ async def serve_deliveries(
 
 
 def serve_forever(home: Path, *, interval: float, out: TextIO) -> None:
+    """Serve until SIGTERM or SIGINT, which end it cleanly (exit status 0)."""
     out.write(f"ts-ipc serve: delivering from {home} every {interval:g} s (Ctrl-C stops)\n")
     out.flush()
-    with contextlib.suppress(KeyboardInterrupt):
-        trio.run(lambda: serve_deliveries(home, interval=interval, out=out))
+
+    async def until_signalled() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(partial(serve_deliveries, home, interval=interval, out=out))
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(until_signalled)
