@@ -22,6 +22,7 @@ __all__ = [
     "check_private_file",
     "control_dir",
     "instance_name_problem",
+    "ipc_home",
     "prepare_control_dir",
     "state_dir",
     "validate_instance_name",
@@ -168,3 +169,19 @@ def prepare_control_dir(path: Path) -> None:
     except OSError as exc:
         raise ConfigError(str(path), f"cannot create: {exc.strerror or exc}") from None
     check_private_dir(path, follow=False)
+
+
+def ipc_home(environ: Mapping[str, str] = os.environ) -> Path:
+    """ts-ipc's directory: ``$TS_IPC_HOME``, else ``STATE_DIR/ipc``.
+
+    ``STATE_DIR`` is supervise's own (``$XDG_STATE_HOME/ipc-supervisor``),
+    so supervise instances and ts-ipc find one another without settings.
+    """
+    home = environ.get("TS_IPC_HOME", "")
+    if os.path.isabs(home):
+        return Path(home)
+    state = environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(state):
+        user_home = environ.get("HOME") or str(Path.home())
+        state = os.path.join(user_home, ".local", "state")
+    return Path(state) / "ipc-supervisor" / "ipc"

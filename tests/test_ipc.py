@@ -326,3 +326,20 @@ def test_supervise_ipc_is_the_same_command(ipc: Env) -> None:
     )
     assert usage.returncode == 2
     assert "usage: supervise ipc send" in usage.stderr
+
+
+def test_a_supervised_programs_failures_reach_a_subscribed_session(ipc: Env) -> None:
+    ipc.session("mgr")
+    assert ipc.ipc("subscribe", "mgr", "task_fail*", "data").returncode == 0
+    assert ipc.ipc("subscribe", "ops", "task_failed", "command").returncode == 0
+    child = [sys.executable, str(ROOT / "examples" / "fake_loopwork.py")]
+    loop = [*child, "--tasks", "3", "--fail-every", "3", "--delay", "0", "--question-every", "0"]
+    supervised = ipc.start([sys.executable, "-m", "supervisor", "--name", "loop", "--", *loop])
+    assert supervised.wait(timeout=60) == 0
+    (line,) = ipc.ipc("read", "mgr").stdout.splitlines()
+    record = json.loads(line)
+    assert (record["from"], record["event"]) == ("loop", "task_failed")
+    assert json.loads(record["message"])["data"]["taskId"] == "FEAT-003"
+    refused = [m for m in ipc.queue() if m["to"] == "ops"]
+    assert [(m["state"], m["type"]) for m in refused] == [("failed", "command")]
+    assert "comes from a supervised program's event" in refused[0]["last_error"]

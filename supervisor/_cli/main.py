@@ -44,7 +44,7 @@ from .._control.server import (
 )
 from .._core.errors import ConfigError, SinkError
 from .._core.state import ProcessState
-from .._paths import control_dir, prepare_control_dir, validate_instance_name
+from .._paths import control_dir, ipc_home, prepare_control_dir, validate_instance_name
 from .._process.child import shell_status
 from .._process.prefix import PrefixedOutput, program_prefixes
 from .._process.reaper import become_subreaper, run_orphan_reaper, stop_orphans
@@ -247,6 +247,11 @@ async def _run(
                     await control_nursery.start(_serve_metrics_and_push, sup, metrics, sup.instance)
                 if notices is not None:
                     await control_nursery.start(notices.serve)
+                if (ipc_home() / "ipc.sqlite3").exists():
+                    # This user has ts-ipc state: publish to it, deliver for it.
+                    from .._ipc.agent import serve_ipc_agent
+
+                    await control_nursery.start(serve_ipc_agent, sup)
                 with trio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGWINCH) as signals:
                     async with trio.open_nursery() as signal_nursery:
                         signal_nursery.start_soon(_forward_signals, signals, sup, single)

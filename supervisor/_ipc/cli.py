@@ -225,13 +225,15 @@ def publish(
     *,
     ttl: float = DEFAULT_TTL,
     accepts: Callable[[str], bool] | None = None,
+    body_for: Callable[[Subscription], str] | None = None,
     from_child: bool = False,
     if_busy: str = "wait",
 ) -> list[Message]:
     """Queue one message per subscriber of ``event``; log PUBLISH for each.
 
     ``accepts(filter)`` says whether a subscription's filter takes the
-    event; by default the filter sees ``{event, program: source, data:
+    event, ``body_for(subscription)`` what its message says (``data`` by
+    default); by default the filter sees ``{event, program: source, data:
     {message: data}}``. A supervised child's event (``from_child``) never
     becomes a command line unless the subscription allows it: the child is
     not trusted.
@@ -251,7 +253,7 @@ def publish(
             source,
             subscription.session,
             kind,
-            data,
+            data if body_for is None else body_for(subscription),
             origin="publish",
             event=event,
             ttl=ttl,

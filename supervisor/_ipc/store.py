@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from .._paths import ipc_home
+
 __all__ = [
     "CLAIM_SECONDS",
     "DEFAULT_TTL",
@@ -119,22 +121,6 @@ CREATE TABLE IF NOT EXISTS steps (
     PRIMARY KEY (run, name)
 );
 """
-
-
-def ipc_home(environ: Mapping[str, str] = os.environ) -> Path:
-    """ts-ipc's directory: ``$TS_IPC_HOME``, else ``STATE_DIR/ipc``.
-
-    ``STATE_DIR`` is supervise's own (``$XDG_STATE_HOME/ipc-supervisor``),
-    so supervise instances and ts-ipc find one another without settings.
-    """
-    home = environ.get("TS_IPC_HOME", "")
-    if os.path.isabs(home):
-        return Path(home)
-    state = environ.get("XDG_STATE_HOME", "")
-    if not os.path.isabs(state):
-        user_home = environ.get("HOME") or str(Path.home())
-        state = os.path.join(user_home, ".local", "state")
-    return Path(state) / "ipc-supervisor" / "ipc"
 
 
 def new_message_id(now: float | None = None) -> str:
