@@ -343,3 +343,107 @@ def test_a_supervised_programs_failures_reach_a_subscribed_session(ipc: Env) -> 
     refused = [m for m in ipc.queue() if m["to"] == "ops"]
     assert [(m["state"], m["type"]) for m in refused] == [("failed", "command")]
     assert "comes from a supervised program's event" in refused[0]["last_error"]
+
+
+def test_run_stops_at_the_first_failure_and_exits_with_its_status(ipc: Env) -> None:
+    ipc.session("build")
+    ipc.session("deploy")
+    assert ipc.ipc("subscribe", "build", "step_finished", "data").returncode == 0
+    out = ipc.tmp / "out"
+    steps = [f"build:echo built > {out}", "deploy:sh -c 'exit 3'", f"build:echo never >> {out}"]
+    assert ipc.ipc("workflow", "ship", *steps).returncode == 0
+    result = ipc.ipc("run", "ship")
+    assert result.returncode == 3, result.stderr
+    assert out.read_text() == "built\n"
+    table = result.stdout.splitlines()
+    assert table[0].split() == ["STEP", "SESSION", "STATUS", "EXIT", "DURATION"]
+    assert table[2].split()[:4] == ["step-2", "deploy", "failed", "3"]
+    assert table[3].split()[:3] == ["step-3", "build", "not"]
+    finished = [
+        json.loads(json.loads(line)["message"])
+        for line in ipc.ipc("read", "build").stdout.splitlines()
+    ]
+    assert [(f["step"], f["exit_code"]) for f in finished] == [("step-1", 0), ("step-2", 3)]
+    assert all(f["duration"] >= 0 for f in finished)
+    log = ipc.ipc("events", "100").stdout
+    assert re.search(r" WORKFLOW ship finished exit 3 run run-\S+$", log, re.MULTILINE)
+    missing = ipc.ipc("run", "nope")
+    assert missing.returncode == 2
+    assert missing.stderr == "ts-ipc: no workflow named 'nope' (workflows: ship)\n"
+
+
+def test_a_supervised_run_routes_its_events_through_supervise(ipc: Env) -> None:
+    ipc.session("work")
+    assert ipc.ipc("workflow", "check", "work:true", "work:false").returncode == 0
+    events = ipc.tmp / "events.jsonl"
+    run = [*TS_IPC, "run", "check"]
+    supervised = ipc.start(
+        [sys.executable, "-m", "supervisor", "--events", str(events), "--", *run]
+    )
+    assert supervised.wait(timeout=60) == 1
+    seen = [json.loads(line) for line in events.read_text().splitlines()]
+    steps = [
+        (e["data"]["step"], e["data"]["exit_code"]) for e in seen if e["event"] == "step_finished"
+    ]
+    assert steps == [("step-1", 0), ("step-2", 1)]
+    (end,) = [e for e in seen if e["event"] == "workflow_finished"]
+    assert end["data"]["exit_code"] == 1
+
+
+def test_pipeline_subscribes_to_the_sources_deployments_only(ipc: Env) -> None:
+    ipc.session("safework")
+    result = ipc.ipc("pipeline", "blacklist", "safework")
+    assert result.returncode == 0, result.stderr
+    flow = (ipc.home / "workflows" / "deploy-blacklist-to-safework.toml").read_text()
+    assert [line for line in flow.splitlines() if line.startswith("session")] == [
+        'session = "blacklist"',
+        'session = "blacklist"',
+        'session = "safework"',
+        'session = "safework"',
+    ]
+    assert "no subscribers" in ipc.ipc("publish", "other", "deployment", "v1").stdout
+    assert "delivered" in ipc.ipc("publish", "blacklist", "deployment", "v2").stdout
+
+
+def test_migrate_imports_the_originals_subscriptions_and_workflows(ipc: Env) -> None:
+    origin = ipc.tmp / "original"
+    (origin / "workflows").mkdir(parents=True)
+    (origin / "subscriptions.json").write_text(
+        json.dumps(
+            {
+                "deployment": [{"session": "claude-manager", "action": "notify"}, "claude-planka"],
+                "health_check": {"claude-blacklist": "command"},
+            }
+        )
+    )
+    (origin / "workflows" / "deploy-full.json").write_text(
+        json.dumps(
+            {
+                "name": "deploy-full",
+                "steps": [
+                    "claude-blacklist:npm run build",
+                    {"session": "claude-manager", "command": "docker ps"},
+                ],
+            }
+        )
+    )
+    (origin / "claude-fortinet.data").write_text('{"status": "ok"}\n')
+    result = ipc.ipc("migrate", "--from", str(origin))
+    assert result.returncode == 0, result.stderr
+    listing = [json.loads(line) for line in ipc.ipc("subscriptions", "--json").stdout.splitlines()]
+    assert sorted((s["session"], s["event"], s["action"]) for s in listing) == [
+        ("claude-blacklist", "health_check", "command"),
+        ("claude-manager", "deployment", "notify"),
+        ("claude-planka", "deployment", "notify"),
+    ]
+    flow = (ipc.home / "workflows" / "deploy-full.toml").read_text()
+    assert 'command = "npm run build"' in flow
+    assert 'command = "docker ps"' in flow
+    (line,) = ipc.ipc("read", "claude-fortinet").stdout.splitlines()
+    assert json.loads(line)["message"] == '{"status": "ok"}'
+    (origin / "subscriptions.json").write_text('{"deployment": [42]}')
+    broken = ipc.ipc("migrate", "--from", str(origin))
+    assert broken.returncode == 2
+    where = origin / "subscriptions.json"
+    expected = f"ts-ipc: {where}: deployment[0]: expected a session name or an object\n"
+    assert broken.stderr == expected

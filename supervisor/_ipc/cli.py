@@ -423,7 +423,7 @@ def _workflow(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     from .workflow import WorkflowError, define_workflow
 
     try:
-        path = define_workflow(store.workflows_dir, args.name, list(args.steps))
+        path = define_workflow(store.home, args.name, list(args.steps))
     except WorkflowError as exc:
         raise UsageError(str(exc)) from None
     out.write(f"✓ workflow {args.name} ({len(args.steps)} steps): {path}\n")
@@ -441,7 +441,10 @@ def _pipeline(store: Store, args: argparse.Namespace, out: TextIO) -> int:
 
     source = _check_session(args.source, "SOURCE")
     target = _check_session(args.target, "TARGET")
-    store.subscribe(Subscription(target, "deployment", "notify"))
+    # Only SOURCE's deployments: ts-ipc publish SOURCE deployment ... (or its
+    # supervised program of that name).
+    only_source = f"program == {json.dumps(source)}"
+    store.subscribe(Subscription(target, "deployment", "notify", filter=only_source))
     name = f"deploy-{source}-to-{target}"
     steps = [
         f"{source}:npm run build",
@@ -450,7 +453,7 @@ def _pipeline(store: Store, args: argparse.Namespace, out: TextIO) -> int:
         f"{target}:docker-compose up -d",
     ]
     try:
-        path = define_workflow(store.workflows_dir, name, steps)
+        path = define_workflow(store.home, name, steps)
     except WorkflowError as exc:
         raise UsageError(str(exc)) from None
     out.write(f"✓ {target} subscribed to {source}'s deployment events (notify)\n")
@@ -508,4 +511,8 @@ _COMMANDS = {
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # python -m: run the package's module, not this copy under __main__,
+    # so the modules it imports share its classes.
+    from supervisor._ipc.cli import main as package_main
+
+    sys.exit(package_main())
