@@ -142,6 +142,16 @@ def run(bench: Bench, rounds: int, queued: int) -> int:
             "-",
         ]
     )
+    interpreter = [bench.timed([sys.executable, "-c", "pass"]) for _ in range(rounds)]
+    rows.append(
+        [
+            "python -c pass (any Python command's floor)",
+            ms(statistics.median(interpreter)),
+            ms(percentile(interpreter, 0.9)),
+            f"{statistics.median(interpreter) / base:.2f}x",
+            "-",
+        ]
+    )
     for kind in ("data", "notification"):
         times = [bench.ipc("send", "bench", "mgr", f"m{i}", kind) for i in range(rounds)]
         median = statistics.median(times)

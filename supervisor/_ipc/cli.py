@@ -15,7 +15,6 @@ stderr, naming what is wrong), otherwise a failed workflow step's status.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import fnmatch
 import json
 import sys
@@ -186,7 +185,7 @@ def _outcome_of(message: Message, tried: list[Message]) -> Message:
     blocking = [m for m in tried if m.target == message.target and m.state == "queued"]
     if blocking:
         reason = f"behind {blocking[-1].id}: {blocking[-1].last_error}"
-        return dataclasses.replace(message, last_error=reason)
+        return message._replace(last_error=reason)
     return message
 
 

@@ -29,25 +29,20 @@ How each type arrives:
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from . import tmux
 from .store import Message, Store, iso_time
 
 __all__ = ["IfBusy", "Outcome", "append_data", "deliver_message", "deliver_waiting"]
 
-logger = logging.getLogger(__name__)
-
 IfBusy = Literal["wait", "fail"]
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What one attempt came to: delivered (with how), waiting, or failed."""
 
     state: Literal["delivered", "queued", "failed"]

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .._paths import ipc_home
 
@@ -126,7 +124,7 @@ CREATE TABLE IF NOT EXISTS steps (
 def new_message_id(now: float | None = None) -> str:
     """``msg-`` with the millisecond time and 6 random hex digits: sortable, unique."""
     millis = int((time.time() if now is None else now) * 1000)
-    return f"msg-{millis}-{secrets.token_hex(3)}"
+    return f"msg-{millis}-{os.urandom(3).hex()}"
 
 
 def iso_time(at: float) -> str:
@@ -139,8 +137,7 @@ def log_line(at: float, action: str, text: str) -> str:
     return f"{iso_time(at)} {action} {text}"
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """One message and where it stands."""
 
     seq: int
@@ -199,8 +196,7 @@ class Message:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Subscription:
+class Subscription(NamedTuple):
     """SESSION hears events whose name matches the glob EVENT."""
 
     session: str
@@ -247,7 +243,7 @@ class Store:
                 self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
         finally:
             os.umask(old_mask)
-        self.claimant = f"{os.getpid()}-{secrets.token_hex(2)}"
+        self.claimant = f"{os.getpid()}-{os.urandom(2).hex()}"
 
     @property
     def data_dir(self) -> Path:

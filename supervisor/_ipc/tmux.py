@@ -10,11 +10,10 @@ inside a session, else the default socket under ``$TMUX_TMPDIR``).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "SHELLS",
@@ -36,7 +35,7 @@ class TmuxError(Exception):
 
 def tmux_command(*args: str, environ: Mapping[str, str] = os.environ) -> list[str]:
     """The argv that runs ``tmux ARGS`` against ts-ipc's server."""
-    program = shutil.which("tmux") or "tmux"
+    program = "tmux"  # found on PATH by exec, as a shell would
     socket = environ.get("TS_IPC_TMUX_SOCKET", "")
     prefix = [program, "-S", socket] if socket else [program]
     return [*prefix, *args]
@@ -75,8 +74,7 @@ class NoSession(TmuxError):
     """The session (or the whole tmux server) does not exist: worth waiting for."""
 
 
-@dataclass(frozen=True, slots=True)
-class Pane:
+class Pane(NamedTuple):
     """What a pane is doing, from one ``display-message``."""
 
     id: str
