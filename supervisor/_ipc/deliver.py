@@ -78,8 +78,13 @@ def append_data(store: Store, message: Message) -> Path:
     return path
 
 
-def deliver_message(store: Store, message: Message) -> Outcome:
-    """Try once to deliver ``message``; never raises for the session's sake."""
+def deliver_message(
+    store: Store, message: Message, clients: dict[str, list[str]] | None = None
+) -> Outcome:
+    """Try once to deliver ``message``; never raises for the session's sake.
+
+    ``clients`` caches the sessions' client lists over one delivery pass.
+    """
     if_busy: IfBusy = "fail" if message.if_busy == "fail" else "wait"
     try:
         if message.kind == "data":
@@ -87,8 +92,11 @@ def deliver_message(store: Store, message: Message) -> Outcome:
             tmux.set_session_option(message.target, "@ipc_data_file", str(path))
             return Outcome("delivered", via="data")
         if message.kind == "notification":
-            clients = tmux.notify(message.target, message.body, message.source)
-            return Outcome("delivered", via=f"notify:{clients}")
+            cache = {} if clients is None else clients
+            if message.target not in cache:
+                cache[message.target] = tmux.clients_of(message.target)
+            shown = tmux.notify(message.target, message.body, message.source, cache[message.target])
+            return Outcome("delivered", via=f"notify:{shown}")
         return _deliver_command(message, if_busy)
     except tmux.NoSession as exc:
         return Outcome("queued", error=f"session {message.target!r} does not exist yet ({exc})")
@@ -130,9 +138,10 @@ def deliver_waiting(store: Store, targets: Iterable[str] | None = None) -> list[
     to an outcome or back to the queue, in the order they were tried.
     """
     finished = store.expire_overdue()
+    clients: dict[str, list[str]] = {}
     for target in store.waiting_targets() if targets is None else targets:
         while (message := store.claim_next(target)) is not None:
-            outcome = deliver_message(store, message)
+            outcome = deliver_message(store, message, clients)
             finished.append(
                 store.finish(message, outcome.state, via=outcome.via, error=outcome.error)
             )

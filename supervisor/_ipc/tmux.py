@@ -161,18 +161,25 @@ def _parse_pane(output: bytes) -> Pane:
     )
 
 
-def notify(session: str, text: str, source: str) -> int:
+def clients_of(session: str) -> list[str]:
+    """The names of the clients attached to ``session``."""
+    listed = run_tmux("list-clients", "-t", f"={session}", "-F", "#{client_name}")
+    if listed.returncode != 0:
+        raise _failure(listed, f"session {session!r}")
+    return listed.stdout.decode("utf-8", "replace").split()
+
+
+def notify(session: str, text: str, source: str, clients: list[str] | None = None) -> int:
     """Show ``text`` on every client of ``session``; store it in ``@ipc_last``.
 
     Only the session's own clients see it (``display-message`` without
     ``-c`` would pick whichever client was active last, perhaps another
-    session's). Returns how many clients were shown the message.
+    session's). ``clients`` saves a request when the caller just listed
+    them. Returns how many clients were shown the message.
     """
     target = session_target(session)
-    listed = run_tmux("list-clients", "-t", f"={session}", "-F", "#{client_name}")
-    if listed.returncode != 0:
-        raise _failure(listed, f"session {session!r}")
-    clients = listed.stdout.decode("utf-8", "replace").split()
+    if clients is None:
+        clients = clients_of(session)
     args = [
         "set-option", "-t", target, "@ipc_last", argument(text), ";",
         "set-option", "-t", target, "@ipc_last_from", argument(source),
@@ -220,22 +227,31 @@ def type_line(pane: Pane, text: str, *, enter_attempts: int = 3, settle: float =
         loaded = run_tmux("load-buffer", "-b", buffer, "-", input=text.encode())
         if loaded.returncode != 0:
             raise _failure(loaded, "load-buffer")
-        result = run_tmux("paste-buffer", "-p", "-d", "-r", "-b", buffer, "-t", pane.id)
+        seen = _act_and_look(pane, "paste-buffer", "-p", "-d", "-r", "-b", buffer, "-t", pane.id)
     else:
-        result = run_tmux("send-keys", "-t", pane.id, "-l", "--", argument(text))
-    if result.returncode != 0:
-        raise _failure(result, f"pane {pane.id}")
-    typed = _wait_for_move(pane, before, settle) if text else pane
+        seen = _act_and_look(pane, "send-keys", "-t", pane.id, "-l", "--", argument(text))
+    typed = _moved(seen, pane, before) or _wait_for_move(pane, before, settle) if text else pane
     for attempt in range(1, enter_attempts + 1):
-        result = run_tmux("send-keys", "-t", pane.id, "Enter")
-        if result.returncode != 0:
-            raise _failure(result, f"pane {pane.id}")
-        after = _wait_for_move(typed, typed.cursor, settle)
-        if after.cursor != typed.cursor or after.command != typed.command:
+        seen = _act_and_look(pane, "send-keys", "-t", pane.id, "Enter")
+        if _moved(seen, typed, typed.cursor) or _moved(
+            _wait_for_move(typed, typed.cursor, settle), typed, typed.cursor
+        ):
             return attempt
     raise NotAccepted(
         f"pane {pane.id} did not take Enter ({enter_attempts} tries, the cursor never moved)"
     )
+
+
+def _act_and_look(pane: Pane, *action: str) -> Pane:
+    """Run ``action`` and read the pane's state in the same tmux request (one process)."""
+    result = run_tmux(*action, ";", "display-message", "-p", "-t", pane.id, _PANE_FORMAT)
+    if result.returncode != 0:
+        raise _failure(result, f"pane {pane.id}")
+    return _parse_pane(result.stdout)
+
+
+def _moved(now: Pane, pane: Pane, position: tuple[int, int]) -> Pane | None:
+    return now if now.cursor != position or now.command != pane.command else None
 
 
 def _wait_for_move(pane: Pane, position: tuple[int, int], timeout: float) -> Pane:
