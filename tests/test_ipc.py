@@ -447,3 +447,13 @@ def test_migrate_imports_the_originals_subscriptions_and_workflows(ipc: Env) -> 
     where = origin / "subscriptions.json"
     expected = f"ts-ipc: {where}: deployment[0]: expected a session name or an object\n"
     assert broken.stderr == expected
+
+
+def test_a_backlog_of_notifications_is_delivered_together_each_with_its_record(ipc: Env) -> None:
+    for index in range(5):
+        assert ipc.ipc("send", "ci", "late", f"note {index}", "notification").returncode == 0
+    ipc.session("late")
+    delivered = ipc.ipc("deliver")
+    assert delivered.stdout.count("delivered to late [notification]") == 5
+    assert [m["state"] for m in ipc.queue()] == ["delivered"] * 5
+    assert ipc.tmux("show-options", "-t", "=late:", "-v", "@ipc_last") == "note 4\n"

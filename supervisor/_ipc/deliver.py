@@ -138,8 +138,10 @@ def deliver_waiting(store: Store, targets: Iterable[str] | None = None) -> list[
     to an outcome or back to the queue, in the order they were tried.
     """
     finished = store.expire_overdue()
+    chosen = store.waiting_targets() if targets is None else list(targets)
+    finished += _notify_together(store, chosen)
     clients: dict[str, list[str]] = {}
-    for target in store.waiting_targets() if targets is None else targets:
+    for target in chosen:
         while (message := store.claim_next(target)) is not None:
             outcome = deliver_message(store, message, clients)
             finished.append(
@@ -147,4 +149,49 @@ def deliver_waiting(store: Store, targets: Iterable[str] | None = None) -> list[
             )
             if outcome.state == "queued":
                 break  # the rest waits behind it: order is kept
+    return finished
+
+
+_BATCH = 64
+"""Notifications per tmux request when several wait (a publish, a backlog)."""
+
+
+def _notify_together(store: Store, targets: list[str]) -> list[Message]:
+    """Deliver the notifications at the head of each queue in a few tmux requests.
+
+    A publish to ten subscribers, or a backlog for a session that just
+    appeared, would otherwise cost two tmux processes per message. Here the
+    sessions and their clients are listed once and up to :data:`_BATCH`
+    notifications go in one request; if tmux refuses it (a session went away
+    meanwhile), each is tried alone, so every message still gets its own
+    outcome.
+    """
+    if len(targets) < 2 and not any(store.count_waiting(t) > 1 for t in targets):
+        return []
+    try:
+        sessions, clients = tmux.sessions_and_clients()
+    except tmux.TmuxError:
+        return []
+    claimed: list[Message] = []
+    for target in targets:
+        if target not in sessions:
+            continue
+        while (message := store.claim_next(target, "notification")) is not None:
+            claimed.append(message)
+    finished = []
+    for start in range(0, len(claimed), _BATCH):
+        batch = claimed[start : start + _BATCH]
+        notes = [(m.target, m.body, m.source, clients.get(m.target, [])) for m in batch]
+        try:
+            tmux.notify_many(notes)
+        except tmux.TmuxError:
+            for message in batch:
+                outcome = deliver_message(store, message)
+                finished.append(
+                    store.finish(message, outcome.state, via=outcome.via, error=outcome.error)
+                )
+            continue
+        for message in batch:
+            shown = len(clients.get(message.target, []))
+            finished.append(store.finish(message, "delivered", via=f"notify:{shown}"))
     return finished

@@ -380,11 +380,19 @@ class Store:
         ).fetchall()
         return [row["target"] for row in rows]
 
-    def claim_next(self, target: str) -> Message | None:
+    def count_waiting(self, target: str) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM messages WHERE target = ? AND state IN ('queued', 'delivering')",
+            (target,),
+        ).fetchone()
+        return int(row[0])
+
+    def claim_next(self, target: str, kind: str | None = None) -> Message | None:
         """Claim the oldest waiting message for ``target``; None when none is free.
 
         Messages to one session are delivered in order: while an older one
-        is claimed by a live process, nothing newer is handed out.
+        is claimed by a live process, nothing newer is handed out. With
+        ``kind``, only a message of that kind is claimed.
         """
         now = time.time()
         with self._write() as db:
@@ -396,6 +404,8 @@ class Store:
             if row is None:
                 return None
             if row["state"] == "delivering" and now - (row["claimed_at"] or 0) < CLAIM_SECONDS:
+                return None
+            if kind is not None and row["kind"] != kind:
                 return None
             db.execute(
                 "UPDATE messages SET state = 'delivering', claimed_by = ?, claimed_at = ?,"

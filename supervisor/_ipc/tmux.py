@@ -169,6 +169,49 @@ def clients_of(session: str) -> list[str]:
     return listed.stdout.decode("utf-8", "replace").split()
 
 
+def sessions_and_clients() -> tuple[set[str], dict[str, list[str]]]:
+    """Every session's name, and the clients attached to each: two requests in one."""
+    result = run_tmux(
+        "list-sessions", "-F", "S\t#{session_name}", ";", "list-clients", "-F",
+        "C\t#{client_session}\t#{client_name}",
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise _failure(result, "list-sessions")
+    sessions: set[str] = set()
+    clients: dict[str, list[str]] = {}
+    for line in result.stdout.decode("utf-8", "replace").splitlines():
+        fields = line.split("\t")
+        if fields[0] == "S" and len(fields) == 2:
+            sessions.add(fields[1])
+        elif fields[0] == "C" and len(fields) == 3:
+            clients.setdefault(fields[1], []).append(fields[2])
+    return sessions, clients
+
+
+def _notify_args(session: str, text: str, source: str, clients: list[str]) -> list[str]:
+    target = session_target(session)
+    args = [
+        "set-option", "-t", target, "@ipc_last", argument(text), ";",
+        "set-option", "-t", target, "@ipc_last_from", argument(source),
+    ]  # fmt: skip
+    for client in clients:
+        shown = argument(escape_format(text))
+        args += [";", "display-message", "-c", client, "-t", target, "--", shown]
+    return args
+
+
+def notify_many(notes: list[tuple[str, str, str, list[str]]]) -> None:
+    """Several notifications (session, text, source, clients) in one tmux request."""
+    args: list[str] = []
+    for session, text, source, clients in notes:
+        if args:
+            args.append(";")
+        args += _notify_args(session, text, source, clients)
+    result = run_tmux(*args)
+    if result.returncode != 0:
+        raise _failure(result, "notify")
+
+
 def notify(session: str, text: str, source: str, clients: list[str] | None = None) -> int:
     """Show ``text`` on every client of ``session``; store it in ``@ipc_last``.
 
@@ -177,17 +220,9 @@ def notify(session: str, text: str, source: str, clients: list[str] | None = Non
     session's). ``clients`` saves a request when the caller just listed
     them. Returns how many clients were shown the message.
     """
-    target = session_target(session)
     if clients is None:
         clients = clients_of(session)
-    args = [
-        "set-option", "-t", target, "@ipc_last", argument(text), ";",
-        "set-option", "-t", target, "@ipc_last_from", argument(source),
-    ]  # fmt: skip
-    for client in clients:
-        shown = argument(escape_format(text))
-        args += [";", "display-message", "-c", client, "-t", target, "--", shown]
-    result = run_tmux(*args)
+    result = run_tmux(*_notify_args(session, text, source, clients))
     if result.returncode != 0:
         raise _failure(result, f"session {session!r}")
     return len(clients)
