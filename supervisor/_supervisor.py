@@ -248,6 +248,7 @@ class Supervisor:
             on_settled=self._check_all_settled,
             withheld_env=self._withheld_env,
             clock=self.clock,
+            instance=self.instance,
         )
         self.programs[name] = program
         self._program_configs.append(config)

@@ -27,7 +27,7 @@ from conftest import child, pid_alive
 
 from supervisor import Event, JournalConfig, ProgramConfig, Supervisor
 from supervisor._cli import ctl as _ctl
-from supervisor._control.server import serve_control
+from supervisor._control.server import _MAX_REQUEST, serve_control
 from supervisor._core.errors import ConfigError
 from supervisor._core.events import EventStamper
 from supervisor._core.messages import parse_message
@@ -468,21 +468,24 @@ async def test_bad_requests_get_one_line_errors(control: Path) -> None:
                 while data.count(b"\n") < len(requests):
                     data += await stream.receive_some()
             async with await trio.open_unix_socket(str(run.path)) as oversize:
-                await oversize.send_all(b"x" * 70_000)
+                await oversize.send_all(b"x" * (_MAX_REQUEST + 5000))
                 too_long = await oversize.receive_some()
     replies = [json.loads(line) for line in data.splitlines()]
     errors = [reply.get("error") for reply in replies]
     assert errors[0].startswith("request is not JSON: ")
     assert errors[1:6] == [
         "request must be a JSON object",
-        'unknown command "nope" (commands: answer, dead, pending, reopen-logs, restart, '
-        "retry, routes, start, status, stop, tail)",
+        'unknown command "nope" (commands: answer, dead, info, input, pending, reopen-logs, '
+        "restart, retry, routes, start, status, stop, tail)",
         "missing field 'program'",
         "no program named 'x' (programs: )",
         "field 'message_id' must be a string",
     ]
     assert replies[6] == {"ok": True, "result": []}
-    assert json.loads(too_long) == {"ok": False, "error": "request longer than 65536 bytes"}
+    assert json.loads(too_long) == {
+        "ok": False,
+        "error": f"request longer than {_MAX_REQUEST} bytes",
+    }
 
 
 # -- finding the instance ---------------------------------------------------------------

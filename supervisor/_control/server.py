@@ -10,6 +10,17 @@ send several requests on one connection. Every reply is
     {"cmd": "status"}
         -> result: [{name, state, pid, uptime, restarts, last_exit,
                      tasks_in_flight, pending_questions}, ...] in program order
+    {"cmd": "info"}
+        -> result: {instance, pid, tmux_socket, tmux_pane, programs}: the
+           instance name, supervise's pid, the tmux server socket and pane
+           (``%3``) supervise was started in, from its ``TMUX`` and
+           ``TMUX_PANE`` (null outside tmux), and the program names in order
+    {"cmd": "input", "program": "NAME", "text": "...", "enter": true}
+        -> result: {program, written}: the text (UTF-8, at most 64 KiB) was
+           written to the running child's stdin, followed by Enter (``\\r``
+           on a pty, ``\\n`` on pipes) unless enter is false; written counts
+           the bytes, Enter included. program may be left out when there is
+           only one. It takes its turn with answers, never splitting one.
     {"cmd": "start" | "stop" | "restart", "program": "NAME"}
         -> result: NAME's status once the request has taken effect (the
            reply waits, at most 30 s, until the child is up or gone)
@@ -48,8 +59,9 @@ program "") before the next event it does get.
 
 A bad request is answered with an error line and never ends the server:
 ``request is not JSON: ...``, ``unknown command "x" (commands: ...)``,
-``missing field 'program'``, ``no program named 'x' (programs: a, b)``, or
-the one-line message of the refused control request or answer. A request
+``missing field 'program'``, ``no program named 'x' (programs: a, b)``,
+``NAME is not running``, ``text longer than 65536 bytes``, or the one-line
+message of the refused control request or answer. A request
 must be JSON text: one nested deeper than Python's parser goes, or with a
 string holding a lone surrogate (``"\\ud800"``), is refused as not JSON.
 At most ``MAX_CONNECTIONS`` (128) connections are served at once; one more
@@ -84,15 +96,20 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_CONNECTIONS",
     "RequestsInFlight",
+    "TmuxPlace",
     "serve_control",
     "socket_answers",
+    "tmux_place",
 ]
 
 MAX_CONNECTIONS = 128
 """Control connections served at once (tails included); more are refused."""
 _TOO_MANY = f"too many control connections (at most {MAX_CONNECTIONS} at once); try again later"
 
-_MAX_REQUEST = 65536
+_MAX_INPUT = 65536
+# A request line: room for an input request whose every byte of text is
+# escaped (a control character is six bytes of JSON, \u001b).
+_MAX_REQUEST = 6 * _MAX_INPUT + 4096
 _TAIL_BATCH = 256
 # sun_path holds 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
@@ -104,6 +121,8 @@ _MIN_ID, _MAX_ID = -(2**63), 2**63 - 1
 _COMMANDS = (
     "answer",
     "dead",
+    "info",
+    "input",
     "pending",
     "reopen-logs",
     "restart",
@@ -189,6 +208,8 @@ async def serve_control(
     bound: os.stat_result | None = None
     try:
         bound = os.stat(path)
+        # Read once, before any child runs: where supervise itself was started.
+        place = tmux_place(os.environ)
 
         in_flight = requests or RequestsInFlight()
         connections = 0
@@ -204,7 +225,7 @@ async def serve_control(
                 return
             connections += 1
             try:
-                await _serve_connection(stream, sup, in_flight)
+                await _serve_connection(stream, sup, in_flight, place)
             finally:
                 connections -= 1
 
@@ -303,7 +324,7 @@ def _reply(ok: bool, value: Any) -> bytes:
 
 
 async def _serve_connection(
-    stream: trio.SocketStream, sup: Supervisor, requests: RequestsInFlight
+    stream: trio.SocketStream, sup: Supervisor, requests: RequestsInFlight, place: TmuxPlace
 ) -> None:
     lines = _LineReader(stream)
     try:
@@ -327,7 +348,7 @@ async def _serve_connection(
                     await _tail(stream, lines, request, sup)
                     return
                 with requests.track():
-                    await stream.send_all(await _dispatch(request, sup))
+                    await stream.send_all(await _dispatch(request, sup, place))
     except* (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client went away
     except* Exception as group:
@@ -358,7 +379,7 @@ def _parse(line: bytes) -> dict[str, Any]:
     return request
 
 
-async def _dispatch(request: dict[str, Any], sup: Supervisor) -> bytes:
+async def _dispatch(request: dict[str, Any], sup: Supervisor, place: TmuxPlace) -> bytes:
     """Carry out one request; whatever goes wrong becomes an error line."""
     programs = sup.programs
     try:
@@ -366,6 +387,16 @@ async def _dispatch(request: dict[str, Any], sup: Supervisor) -> bytes:
         result: Any
         if cmd == "status":
             result = [dataclasses.asdict(program.status()) for program in programs.values()]
+        elif cmd == "info":
+            result = {
+                "instance": sup.instance,
+                "pid": os.getpid(),
+                "tmux_socket": place.socket,
+                "tmux_pane": place.pane,
+                "programs": list(programs),
+            }
+        elif cmd == "input":
+            result = await _input(request, programs)
         elif cmd in ("start", "stop", "restart"):
             result = await _control(cmd, _program(request, programs))
         elif cmd == "answer":
@@ -405,6 +436,25 @@ def _text(request: dict[str, Any], name: str, default: str | None = None) -> str
     if not isinstance(value, str):
         raise _RequestError(f"field {name!r} must be a string")
     return value
+
+
+@dataclasses.dataclass(frozen=True)
+class TmuxPlace:
+    """The tmux server socket and pane a process runs in (None outside tmux)."""
+
+    socket: str | None
+    pane: str | None
+
+
+def tmux_place(environ: Mapping[str, str]) -> TmuxPlace:
+    """Where ``environ`` says its process runs in tmux.
+
+    ``TMUX`` is ``SOCKET,SERVER_PID,SESSION``; the socket is what comes
+    before the first comma, as tmux itself reads it. ``TMUX_PANE`` is the
+    pane id (``%3``).
+    """
+    socket_path = environ.get("TMUX", "").partition(",")[0]
+    return TmuxPlace(socket_path or None, environ.get("TMUX_PANE") or None)
 
 
 def _program(request: dict[str, Any], programs: _Programs) -> ProgramSupervisor:
@@ -453,6 +503,27 @@ async def _wait_for(
         while not done(program.status()):  # noqa: ASYNC110
             await trio.sleep(_POLL)
     return dataclasses.asdict(program.status())
+
+
+async def _input(request: dict[str, Any], programs: _Programs) -> Any:
+    """Type text into a program's stdin, through the writer answers use."""
+    if request.get("program") is None and len(programs) == 1:
+        (program,) = programs.values()
+    else:
+        program = _program(request, programs)
+    text = request.get("text")
+    if not isinstance(text, str):
+        raise _RequestError(
+            "field 'text' must be a string" if text is not None else "missing field 'text'"
+        )
+    enter = request.get("enter", True)
+    if not isinstance(enter, bool):
+        raise _RequestError("field 'enter' must be true or false")
+    if len(text.encode()) > _MAX_INPUT:
+        raise _RequestError(f"text longer than {_MAX_INPUT} bytes")
+    written = await program.type_input(text, enter=enter)
+    logger.info("control: typed %d bytes into %s", written, program.name)
+    return {"program": program.name, "written": written}
 
 
 async def _answer(request: dict[str, Any], sup: Supervisor) -> Any:

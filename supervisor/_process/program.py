@@ -126,6 +126,8 @@ class ProgramSupervisor:
             add to it until then.
         on_settled: called each time the program settles, so the owner of
             several programs can tell when all of them are done.
+        instance: the supervise instance, exported to each child as
+            ``IPC_SUPERVISOR`` (unless the config's ``env`` sets it).
     """
 
     def __init__(
@@ -143,9 +145,11 @@ class ProgramSupervisor:
         keep_alive: bool = False,
         on_settled: Callable[[], None] | None = None,
         withheld_env: Collection[str] = (),
+        instance: str | None = None,
     ) -> None:
         self.config = config
         self._withheld_env = withheld_env
+        self._instance = instance
         self.name = config.program_name
         self.state = ProcessState.STOPPED
         self.restarts = 0
@@ -336,6 +340,31 @@ class ProgramSupervisor:
     def pending_questions(self) -> list[PendingQuestion]:
         return self.questions.pending()
 
+    async def type_input(self, text: str, *, enter: bool = True) -> int:
+        """Write ``text`` to the running child's stdin, as if typed; return the bytes written.
+
+        It goes through the writer answers use, so it cannot interleave with
+        an answer or with keystrokes forwarded from supervise's stdin. Enter
+        is what a terminal sends for the key: ``\\r`` on a pty, which the line
+        discipline hands a line-reading child as ``\\n`` and a raw-mode one
+        as Return (to which some full-screen programs give ``\\n`` another
+        meaning); ``\\n`` on pipes, where nothing translates it.
+
+        Raises:
+            ControlError: no child is running.
+        """
+        data = text.encode()
+        if enter:
+            data += b"\r" if self.config.pty else b"\n"
+        runner = self._runner
+        try:
+            if runner is None:
+                raise trio.BrokenResourceError
+            await runner.send_input(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ControlError(f"{self.name} is not running") from None
+        return len(data)
+
     # -- running ---------------------------------------------------------
 
     async def run(self) -> int | None:
@@ -408,6 +437,7 @@ class ProgramSupervisor:
             on_prompt_left=self._prompt_left,
             on_input_line=self._typed_line if self._input is not None else None,
             withheld_env=self._withheld_env,
+            instance=self._instance,
         )
         self._runner = runner
         self._stall_reported = False

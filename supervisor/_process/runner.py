@@ -55,6 +55,7 @@ process boundary, and the total CPU per frame stays the same.
 from __future__ import annotations
 
 import errno
+import os
 import signal
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
@@ -94,7 +95,11 @@ from .child import Child, ChildSpec, describe_returncode, open_child, uptime
 from .queue import EVENT_OVERHEAD, EventQueue
 from .reaper import signal_if_alive
 
-__all__ = ["ProgramRunner", "RunStats", "TerminalSettings"]
+__all__ = ["SUPERVISOR_ENV", "ProgramRunner", "RunStats", "TerminalSettings"]
+
+SUPERVISOR_ENV = "IPC_SUPERVISOR"
+"""The variable naming, in a child's environment, the supervise instance that
+reads its stdout: a program can tell that its frames have a reader."""
 
 # What the decoder's validator gives for a frame: the message, and its
 # payload when the event's line may carry it as it is.
@@ -173,6 +178,8 @@ class ProgramRunner:
             applied, control characters dropped); must not block.
         withheld_env: variables of supervise's environment the child does
             not inherit (:meth:`ProgramConfig.child_env`).
+        instance: the supervise instance, exported to the child as
+            :data:`SUPERVISOR_ENV` unless the config's ``env`` sets it.
     """
 
     def __init__(
@@ -189,9 +196,11 @@ class ProgramRunner:
         on_prompt_left: Callable[[int], None] | None = None,
         on_input_line: Callable[[str], None] | None = None,
         withheld_env: Collection[str] = (),
+        instance: str | None = None,
     ) -> None:
         self.config = config
         self._withheld_env = withheld_env
+        self._instance = instance
         self.stats = RunStats()
         self._events = events
         self._output = output
@@ -278,9 +287,14 @@ class ProgramRunner:
 
     def _spec(self) -> ChildSpec:
         settings = self._terminal
+        env = self.config.child_env(self._withheld_env)
+        if self._instance is not None and SUPERVISOR_ENV not in self.config.env:
+            # Ours even when supervise itself runs under another supervise:
+            # this instance is the one reading the child's frames.
+            env = {**(os.environ if env is None else env), SUPERVISOR_ENV: self._instance}
         return ChildSpec(
             argv=self.config.command,
-            env=self.config.child_env(self._withheld_env),
+            env=env,
             cwd=str(self.config.cwd) if self.config.cwd is not None else None,
             use_pty=self.config.pty,
             terminal_modes=settings.modes,
@@ -554,7 +568,10 @@ class ProgramRunner:
         await self._send_events([self._stamper.stamp(message, self._clock.now_ms(), source)])
 
     async def send_input(self, data: bytes) -> None:
-        """Write ``data`` to the child's stdin (an answer to its question).
+        """Write ``data`` to the child's stdin (an answer, or text typed through ctl).
+
+        Writes take turns with each other and with the stdin pump, so an
+        answer and typed text never interleave.
 
         Raises:
             trio.BrokenResourceError: the child is gone or closed its input.
