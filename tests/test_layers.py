@@ -53,9 +53,12 @@ LAYER_MAY_IMPORT: dict[str, frozenset[str]] = {
     "__init__": frozenset(
         {"_core", "_config", "_process", "_routing", "_metrics", "_supervisor", "sinks", "testing"}
     ),
+    # ts-ipc: its own state and tmux I/O; the agent runs inside a supervisor.
+    "_ipc": frozenset({"_core", "_paths", "_ipc", "emit", "_supervisor"}),
     "_cli": frozenset(
         {
             "__init__",
+            "_ipc",
             "_core",
             "_paths",
             "_config",

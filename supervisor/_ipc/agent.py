@@ -71,7 +71,7 @@ class _Publisher:
 
     def publish(self, event: Event) -> None:
         """Queue the event for each subscriber and deliver (in a thread)."""
-        from .cli import publish
+        from .publishing import publish
 
         def accepts(source: str) -> bool:
             from .filtering import accepts_event

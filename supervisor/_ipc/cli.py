@@ -15,15 +15,15 @@ stderr, naming what is wrong), otherwise a failed workflow step's status.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .store import ACTION_KIND, ACTIONS, DEFAULT_TTL, KINDS, Message, Store, Subscription
+from .publishing import publish
+from .store import ACTIONS, DEFAULT_TTL, KINDS, Message, Store, Subscription
 
 __all__ = ["main"]
 
@@ -216,75 +216,6 @@ def _publish(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     return 1 if failed else 0
 
 
-def publish(
-    store: Store,
-    source: str,
-    event: str,
-    data: str,
-    *,
-    ttl: float = DEFAULT_TTL,
-    accepts: Callable[[str], bool] | None = None,
-    body_for: Callable[[Subscription], str] | None = None,
-    from_child: bool = False,
-    if_busy: str = "wait",
-) -> list[Message]:
-    """Queue one message per subscriber of ``event``; log PUBLISH for each.
-
-    ``accepts(filter)`` says whether a subscription's filter takes the
-    event, ``body_for(subscription)`` what its message says (``data`` by
-    default); by default the filter sees ``{event, program: source, data:
-    {message: data}}``. A supervised child's event (``from_child``) never
-    becomes a command line unless the subscription allows it: the child is
-    not trusted.
-    """
-    if accepts is None:
-
-        def accepts(source_text: str) -> bool:
-            from .filtering import accepts_publish
-
-            return accepts_publish(source_text, event, source, data)
-
-    queued = []
-    for subscription in matching(store.subscriptions(), event, accepts):
-        kind = ACTION_KIND[subscription.action]
-        refused = kind == "command" and from_child and not subscription.allow_child_commands
-        message = store.enqueue(
-            source,
-            subscription.session,
-            kind,
-            data if body_for is None else body_for(subscription),
-            origin="publish",
-            event=event,
-            ttl=ttl,
-            if_busy=if_busy,
-            state="failed" if refused else "queued",
-            last_error=(
-                "not run: the text comes from a supervised program's event"
-                " (subscribe with --allow-child-commands to run it)"
-                if refused
-                else None
-            ),
-        )
-        store.log(
-            "PUBLISH",
-            f"{source} [{event}] → {subscription.session}",
-            {"from": source, "event": event, "to": subscription.session, "id": message.id},
-        )
-        queued.append(message)
-    return queued
-
-
-def matching(
-    subscriptions: list[Subscription], event: str, accepts: Callable[[str], bool]
-) -> list[Subscription]:
-    """The subscriptions whose glob names ``event`` and whose filter ``accepts``."""
-    return [
-        s
-        for s in subscriptions
-        if fnmatch.fnmatchcase(event, s.event) and (not s.filter or accepts(s.filter))
-    ]
-
-
 # -- subscriptions -----------------------------------------------------------
 
 
@@ -431,8 +362,12 @@ def _workflow(store: Store, args: argparse.Namespace, out: TextIO) -> int:
 
 def _run(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     from .runs import run_named_workflow
+    from .workflow import WorkflowError
 
-    return run_named_workflow(store, args.name, keep_going=args.keep_going, out=out)
+    try:
+        return run_named_workflow(store, args.name, keep_going=args.keep_going, out=out)
+    except WorkflowError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _pipeline(store: Store, args: argparse.Namespace, out: TextIO) -> int:

@@ -21,8 +21,8 @@ import os
 import sys
 from typing import Any, TextIO
 
-from .cli import UsageError, publish
 from .deliver import deliver_waiting
+from .publishing import publish
 from .run import run_workflow_sync
 from .store import Store
 from .workflow import WorkflowError, check_workflow_name, load_workflow, workflow_path
@@ -110,15 +110,16 @@ def _summary(event: str, data: dict[str, Any]) -> str | None:
 
 
 def run_named_workflow(store: Store, name: str, *, keep_going: bool, out: TextIO) -> int:
-    """Run the workflow ``name``; its exit status (the first failure's)."""
-    try:
-        path = workflow_path(store.home, check_workflow_name(name))
-        if not path.exists():
-            known = sorted(p.stem for p in path.parent.glob("*.toml"))
-            listed = ", ".join(known) if known else "none yet"
-            raise UsageError(f"no workflow named {name!r} (workflows: {listed})")
-        workflow = load_workflow(path)
-    except WorkflowError as exc:
-        raise UsageError(str(exc)) from None
+    """Run the workflow ``name``; its exit status (the first failure's).
+
+    Raises:
+        WorkflowError: no such workflow, or its file is wrong (one line).
+    """
+    path = workflow_path(store.home, check_workflow_name(name))
+    if not path.exists():
+        known = sorted(p.stem for p in path.parent.glob("*.toml"))
+        listed = ", ".join(known) if known else "none yet"
+        raise WorkflowError(f"no workflow named {name!r} (workflows: {listed})")
+    workflow = load_workflow(path)
     events = WorkflowEvents(store, workflow.name, frames=bool(os.environ.get("IPC_SUPERVISOR")))
     return run_workflow_sync(workflow, keep_going=keep_going, emit=events, out=out, store=store)
