@@ -17,13 +17,17 @@ Each run and step is an event (``workflow_started``, ``step_started``,
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+from pathlib import Path
 from typing import Any, TextIO
+
+import trio
 
 from .deliver import deliver_waiting
 from .publishing import publish
-from .run import run_workflow_sync
+from .run import run_workflow
 from .store import Store
 from .workflow import WorkflowError, check_workflow_name, load_workflow, workflow_path
 
@@ -31,26 +35,48 @@ __all__ = ["WorkflowEvents", "run_named_workflow"]
 
 
 class WorkflowEvents:
-    """The ``emit`` callback of a run: log, publish, and frames when supervised."""
+    """The ``emit`` callback of a run: frames at once; log and publish off the loop.
 
-    def __init__(self, store: Store, workflow: str, *, frames: bool) -> None:
-        self._store = store
+    The runner calls ``emit`` from the event loop, where steps running in
+    parallel are being watched; the log insert and the deliveries to
+    subscribers (SQLite and tmux, both blocking) happen in a worker thread
+    fed in order by :meth:`serve`, on a store connection of their own.
+    """
+
+    def __init__(self, home: Path, workflow: str, *, frames: bool) -> None:
+        self._home = home
         self._workflow = workflow
         self._frames = None
         if frames:
             from ..emit import FrameWriter
 
             self._frames = FrameWriter(sys.stdout.buffer)
+        self._send, self._receive = trio.open_memory_channel[tuple[str, dict[str, Any]]](math.inf)
 
     def __call__(self, event: str, data: dict[str, Any]) -> None:
-        self._store.log(_action(event), _log_text(event, data), {"event": event, **data})
         if self._frames is not None:
             sys.stdout.flush()
             self._frames.emit(event, data)
+        self._send.send_nowait((event, dict(data)))
+
+    def close(self) -> None:
+        """No more events: :meth:`serve` returns once it has handled the last."""
+        self._send.close()
+
+    async def serve(self) -> None:
+        store = await trio.to_thread.run_sync(Store, self._home)
+        try:
+            async for event, data in self._receive:
+                await trio.to_thread.run_sync(self._handle, store, event, data)
+        finally:
+            store.close()
+
+    def _handle(self, store: Store, event: str, data: dict[str, Any]) -> None:
+        store.log(_action(event), _log_text(event, data), {"event": event, **data})
         line = json.dumps({"event": event, **data}, ensure_ascii=False)
         text = _summary(event, data) or line
         messages = publish(
-            self._store,
+            store,
             self._workflow,
             event,
             text,
@@ -58,7 +84,7 @@ class WorkflowEvents:
             body_for=lambda subscription: line if subscription.action == "data" else text,
         )
         if messages:
-            deliver_waiting(self._store, dict.fromkeys(m.target for m in messages))
+            deliver_waiting(store, dict.fromkeys(m.target for m in messages))
 
 
 def _accepts(source: str, event: str, program: str, data: dict[str, Any]) -> bool:
@@ -121,5 +147,17 @@ def run_named_workflow(store: Store, name: str, *, keep_going: bool, out: TextIO
         listed = ", ".join(known) if known else "none yet"
         raise WorkflowError(f"no workflow named {name!r} (workflows: {listed})")
     workflow = load_workflow(path)
-    events = WorkflowEvents(store, workflow.name, frames=bool(os.environ.get("IPC_SUPERVISOR")))
-    return run_workflow_sync(workflow, keep_going=keep_going, emit=events, out=out, store=store)
+    frames = bool(os.environ.get("IPC_SUPERVISOR"))
+
+    async def run_and_publish() -> int:
+        events = WorkflowEvents(store.home, workflow.name, frames=frames)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(events.serve)
+            try:
+                return await run_workflow(
+                    workflow, keep_going=keep_going, emit=events, out=out, store=store
+                )
+            finally:
+                events.close()
+
+    return trio.run(run_and_publish)
