@@ -12,7 +12,7 @@ from supervisor._core import errors
 
 # Exceptions that never leave their module: control flow inside a parser or a
 # client, turned into a one-line error (or an exit status) where they are caught.
-PRIVATE = {"_TooDeep", "_RequestError", "CtlError"}
+PRIVATE = {"_TooDeep", "_RequestError", "CtlError", "_ArgumentError", "_StepError", "_Cycle"}
 
 
 def _all_modules() -> list[ModuleType]:

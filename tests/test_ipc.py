@@ -136,8 +136,8 @@ def test_hostile_multi_line_text_arrives_literally(ipc: Env) -> None:
     message = f"cat > {out} <<'EOF'\n{HOSTILE}\nsecond line\nEOF"
     result = ipc.ipc("send", "me", "mgr", message)
     assert result.returncode == 0, result.stderr
-    text = eventually(lambda: out.exists() and out.read_text().endswith("second line\n") and out)
-    assert text.read_text() == f"{HOSTILE}\nsecond line\n"
+    eventually(lambda: out.exists() and out.read_text().endswith("second line\n"))
+    assert out.read_text() == f"{HOSTILE}\nsecond line\n"
     assert not (ROOT / "PWNED").exists()
     assert not (ipc.tmp / "PWNED").exists()
 

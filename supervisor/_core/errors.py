@@ -16,12 +16,20 @@ you care about::
     │   └── InvalidResponseError: not an answer the question accepts
     ├── ControlError: a control request that cannot be carried out
     ├── UnknownNameError (also a LookupError): no program or route of that name
-    └── UsageError (also a RuntimeError): the SDK was used out of order
-        └── SupervisorNotRunningError: needs the running supervisor
+    ├── UsageError (also a RuntimeError): the SDK was used out of order
+    │   └── SupervisorNotRunningError: needs the running supervisor
+    └── IpcError: a ts-ipc request that could not be carried out
+        ├── TmuxError: tmux could not be run, or refused a request
+        │   ├── NoSessionError: the session (or the whole tmux server) does not exist
+        │   └── NotAcceptedError: the text was typed, the pane never took the Enter
+        ├── InputError: a supervised program's stdin did not take the text
+        ├── WorkflowError (also a ValueError): a workflow file or definition is wrong
+        └── MigrationError (also a ValueError): a file of the original ts-ipc is unreadable
 
 The Telegram adapter's ``BotApiError`` is a :class:`SinkError`. Private
 control-flow exceptions (a parser's ``_TooDeep``, the control socket's
-``_RequestError``, ``supervise ctl``'s ``CtlError``) never leave their module.
+``_RequestError``, ``supervise ctl``'s ``CtlError``, ts-ipc's ``_ArgumentError``,
+``_StepError`` and ``_Cycle``) never leave their module.
 
 A child that exits, or writes a malformed frame, is not an exception: it is
 an event (``process_exit``, ``frame_invalid``).
@@ -38,16 +46,23 @@ __all__ = [
     "ConfigError",
     "ControlError",
     "FilterError",
+    "InputError",
     "InvalidResponseError",
+    "IpcError",
+    "MigrationError",
+    "NoSessionError",
+    "NotAcceptedError",
     "QuestionExpiredError",
     "SinkError",
     "SpawnError",
     "StateTransitionError",
     "SupervisorError",
     "SupervisorNotRunningError",
+    "TmuxError",
     "UnknownNameError",
     "UnknownQuestionError",
     "UsageError",
+    "WorkflowError",
 ]
 
 
@@ -248,3 +263,31 @@ class UsageError(SupervisorError, RuntimeError):
 class SupervisorNotRunningError(UsageError):
     """What needs the running supervisor (its router, its journal) was asked
     for before :meth:`Supervisor.run` started it."""
+
+
+class IpcError(SupervisorError):
+    """A ts-ipc request that could not be carried out; the message is one line."""
+
+
+class TmuxError(IpcError):
+    """tmux could not be run or refused a request."""
+
+
+class NoSessionError(TmuxError):
+    """The session (or the whole tmux server) does not exist: worth waiting for."""
+
+
+class NotAcceptedError(TmuxError):
+    """The text was typed but the pane never took the Enter."""
+
+
+class InputError(IpcError):
+    """The text could not be given to a supervised program's stdin."""
+
+
+class WorkflowError(IpcError, ValueError):
+    """A workflow file or definition is not valid."""
+
+
+class MigrationError(IpcError, ValueError):
+    """A file of the original ts-ipc that cannot be read; the message names it."""

@@ -30,7 +30,7 @@ __all__ = ["main"]
 _RULE = "═" * 51
 
 
-class UsageError(Exception):
+class _ArgumentError(Exception):
     """A bad argument or input file: printed as ``ts-ipc: MESSAGE``, exit 2."""
 
 
@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "ts-ipc") -> int:
     try:
         with Store() as store:
             return _COMMANDS[args.command](store, args, sys.stdout)
-    except UsageError as exc:
+    except _ArgumentError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -192,7 +192,7 @@ def console() -> None:
 
 def _check_session(name: str, what: str) -> str:
     if not name or not name.isprintable() or ":" in name or "." in name.lstrip("$"):
-        raise UsageError(f"{what} {name!r} is not a tmux session name")
+        raise _ArgumentError(f"{what} {name!r} is not a tmux session name")
     return name
 
 
@@ -257,7 +257,7 @@ def _subscribe(store: Store, args: argparse.Namespace, out: TextIO) -> int:
 
         problem = check_filter(args.filter)
         if problem:
-            raise UsageError(f"--filter: {problem}")
+            raise _ArgumentError(f"--filter: {problem}")
     store.subscribe(
         Subscription(
             args.session,
@@ -340,7 +340,7 @@ def _one_line(text: str) -> str:
 
 def _events(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     if args.lines < 0:
-        raise UsageError(f"N must not be negative, not {args.lines}")
+        raise _ArgumentError(f"N must not be negative, not {args.lines}")
     rows = store.log_tail(args.lines)
     for _seq, line, record in rows:
         out.write((record if args.json else line) + "\n")
@@ -386,7 +386,7 @@ def _workflow(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     try:
         path = define_workflow(store.home, args.name, list(args.steps))
     except WorkflowError as exc:
-        raise UsageError(str(exc)) from None
+        raise _ArgumentError(str(exc)) from None
     out.write(f"✓ workflow {args.name} ({len(args.steps)} steps): {path}\n")
     return 0
 
@@ -398,7 +398,7 @@ def _run(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     try:
         return run_named_workflow(store, args.name, keep_going=args.keep_going, out=out)
     except WorkflowError as exc:
-        raise UsageError(str(exc)) from None
+        raise _ArgumentError(str(exc)) from None
 
 
 def _pipeline(store: Store, args: argparse.Namespace, out: TextIO) -> int:
@@ -420,7 +420,7 @@ def _pipeline(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     try:
         path = define_workflow(store.home, name, steps)
     except WorkflowError as exc:
-        raise UsageError(str(exc)) from None
+        raise _ArgumentError(str(exc)) from None
     out.write(f"✓ {target} subscribed to {source}'s deployment events (notify)\n")
     out.write(f"✓ workflow {name}: {path} (edit the commands to fit)\n")
     return 0
@@ -451,7 +451,7 @@ def _migrate(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     try:
         report = migrate(store, args.origin)
     except MigrationError as exc:
-        raise UsageError(str(exc)) from None
+        raise _ArgumentError(str(exc)) from None
     for line in report:
         out.write(line + "\n")
     return 0

@@ -98,7 +98,7 @@ def deliver_message(
             shown = tmux.notify(message.target, message.body, message.source, cache[message.target])
             return Outcome("delivered", via=f"notify:{shown}")
         return _deliver_command(message, if_busy)
-    except tmux.NoSession as exc:
+    except tmux.NoSessionError as exc:
         return Outcome("queued", error=f"session {message.target!r} does not exist yet ({exc})")
     except (tmux.TmuxError, OSError, ValueError) as exc:
         return Outcome("failed", error=str(exc))

@@ -25,13 +25,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .._core.errors import MigrationError
 from .store import ACTIONS, Store, Subscription
 
 __all__ = ["MigrationError", "migrate", "read_subscriptions", "read_workflow_steps"]
-
-
-class MigrationError(Exception):
-    """A file of the original that cannot be read; the message names it."""
 
 
 def _load(path: Path) -> Any:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._core.errors import ConfigError
+from .._core.errors import ConfigError, InputError
 from .._paths import check_private_dir, check_private_file, control_dir
 
 __all__ = ["MAX_INPUT", "InputError", "SupervisedPane", "find_supervised", "write_input"]
@@ -54,10 +54,6 @@ class SupervisedPane:
     instance: str
     socket_path: Path
     programs: tuple[str, ...]
-
-
-class InputError(Exception):
-    """The text could not be given to the program; the message is one line."""
 
 
 def find_supervised(

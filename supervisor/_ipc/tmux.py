@@ -15,10 +15,12 @@ import time
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from .._core.errors import NoSessionError, NotAcceptedError, TmuxError
+
 __all__ = [
     "SHELLS",
-    "NoSession",
-    "NotAccepted",
+    "NoSessionError",
+    "NotAcceptedError",
     "Pane",
     "TmuxError",
     "notify",
@@ -27,10 +29,6 @@ __all__ = [
     "tmux_command",
     "type_line",
 ]
-
-
-class TmuxError(Exception):
-    """tmux could not be run or refused a request; the message is one line."""
 
 
 def tmux_command(*args: str, environ: Mapping[str, str] = os.environ) -> list[str]:
@@ -68,10 +66,6 @@ _PANE_FORMAT = "\t".join(
         "#{socket_path}",
     )
 )
-
-
-class NoSession(TmuxError):
-    """The session (or the whole tmux server) does not exist: worth waiting for."""
 
 
 class Pane(NamedTuple):
@@ -117,7 +111,7 @@ def _failure(result: subprocess.CompletedProcess[bytes], what: str) -> TmuxError
         or "error connecting" in lowered
         or "no such file" in lowered
     ):
-        return NoSession(f"{what}: {text}")
+        return NoSessionError(f"{what}: {text}")
     return TmuxError(f"{what}: {text}")
 
 
@@ -130,7 +124,7 @@ def pane_of(session: str) -> Pane:
     """The session's active pane and what it is doing.
 
     Raises:
-        NoSession: no such session, or no server.
+        NoSessionError: no such session, or no server.
         TmuxError: tmux failed otherwise.
     """
     result = run_tmux("display-message", "-p", "-t", session_target(session), _PANE_FORMAT)
@@ -233,10 +227,6 @@ def set_session_option(session: str, name: str, value: str) -> None:
     run_tmux("set-option", "-t", session_target(session), name, argument(value))
 
 
-class NotAccepted(TmuxError):
-    """The text was typed but the pane never took the Enter."""
-
-
 def type_line(pane: Pane, text: str, *, enter_attempts: int = 3, settle: float = 0.5) -> int:
     """Type ``text`` literally into ``pane``, press Enter, confirm the pane took it.
 
@@ -253,7 +243,7 @@ def type_line(pane: Pane, text: str, *, enter_attempts: int = 3, settle: float =
         How many times Enter was pressed.
 
     Raises:
-        NotAccepted: the pane never moved after the last Enter.
+        NotAcceptedError: the pane never moved after the last Enter.
         TmuxError: tmux refused a request.
     """
     before = pane.cursor
@@ -272,7 +262,7 @@ def type_line(pane: Pane, text: str, *, enter_attempts: int = 3, settle: float =
             _wait_for_move(typed, typed.cursor, settle), typed, typed.cursor
         ):
             return attempt
-    raise NotAccepted(
+    raise NotAcceptedError(
         f"pane {pane.id} did not take Enter ({enter_attempts} tries, the cursor never moved)"
     )
 

@@ -43,6 +43,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from .._core.errors import WorkflowError
+
 __all__ = [
     "WHEN",
     "Decision",
@@ -80,10 +82,6 @@ _HEADER = """\
 #   when = "success"     success (all of `after` succeeded) | failure (any failed) | always
 #   timeout = 600        seconds; a step over it is interrupted (C-c) and counts as exit 124
 """
-
-
-class WorkflowError(Exception):
-    """A workflow file or definition is not valid; the message is one line."""
 
 
 @dataclass(frozen=True, slots=True)
