@@ -43,7 +43,9 @@ class Env:
             TS_IPC_HOME=str(self.home),
             PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
             PS1="$ ",
+            XDG_RUNTIME_DIR=str(tmp_path / "run"),
         )
+        (tmp_path / "run").mkdir(mode=0o700)
 
     def start(self, argv: list[str]) -> subprocess.Popen[bytes]:
         """A background process in this environment, stopped at the end of the test."""
@@ -457,3 +459,20 @@ def test_a_backlog_of_notifications_is_delivered_together_each_with_its_record(i
     assert delivered.stdout.count("delivered to late [notification]") == 5
     assert [m["state"] for m in ipc.queue()] == ["delivered"] * 5
     assert ipc.tmux("show-options", "-t", "=late:", "-v", "@ipc_last") == "note 4\n"
+
+
+def test_a_command_for_a_supervised_pane_goes_to_the_programs_stdin(ipc: Env) -> None:
+    out = ipc.tmp / "lines.jsonl"
+    recorder = str(ROOT / "tests" / "children" / "line_recorder.py")
+    supervised = [sys.executable, "-m", "supervisor", "--instance", "agent", "--"]
+    ipc.tmux(
+        "new-session", "-d", "-s", "agent", "-x", "200", "-y", "50",
+        *supervised, sys.executable, recorder, str(out),
+    )  # fmt: skip
+    eventually(lambda: "READY" in ipc.screen("agent"))
+    result = ipc.ipc("send", "mgr", "agent", HOSTILE)
+    assert result.returncode == 0, result.stderr
+    assert "(stdin:agent)" in result.stdout
+    lines = eventually(lambda: [json.loads(x) for x in out.read_text().splitlines()][1:] or None)
+    assert lines == [{"line": HOSTILE}]
+    assert not (ROOT / "PWNED").exists()
