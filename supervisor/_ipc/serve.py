@@ -29,6 +29,7 @@ import trio
 
 from .deliver import deliver_waiting
 from .store import Store
+from .tmux import kept_connection
 
 __all__ = ["serve_deliveries", "serve_forever"]
 
@@ -56,24 +57,30 @@ async def serve_deliveries(
     """Deliver waiting messages every ``interval`` seconds until cancelled.
 
     The passes run in a worker thread (sqlite3 and tmux are blocking), with
-    a store of their own; cancellation ends the loop between passes.
+    a store of their own and one tmux control connection
+    (:func:`.tmux.kept_connection`); cancellation ends the loop between passes.
     """
     store = await trio.to_thread.run_sync(Store, home)
     try:
-        task_status.started()
-        while True:
-            try:
-                lines = await trio.to_thread.run_sync(_describe, store)
-            except Exception as exc:  # a pass that fails must not end the service
-                logger.warning("ts-ipc delivery pass failed: %s", exc)
-                lines = []
-            if out is not None:
-                for line in lines:
-                    out.write(line + "\n")
-                out.flush()
-            await trio.sleep(interval)
+        with kept_connection():
+            task_status.started()
+            await _passes(store, interval, out)
     finally:
         store.close()
+
+
+async def _passes(store: Store, interval: float, out: TextIO | None) -> None:
+    while True:
+        try:
+            lines = await trio.to_thread.run_sync(_describe, store)
+        except Exception as exc:  # a pass that fails must not end the service
+            logger.warning("ts-ipc delivery pass failed: %s", exc)
+            lines = []
+        if out is not None:
+            for line in lines:
+                out.write(line + "\n")
+            out.flush()
+        await trio.sleep(interval)
 
 
 def serve_forever(home: Path, *, interval: float, out: TextIO) -> None:
