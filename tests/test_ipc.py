@@ -476,3 +476,15 @@ def test_a_command_for_a_supervised_pane_goes_to_the_programs_stdin(ipc: Env) ->
     lines = eventually(lambda: [json.loads(x) for x in out.read_text().splitlines()][1:] or None)
     assert lines == [{"line": HOSTILE}]
     assert not (ROOT / "PWNED").exists()
+
+
+def test_a_running_supervise_delivers_to_a_session_that_appears(ipc: Env) -> None:
+    ipc.ipc("subscribe", "nobody", "nothing")  # ts-ipc state exists: supervise is an agent
+    supervised = ipc.start([sys.executable, "-m", "supervisor", "--", "sleep", "60"])
+    result = ipc.ipc("send", "me", "late", "hello", "notification")
+    assert "queued" in result.stdout
+    ipc.session("late")
+    eventually(lambda: ipc.queue()[-1]["state"] == "delivered")
+    assert ipc.tmux("show-options", "-t", "=late:", "-v", "@ipc_last") == "hello\n"
+    supervised.terminate()
+    assert supervised.wait(timeout=20) == 143
