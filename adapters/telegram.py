@@ -36,7 +36,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import trio
@@ -46,9 +46,11 @@ from supervisor import (
     AnswerError,
     ControlError,
     Event,
+    ProgramStatus,
     QuestionExpiredError,
     RouteConfig,
     SinkError,
+    Supervisor,
     TelegramConfig,
     UnknownQuestionError,
 )
@@ -57,10 +59,7 @@ from supervisor.sinks import format_duration
 
 from .telegram_format import cut_html, escape, render_event, render_progress, render_question
 
-if TYPE_CHECKING:
-    from supervisor import Supervisor
-
-__all__ = ["BotApi", "BotApiError", "RateLimiter", "TelegramBot"]
+__all__ = ["BotApi", "BotApiError", "ChatBackend", "LocalBackend", "RateLimiter", "TelegramBot"]
 
 _NOT_MODIFIED = "message is not modified"
 _MAX_TRACKED = 1000
@@ -215,11 +214,73 @@ class TelegramSink:
         await self._bot.aclose()
 
 
+class ChatBackend(Protocol):
+    """What the chat needs of the programs it speaks for.
+
+    :class:`LocalBackend` is one :class:`Supervisor` (``supervise --telegram``);
+    ``supervise hub`` gives one that spans every instance it serves, with
+    programs named ``INSTANCE/PROGRAM``.
+    """
+
+    def names(self) -> list[str]:
+        """The programs, by the names the chat uses for them."""
+        ...
+
+    async def answer(self, message_id: str, response: str, *, by: str) -> QuestionAnsweredData:
+        """Answer a question; raises the :class:`AnswerError` kinds when refused."""
+        ...
+
+    async def status(self) -> Sequence[ProgramStatus]:
+        """Every program's status, named as in :meth:`names`."""
+        ...
+
+    async def pending(self) -> list[tuple[str, str]]:
+        """(program, question or description) for everything waiting for an answer."""
+        ...
+
+    async def control(self, command: str, name: str) -> None:
+        """``restart`` or ``stop`` the program ``name``; KeyError or ControlError if not."""
+        ...
+
+
+class LocalBackend:
+    """The chat of one :class:`Supervisor`, in the same process."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self._sup = sup
+
+    def names(self) -> list[str]:
+        return list(self._sup.programs)
+
+    async def answer(self, message_id: str, response: str, *, by: str) -> QuestionAnsweredData:
+        answered = await self._sup.answer(message_id, response, by=by)
+        return answered.data
+
+    async def status(self) -> Sequence[ProgramStatus]:
+        return self._sup.status()
+
+    async def pending(self) -> list[tuple[str, str]]:
+        found = []
+        for program in self._sup.programs.values():
+            for question in program.pending_questions():
+                data = question.message.data
+                text = getattr(data, "question", None) or getattr(data, "description", None)
+                found.append((question.program, str(text or "")))
+        return found
+
+    async def control(self, command: str, name: str) -> None:
+        if command == "restart":
+            self._sup.restart(name)
+        else:
+            self._sup.stop(name)
+
+
 class TelegramBot:
-    """A Telegram chat for one :class:`Supervisor`.
+    """A Telegram chat for one :class:`Supervisor`, or for a hub's :class:`ChatBackend`.
 
     Args:
-        sup: the supervisor whose events it reports and whose questions it answers.
+        sup: the supervisor whose events it reports and whose questions it
+            answers, or a :class:`ChatBackend` standing for several.
         config: settings with the token and chat filled in
             (:meth:`TelegramConfig.resolved`).
         report: where one-line warnings go (refused taps, polling errors).
@@ -228,7 +289,7 @@ class TelegramBot:
 
     def __init__(
         self,
-        sup: Supervisor,
+        sup: Supervisor | ChatBackend,
         config: TelegramConfig,
         *,
         report: Any = None,
@@ -236,10 +297,13 @@ class TelegramBot:
     ) -> None:
         if config.token is None or config.chat_id is None:
             raise ValueError("TelegramBot needs config.resolved(): no token or chat id")
-        self._sup = sup
+        if isinstance(sup, Supervisor):
+            # The token is supervise's, not the child's.
+            sup.withhold_env(*config.secret_env())
+            self.backend: ChatBackend = LocalBackend(sup)
+        else:
+            self.backend = sup
         self.config = config
-        # The token is supervise's, not the child's.
-        sup.withhold_env(*config.secret_env())
         self.chat_id = config.chat_id
         self.api = BotApi(config.token, config.api_url, client=client)
         self._report = report or (lambda line: None)
@@ -296,7 +360,7 @@ class TelegramBot:
 
     @property
     def _several(self) -> bool:
-        return len(self._sup.programs) > 1
+        return len(self.backend.names()) > 1
 
     def _duration(self, event: Event) -> float | None:
         """Task durations measured here, from receipt times (and what lost tasks carry)."""
@@ -470,7 +534,9 @@ class TelegramBot:
             return
         message_id, response = entry
         try:
-            answered = await self._sup.answer(message_id, response, by=f"telegram:{_handle(user)}")
+            answered = await self.backend.answer(
+                message_id, response, by=f"telegram:{_handle(user)}"
+            )
         except AlreadyAnsweredError as exc:
             await self._answer_query(query, f"Already answered by {exc.by} ({exc.response}).")
             return
@@ -481,13 +547,11 @@ class TelegramBot:
         except AnswerError as exc:
             await self._answer_query(query, str(exc), alert=True)
             return
-        shown = {"approve": "Approved ✅", "deny": "Denied ❌"}.get(
-            str(answered.data.decision), "Sent"
-        )
+        shown = {"approve": "Approved ✅", "deny": "Denied ❌"}.get(str(answered.decision), "Sent")
         await self._answer_query(query, shown)
         # The question_answered event edits the message too; whichever comes
         # first does it, once.
-        await self._close(message_id, _verdict(answered.data, time.time()))
+        await self._close(message_id, _verdict(answered, time.time()))
 
     async def _answer_query(
         self, query: Mapping[str, Any], text: str, *, alert: bool = False
@@ -506,9 +570,9 @@ class TelegramBot:
         command = command.split("@", 1)[0].lower()
         user = message.get("from") or {}
         if command == "/status":
-            await self._send(self._status_html())
+            await self._send(await self._status_html())
         elif command == "/pending":
-            await self._send(self._pending_html())
+            await self._send(await self._pending_html())
         elif command in ("/restart", "/stop"):
             if not self._allowed(user):
                 self._report(
@@ -516,11 +580,11 @@ class TelegramBot:
                 )
                 await self._send(f"🚫 {escape(_who(user))} may not use {command}.")
                 return
-            await self._send(self._control(command, argument.strip()))
+            await self._send(await self._control(command, argument.strip()))
 
-    def _status_html(self) -> str:
+    async def _status_html(self) -> str:
         lines = ["<b>Programs</b>"]
-        for status in self._sup.status():
+        for status in await self.backend.status():
             pid = f" pid {status.pid}" if status.pid else ""
             lines.append(
                 f"• <b>{escape(status.name)}</b> {escape(status.state)}{pid} · "
@@ -529,27 +593,21 @@ class TelegramBot:
             )
         return "\n".join(lines)
 
-    def _pending_html(self) -> str:
-        pending = [
-            p for program in self._sup.programs.values() for p in program.pending_questions()
-        ]
+    async def _pending_html(self) -> str:
+        pending = await self.backend.pending()
         if not pending:
             return "Nothing is waiting for an answer."
         lines = ["<b>Waiting for an answer</b>"]
-        for question in pending:
-            data = question.message.data
-            text = getattr(data, "question", None) or getattr(data, "description", None) or ""
-            lines.append(f"• {escape(question.program)}: {escape(str(text)[:200])}")
+        for program, text in pending:
+            lines.append(f"• {escape(program)}: {escape(text[:200])}")
         return "\n".join(lines)
 
-    def _control(self, command: str, name: str) -> str:
+    async def _control(self, command: str, name: str) -> str:
         if not name:
-            return f"Usage: {command} NAME (programs: {escape(', '.join(self._sup.programs))})"
+            names = escape(", ".join(self.backend.names()))
+            return f"Usage: {command} NAME (programs: {names})"
         try:
-            if command == "/restart":
-                self._sup.restart(name)
-            else:
-                self._sup.stop(name)
+            await self.backend.control(command.removeprefix("/"), name)
         except (KeyError, ControlError) as exc:
             return f"⚠️ {escape(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))}"
         verb = "Restarting" if command == "/restart" else "Stopping"
