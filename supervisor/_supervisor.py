@@ -175,6 +175,7 @@ class Supervisor:
         self._journal_config = _journal_config(journal)
         self.journal: AsyncJournal | None = None
         self._sequence = _Sequence()
+        self._first_seq = 1
         self._stamper = EventStamper(SUPERVISOR_PROGRAM, self._sequence)
         self._queue = EventQueue(_EVENT_BUFFER)
         self.hub = EventHub(clock=self.clock)
@@ -226,6 +227,7 @@ class Supervisor:
         # Numbering goes on above every seq the last run appended or handed
         # out, so seq stays a key even when its last writes failed.
         self._sequence.last = opened.next_seq() - 1
+        self._first_seq = self._sequence.last + 1
         self.journal = AsyncJournal(opened)
         self._sequence.reserve_with(opened.reserve_seqs, self._report)
 
@@ -434,6 +436,11 @@ class Supervisor:
                 " open_supervisor(...)`, or after `await nursery.start(sup.run)`"
             )
         return self._router
+
+    @property
+    def first_seq(self) -> int:
+        """The seq of this run's first event: what came before belongs to earlier runs."""
+        return self._first_seq
 
     @property
     def journaled_seq(self) -> int | None:

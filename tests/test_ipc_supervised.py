@@ -146,6 +146,8 @@ def test_info_outside_tmux_names_the_instance_and_no_pane(tmp_path: Path) -> Non
             "tmux_socket": None,
             "tmux_pane": None,
             "programs": [PROGRAM],
+            "first_seq": 1,
+            "journal": True,
         },
     }
 

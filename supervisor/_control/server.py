@@ -11,10 +11,12 @@ send several requests on one connection. Every reply is
         -> result: [{name, state, pid, uptime, restarts, last_exit,
                      tasks_in_flight, pending_questions}, ...] in program order
     {"cmd": "info"}
-        -> result: {instance, pid, tmux_socket, tmux_pane, programs}: the
-           instance name, supervise's pid, the tmux server socket and pane
-           (``%3``) supervise was started in, from its ``TMUX`` and
-           ``TMUX_PANE`` (null outside tmux), and the program names in order
+        -> result: {instance, pid, tmux_socket, tmux_pane, programs,
+           first_seq, journal}: the instance name, supervise's pid, the tmux
+           server socket and pane (``%3``) supervise was started in, from its
+           ``TMUX`` and ``TMUX_PANE`` (null outside tmux), the program names
+           in order, the seq of this run's first event, and whether the
+           journal is on (a tail can start from a seq only then)
     {"cmd": "input", "program": "NAME", "text": "...", "enter": true}
         -> result: {program, written}: the text (UTF-8, at most 64 KiB) was
            written to the running child's stdin, followed by Enter (``\\r``
@@ -394,6 +396,8 @@ async def _dispatch(request: dict[str, Any], sup: Supervisor, place: TmuxPlace) 
                 "tmux_socket": place.socket,
                 "tmux_pane": place.pane,
                 "programs": list(programs),
+                "first_seq": sup.first_seq,
+                "journal": sup.journal is not None,
             }
         elif cmd == "input":
             result = await _input(request, programs)
