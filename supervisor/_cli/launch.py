@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 # Subcommands parse their own arguments (in their own modules).
-_SUBCOMMANDS = frozenset({"ctl", "events", "check-config"})
+_SUBCOMMANDS = frozenset({"ctl", "events", "check-config", "hub"})
 
 
 def _standard_streams_open() -> bool:

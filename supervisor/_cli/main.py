@@ -346,6 +346,16 @@ def _add_telegram(
     config = file_config.telegram if file_config is not None else None
     if config is None and not (args.telegram or args.telegram_api_url):
         return
+    from .._hub.fleet import hub_running
+
+    hub = hub_running()
+    if hub is not None:
+        # Two pollers on one token fight (Telegram answers 409 to the second):
+        # the hub follows this instance's events and answers its questions.
+        warn(
+            f"a supervise hub (pid {hub}) serves Telegram here; this instance leaves the chat to it"
+        )
+        return
     config = config or TelegramConfig()
     if args.telegram_api_url:
         config = config.model_copy(update={"api_url": args.telegram_api_url})
@@ -603,6 +613,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import events as _events_cli
 
             return _events_cli.main(argv[1:])
+        if argv[:1] == ["hub"]:
+            from . import hub as _hub_cli
+
+            return _hub_cli.main(argv[1:])
         configs, file_config, args = _parse(argv)
         routes = _cli_routes(args)
     except SystemExit as exc:  # argparse: --help, --version, usage errors

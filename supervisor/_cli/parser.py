@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
             "       supervise check-config FILE\n"
             "       supervise ctl [--instance NAME] COMMAND ...  (status, answer, tail ...)\n"
             "       supervise events [--since SEQ] [--follow]     (replay the event journal)\n"
-            "       supervise ipc COMMAND ...                    (ts-ipc: send, publish, run ...)"
+            "       supervise ipc COMMAND ...                    (ts-ipc: send, publish, run ...)\n"
+            "       supervise hub                                (one Telegram bot, every instance)"
         ),
         description=(
             "Run COMMAND under a pseudo-terminal, pass its output through untouched "
