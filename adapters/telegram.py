@@ -2,7 +2,8 @@
 
 :class:`TelegramBot` joins a :class:`~supervisor.Supervisor` in two ways:
 
-- **As a route** (``bot.route_config()`` with ``bot.sink``): events become
+- **As two routes** (``bot.route_configs()`` with ``bot.sink``; questions and
+  approvals on one of their own, so they never wait behind news): events become
   chat messages (HTML parse mode). A ``progress_update`` edits one message
   per task instead of sending a new one. A ``question`` or
   ``approval_request`` gets inline buttons. When an answer arrives from any
@@ -57,9 +58,24 @@ from supervisor import (
 from supervisor.lowlevel import QuestionAnsweredData
 from supervisor.sinks import format_duration
 
-from .telegram_format import cut_html, escape, render_event, render_progress, render_question
+from .telegram_format import (
+    cut_html,
+    escape,
+    render_event,
+    render_progress,
+    render_question,
+    time_left,
+)
 
-__all__ = ["BotApi", "BotApiError", "ChatBackend", "LocalBackend", "RateLimiter", "TelegramBot"]
+__all__ = [
+    "URGENT_EVENTS",
+    "BotApi",
+    "BotApiError",
+    "ChatBackend",
+    "LocalBackend",
+    "RateLimiter",
+    "TelegramBot",
+]
 
 _NOT_MODIFIED = "message is not modified"
 _MAX_TRACKED = 1000
@@ -72,6 +88,17 @@ forgotten this way is no longer edited with its verdict, and a tap on it is
 told it is no longer open. A real run has a few open at once."""
 _MAX_TOKENS = 10 * _MAX_TRACKED
 _ROUTE = "telegram"
+URGENT_EVENTS = frozenset(
+    {
+        "question",
+        "approval_request",
+        "question_answered",
+        "question_timeout",
+        "question_withdrawn",
+        "approval_ignored",
+    }
+)
+"""What a person must see at once: these never wait behind routine news."""
 
 
 class BotApiError(SinkError):
@@ -322,16 +349,36 @@ class TelegramBot:
     # -- the route side ---------------------------------------------------------------
 
     def route_config(self) -> RouteConfig:
-        """The route that feeds :attr:`sink`: retried for an hour, progress coalesced."""
+        """The route of routine news for :attr:`sink`: retried for an hour, progress coalesced.
+
+        Questions, approvals and what settles them are not on it: they have
+        a route of their own (:meth:`urgent_route_config`), so a card never
+        waits behind a backlog of news at one message a second.
+        """
         return RouteConfig.model_validate(
             {
                 "name": _ROUTE,
-                "events": self.config.events,
+                "events": [e for e in self.config.events if e not in URGENT_EVENTS],
                 "coalesce": ["progress_update"],
                 "retry": {"max_attempts": 0, "initial": 1.0, "cap": 60.0},
                 "ttl": 3600,
             }
         )
+
+    def urgent_route_config(self) -> RouteConfig:
+        """The route of questions and approvals and their outcomes, in their order."""
+        return RouteConfig.model_validate(
+            {
+                "name": f"{_ROUTE}-questions",
+                "events": [e for e in self.config.events if e in URGENT_EVENTS] or ["question"],
+                "retry": {"max_attempts": 0, "initial": 1.0, "cap": 60.0},
+                "ttl": 3600,
+            }
+        )
+
+    def route_configs(self) -> list[RouteConfig]:
+        """Both routes, to add with :attr:`sink`."""
+        return [self.route_config(), self.urgent_route_config()]
 
     async def deliver(self, event: Event) -> None:
         """Say ``event`` in the chat (or edit what was said about it)."""
@@ -431,7 +478,10 @@ class TelegramBot:
             return  # a retry after the message went out
         tokens = [self._token_for(event.message_id, response) for _, response in choices]
         buttons = [(label, f"a:{token}") for (label, _), token in zip(choices, tokens, strict=True)]
-        tg_message_id = await self._send(html, buttons)
+        # The card says how long is left when it goes out; the verdict later
+        # replaces that line (the stored html has none).
+        left = time_left(event, time.time())
+        tg_message_id = await self._send(f"{html}\n{left}" if left else html, buttons)
         _remember(self._asked, event.message_id, _Asked(tg_message_id, html), _MAX_TRACKED)
 
     def _token_for(self, message_id: str, response: str) -> str:

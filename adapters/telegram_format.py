@@ -189,3 +189,18 @@ def render_question(event: Event) -> tuple[str, list[tuple[str, str]]]:
             lines.append("<i>Answer with</i> <code>supervise ctl answer ID TEXT --raw</code>")
     lines.append(f"<i>{escape(event.program)}</i>")
     return cut_html("\n".join(lines)), choices
+
+
+def time_left(event: Event, now: float) -> str | None:
+    """``⏳ 18 s to answer``: what is left of the question's timeout, or None without one.
+
+    Counted from when supervise received the question, so a card that waited
+    behind other messages says how long is really left.
+    """
+    timeout = getattr(event.data, "timeout", None)
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        return None
+    left = event.received_at / 1000 + timeout - now
+    if left <= 0:
+        return "⌛ <b>no time left</b> to answer"
+    return f"⏳ <b>{format_duration(left)}</b> to answer"

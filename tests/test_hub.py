@@ -6,6 +6,7 @@ stand-in (a real HTTP server on 127.0.0.1).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -28,6 +29,7 @@ from supervisor._core.errors import (
     UnknownQuestionError,
 )
 from supervisor._hub.fleet import answer_error, display_name
+from supervisor._routing.journal import Journal, journal_path
 
 T = TypeVar("T")
 CHAT = 111
@@ -147,6 +149,22 @@ def test_one_chat_for_two_instances_each_tap_reaches_its_own_child(
     assert finish(hub)[0] == 0
 
 
+def handled_seq() -> int | None:
+    path = Path(os.environ["XDG_STATE_HOME"]) / "ipc-supervisor" / "hub.json"
+    try:
+        return int(json.loads(path.read_text())["loop"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def journaled_seq(instance: str) -> int:
+    journal = Journal.open(journal_path(instance), readonly=True)
+    try:
+        return journal.last_seq()
+    finally:
+        journal.close()
+
+
 def test_a_hub_killed_and_restarted_loses_and_repeats_nothing(stub: Stub, tmp_path: Path) -> None:
     """kill -9 mid-run; the instance ends while no hub runs; the next hub sends the rest."""
     fast = tmp_path / "hub.toml"
@@ -176,6 +194,10 @@ def test_a_hub_killed_and_restarted_loses_and_repeats_nothing(stub: Stub, tmp_pa
         ]
 
     eventually(lambda: len(completed()) >= 3)
+    # Kill it between two events, not in the middle of a send (a message
+    # Telegram got whose reply the hub never read is the one it may repeat):
+    # once it has handled everything the instance journaled so far.
+    eventually(lambda: handled_seq() == journaled_seq("loop"))
     hub.send_signal(signal.SIGKILL)
     hub.wait(timeout=10)
     seen_at_kill = len(completed())

@@ -69,7 +69,8 @@ async def running(stub: Stub, *programs: ProgramConfig, **settings: Any) -> Asyn
         drain_timeout=2,
     )
     bot = TelegramBot(sup, bot_config(stub, **settings), report=reports.append)
-    sup.add_route(bot.route_config(), bot.sink)
+    for route in bot.route_configs():
+        sup.add_route(route, bot.sink)
     sup.add_service(bot.run)
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run)
@@ -153,7 +154,10 @@ async def test_approval_tapped_by_an_allowed_user_reaches_the_child(tmp_path: Pa
             await until(lambda: out.read_text() == "y\n")
             await until(lambda: stub.messages()[0]["reply_markup"] is None)
             (message,) = stub.messages()
-            assert message["text"].startswith(sent["params"]["text"] + "\n\n✅ <b>approve</b> by ")
+            card, timer = sent["params"]["text"].rsplit("\n", 1)
+            assert re.fullmatch(r"⏳ <b>\d+(\.\d)?s</b> to answer", timer), timer
+            # The verdict takes the place of the time left.
+            assert message["text"].startswith(card + "\n\n✅ <b>approve</b> by ")
             assert "@alice" in message["text"]
 
             stub.inject(
@@ -386,7 +390,8 @@ async def test_a_terminal_answer_and_an_ignored_denial_reach_the_chat() -> None:
             drain_timeout=2,
         )
         bot = TelegramBot(sup, bot_config(stub), report=reports.append)
-        sup.add_route(bot.route_config(), bot.sink)
+        for route in bot.route_configs():
+            sup.add_route(route, bot.sink)
         sup.add_service(bot.run)
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:

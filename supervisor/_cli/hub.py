@@ -109,7 +109,7 @@ def _telegram_table(path: Path) -> TelegramConfig | None:
 
 
 async def _serve(config: TelegramConfig, state: HubState, interval: float) -> None:
-    from adapters.telegram import TelegramBot
+    from adapters.telegram import URGENT_EVENTS, TelegramBot
 
     fleet: Fleet
     bot: TelegramBot | None = None
@@ -132,7 +132,7 @@ async def _serve(config: TelegramConfig, state: HubState, interval: float) -> No
                     warn(f"hub: {exc} (retrying)")
                 await trio.sleep(exc.retry_after or min(30.0, 0.5 * 2**attempt))
 
-    fleet = Fleet(deliver, state, interval=interval)
+    fleet = Fleet(deliver, state, interval=interval, urgent=URGENT_EVENTS)
     bot = TelegramBot(FleetBackend(fleet), config, report=warn)
     try:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -362,7 +362,8 @@ def _add_telegram(
     from adapters.telegram import TelegramBot  # only when asked: httpx is not free to import
 
     bot = TelegramBot(sup, config.resolved(), report=warn)
-    sup.add_route(bot.route_config(), bot.sink)
+    for route in bot.route_configs():
+        sup.add_route(route, bot.sink)
     sup.add_service(bot.run)
     # At one message a second, the last news of a run needs time to go out
     # (a second Control-C stops waiting).

@@ -192,10 +192,12 @@ class Fleet:
 
     Args:
         deliver: handles one event (a chat message); called in seq order per
-            instance and never concurrently.
+            instance, one event at a time but for the ``urgent`` ones.
         state: where the last handled seq of each instance is kept.
         directory: where the control sockets are (default :func:`control_dir`).
         interval: seconds between two looks for new instances.
+        urgent: events that do not wait for another instance's event to be
+            handled (questions): each instance's events stay in order.
     """
 
     def __init__(
@@ -205,8 +207,10 @@ class Fleet:
         *,
         directory: Path | None = None,
         interval: float = 1.0,
+        urgent: frozenset[str] = frozenset(),
     ) -> None:
         self._deliver = deliver
+        self._urgent = urgent
         self._state = state
         self._directory = control_dir() if directory is None else directory
         self._interval = interval
@@ -320,8 +324,11 @@ class Fleet:
         shown = dataclasses.replace(event, program=display_name(name, event.program))
         if event.event in ("question", "approval_request"):
             self._asked[event.message_id] = name
-        async with self._turn:
+        if event.event in self._urgent:
             await self._deliver(shown)
+        else:
+            async with self._turn:
+                await self._deliver(shown)
         self._state.handled(name, event.seq)
 
     async def drain_gone(self) -> None:
