@@ -222,6 +222,25 @@ class _Asked:
     closed: bool = False
 
 
+@dataclass
+class _Run:
+    """A loop between its loop_start and loop_end, as the chat counted it."""
+
+    started: float
+    completed: int = 0
+    failed: int = 0
+    lost: int = 0
+
+
+@dataclass
+class _Card:
+    """A task's message: what it said when the task started, and what it says now."""
+
+    tg_message_id: int
+    head: str
+    shown: str
+
+
 class TelegramSink:
     """The route's sink: hands events to the bot."""
 
@@ -337,7 +356,8 @@ class TelegramBot:
         self._limiter = RateLimiter(config.per_chat_interval, config.global_rate)
         self._asked: dict[str, _Asked] = {}
         self._tokens: dict[str, tuple[str, str]] = {}
-        self._progress: dict[tuple[str, str], tuple[int, str]] = {}
+        self._cards: dict[tuple[str, str], _Card] = {}
+        self._runs: dict[str, _Run] = {}
         self._task_starts: dict[tuple[str, str], float] = {}
         self._users = {user for user in config.allowed_users if isinstance(user, int)}
         self._names = {user[1:].lower() for user in config.allowed_users if isinstance(user, str)}
@@ -398,6 +418,14 @@ class TelegramBot:
             await self._close(data.messageId, f"↩️ <b>Withdrawn</b>: {escape(data.reason)}")
         elif name == "progress_update":
             await self._progress_update(event)
+        elif name in ("task_start", "task_complete", "task_failed"):
+            self._count(event)
+            await self._task_card(event)
+        elif name == "loop_start":
+            self._runs[event.program] = _Run(event.received_at / 1000)
+            await self._send(render_event(event, program=self._several))
+        elif name == "loop_end":
+            await self._send(self._loop_end(event))
         elif name == "process_state" and not _newsworthy(event):
             return
         else:
@@ -419,7 +447,6 @@ class TelegramBot:
         if event.event == "task_start":
             _remember(self._task_starts, key, event.received_at / 1000, _MAX_TRACKED)
             return None
-        self._progress.pop(key, None)
         started = self._task_starts.pop(key, None)
         if started is not None:
             return max(0.0, event.received_at / 1000 - started)
@@ -508,16 +535,64 @@ class TelegramBot:
             asked.closed = False  # let the route's retry do it again
             raise
 
+    def _count(self, event: Event) -> None:
+        run = self._runs.get(event.program)
+        if run is None or event.event == "task_start":
+            return
+        lost = event.source == "supervisor" and getattr(event.data, "lost", False) is True
+        if event.event == "task_complete":
+            run.completed += 1
+        elif lost:
+            run.lost += 1
+        else:
+            run.failed += 1
+
+    def _loop_end(self, event: Event) -> str:
+        """What the loop did, counted here: loopwork's loop_end carries only its namespace."""
+        data = event.data
+        namespace = data if isinstance(data, str) else getattr(data, "namespace", None)
+        head = "🏁 <b>Loop ended</b>" + (f" · {escape(str(namespace))}" if namespace else "")
+        if self._several:
+            head = f"<code>{escape(event.program)}</code> {head}"
+        run = self._runs.pop(event.program, None)
+        if run is None:
+            return head
+        took = format_duration(max(0.0, event.received_at / 1000 - run.started))
+        counts = f"{run.completed} completed · {run.failed} failed"
+        if run.lost:
+            counts += f" · {run.lost} lost"
+        return f"{head}\n{counts} · {took}"
+
+    async def _task_card(self, event: Event) -> None:
+        """One message per task: sent when it starts, edited when it ends."""
+        key = (event.program, str(getattr(event.data, "taskId", None) or ""))
+        text = render_event(event, duration=self._duration(event), program=self._several)
+        if event.event == "task_start":
+            card = _Card(await self._send(text), text, text)
+            _remember(self._cards, key, card, _MAX_TRACKED)
+            return
+        found = self._cards.pop(key, None)
+        if found is None:  # started before we looked, or forgotten: say it anew
+            await self._send(text)
+        else:
+            await self._edit(found.tg_message_id, text)
+
     async def _progress_update(self, event: Event) -> None:
+        """The task's card shows its latest step (a message of its own without a card)."""
         task = str(getattr(event.data, "taskId", None) or "")
         key = (event.program, task)
-        text = render_progress(event)
-        known = self._progress.get(key)
-        if known is None:
-            _remember(self._progress, key, (await self._send(text), text), _MAX_TRACKED)
-        elif known[1] != text:
-            await self._edit(known[0], text)
-            _remember(self._progress, key, (known[0], text), _MAX_TRACKED)
+        line = render_progress(event)
+        if line is None:
+            return  # a bare phase word: nothing a person would read
+        card = self._cards.get(key)
+        if card is None:
+            card = _Card(await self._send(line), "", line)
+            _remember(self._cards, key, card, _MAX_TRACKED)
+            return
+        shown = f"{card.head}\n{line}" if card.head else line
+        if shown != card.shown:
+            await self._edit(card.tg_message_id, shown)
+            card.shown = shown
 
     # -- the polling side -------------------------------------------------------------
 

@@ -148,8 +148,13 @@ def _render_state(event: Event) -> str:
     return f"{text}\n<i>{escape(_trimmed(reason, 500))}</i>" if reason else text
 
 
-def render_progress(event: Event) -> str:
-    """One line per task, edited in place as progress_update events arrive."""
+def render_progress(event: Event) -> str | None:
+    """The task's latest step, for its card; None when it says nothing new.
+
+    loopwork's own description of the step (``message``, ``description``)
+    is what a person reads; its ``phase`` word is shown only when there is
+    no description, and a bare phase with no figure (``end``) is no news.
+    """
     data = event.data
     task = escape(getattr(data, "taskId", None) or "task")
     progress = getattr(data, "progress", None)
@@ -157,11 +162,15 @@ def render_progress(event: Event) -> str:
     if isinstance(progress, int | float):
         percent = progress * 100 if progress <= 1 else progress
         parts.append(f"{percent:.0f}%")
-    for field in ("phase", "message", "description"):
+    for field in ("message", "description", "phase"):
         value = getattr(data, field, None)
         if value:
+            if field == "phase" and len(parts) == 1:
+                return None
             parts.append(escape(_trimmed(str(value), 300)))
             break
+    if len(parts) == 1:
+        return None
     return cut_html(" ".join(parts))
 
 

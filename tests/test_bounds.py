@@ -220,9 +220,9 @@ async def test_the_telegram_chat_remembers_a_bounded_number_of_tasks(
             # The bot records a task once its message's reply is back, just
             # after the stub counted the call.
             with trio.fail_after(10):
-                while "T-59" not in [task for _, task in run.bot._progress]:
+                while "T-59" not in [task for _, task in run.bot._cards]:
                     await trio.sleep(0.01)
-            tracked = [task for _, task in run.bot._progress]
+            tracked = [task for _, task in run.bot._cards]
     assert tracked == [f"T-{i}" for i in range(40, 60)]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -267,6 +268,46 @@ async def test_progress_updates_edit_one_message() -> None:
     assert stats["telegram"].coalesced >= 150
 
 
+TASK_LIFE = """
+from supervisor import emit
+import sys
+emit.loop_start("web")
+emit.task_start("FEAT-7", "Add login", namespace="web")
+emit.emit("progress_update", {"taskId": "FEAT-7", "phase": "end"})
+emit.emit("progress_update", {"taskId": "FEAT-7", "phase": "run", "message": "writing tests"})
+emit.task_complete("FEAT-7", "Add login", duration=1.5, namespace="web")
+emit.task_start("FEAT-8", "Fix bug", namespace="web")
+emit.task_failed("FEAT-8", "Fix bug", error="tests failed", namespace="web")
+emit.loop_end("web")
+sys.stdin.read()
+"""
+
+
+async def test_a_task_is_one_message_edited_through_its_life() -> None:
+    """Started, its step (the description, never a bare phase word), then done or failed."""
+    life = ProgramConfig(command=(sys.executable, "-c", TASK_LIFE), name="loop", pty=False)
+    with telegram_stub() as stub:
+        async with running(stub, life, events=("task_*", "progress_update", "loop_*")):
+
+            def final() -> list[str] | None:
+                texts = [m["text"] for m in stub.messages()][1:-1]
+                done = len(texts) == 2 and "✅" in texts[0] and "❌" in texts[1]
+                return texts if done and "Loop ended" in stub.messages()[-1]["text"] else None
+
+            await until(final)
+            texts = final()
+            sends = stub.calls("sendMessage")
+            edits = [c["params"]["text"] for c in stub.calls("editMessageText")]
+            summary = stub.messages()[-1]["text"]
+    assert texts is not None
+    assert len(sends) == 4  # the loop's start, one per task, the loop's end
+    assert re.fullmatch(r"🏁 <b>Loop ended</b> · web\n1 completed · 1 failed · \S+", summary)
+    assert texts[0].startswith("✅ <b>FEAT-7</b> Add login\n<i>took ")
+    assert texts[1].startswith("❌ <b>FEAT-8</b> Fix bug\n<pre>tests failed</pre>")
+    assert "▶️ <b>FEAT-7</b> Add login\n⏳ <b>FEAT-7</b> writing tests" in edits
+    assert not any(" end" in text for text in edits)  # the bare phase word was no news
+
+
 async def test_chat_commands(tmp_path: Path) -> None:
     out = tmp_path / "answer"
     with telegram_stub() as stub:
@@ -295,8 +336,10 @@ async def test_chat_commands(tmp_path: Path) -> None:
             assert sent[4]["params"]["text"] == "Restarting <b>asker</b>."
             await until(lambda: run.sup.programs["asker"].restarts == 1)
             stub.inject([text_update("/stop nope", chat_id=CHAT, user_id=ALICE, username="alice")])
-            sent = await run.calls("sendMessage", 7)  # the restart's question is asked again
-            assert any("no program named 'nope'" in c["params"]["text"] for c in sent)
+            # Among the restart's news and its question asked again:
+            await until(
+                lambda: any("no program named 'nope'" in m["text"] for m in stub.messages())
+            )
 
 
 async def test_a_refusal_other_than_429_is_a_dead_letter() -> None:
