@@ -36,7 +36,7 @@ import math
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -222,6 +222,21 @@ class _Asked:
     closed: bool = False
 
 
+_DIGESTED = frozenset({"task_start", "task_complete", "loop_start", "loop_end", "progress_update"})
+"""Routine news, which a digest gathers (failures and questions never wait)."""
+_DIGEST_LINES = 30
+
+
+@dataclass
+class _Digest:
+    """One program's digest message: the lines of the current window."""
+
+    started: float
+    lines: list[str] = field(default_factory=list)
+    tg_message_id: int | None = None
+    dirty: bool = False
+
+
 @dataclass
 class _Run:
     """A loop between its loop_start and loop_end, as the chat counted it."""
@@ -358,6 +373,7 @@ class TelegramBot:
         self._tokens: dict[str, tuple[str, str]] = {}
         self._cards: dict[tuple[str, str], _Card] = {}
         self._runs: dict[str, _Run] = {}
+        self._digests: dict[str, _Digest] = {}
         self._task_starts: dict[tuple[str, str], float] = {}
         self._users = {user for user in config.allowed_users if isinstance(user, int)}
         self._names = {user[1:].lower() for user in config.allowed_users if isinstance(user, str)}
@@ -418,6 +434,8 @@ class TelegramBot:
             await self._close(data.messageId, f"↩️ <b>Withdrawn</b>: {escape(data.reason)}")
         elif name == "progress_update":
             await self._progress_update(event)
+        elif self.config.digest > 0 and name in _DIGESTED:
+            self._digest(event)
         elif name in ("task_start", "task_complete", "task_failed"):
             self._count(event)
             await self._task_card(event)
@@ -535,6 +553,45 @@ class TelegramBot:
             asked.closed = False  # let the route's retry do it again
             raise
 
+    def _digest(self, event: Event) -> None:
+        """Add a line to the program's digest; :meth:`_flush_digests` sends it."""
+        if event.event == "progress_update":
+            return  # a digest shows what happened, not every step
+        if event.event == "loop_start":
+            self._runs[event.program] = _Run(event.received_at / 1000)
+            line = render_event(event)
+        elif event.event == "loop_end":
+            line = self._loop_end(event)
+        else:
+            self._count(event)
+            line = render_event(event, duration=self._duration(event))
+        now = time.time()
+        digest = self._digests.get(event.program)
+        if digest is None or now - digest.started >= self.config.digest:
+            digest = _Digest(started=now)
+            _remember(self._digests, event.program, digest, _MAX_TRACKED)
+        digest.lines.append(" · ".join(part for part in line.split("\n") if part))
+        del digest.lines[:-_DIGEST_LINES]
+        digest.dirty = True
+
+    async def _flush_digests(self) -> None:
+        """Send or edit every digest that changed, about once a second."""
+        while True:
+            await trio.sleep(1.0)
+            for program, digest in list(self._digests.items()):
+                if not digest.dirty:
+                    continue
+                text = f"🗞 <b>{escape(program)}</b>\n" + "\n".join(digest.lines)
+                digest.dirty = False
+                try:
+                    if digest.tg_message_id is None:
+                        digest.tg_message_id = await self._send(text)
+                    else:
+                        await self._edit(digest.tg_message_id, text)
+                except BotApiError as exc:
+                    digest.dirty = True  # next time
+                    self._report(f"{exc} (a digest; trying again)")
+
     def _count(self, event: Event) -> None:
         run = self._runs.get(event.program)
         if run is None or event.event == "task_start":
@@ -597,7 +654,15 @@ class TelegramBot:
     # -- the polling side -------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Receive taps and commands until cancelled; errors back off, never end it."""
+        """Receive taps and commands (and send digests) until cancelled."""
+        async with trio.open_nursery() as nursery:
+            if self.config.digest > 0:
+                nursery.start_soon(self._flush_digests)
+            await nursery.start(self._poll)
+            task_status.started()
+
+    async def _poll(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """getUpdates until cancelled; errors back off, never end it."""
         offset: int | None = None
         failures = 0
         started = False

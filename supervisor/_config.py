@@ -381,6 +381,10 @@ class TelegramConfig(_Settings):
         poll_timeout: seconds a getUpdates long poll waits.
         per_chat_interval: seconds between two messages to the chat.
         global_rate: messages per second overall.
+        digest: for busy fleets, seconds of routine news (tasks started and
+            done, loops) gathered into one message per program, edited as it
+            fills; 0 (the default) sends each as it comes. Questions,
+            approvals, failures and crashes are never held back.
     """
 
     token: str | None = Field(default=None, repr=False)
@@ -392,6 +396,7 @@ class TelegramConfig(_Settings):
     poll_timeout: float = Field(default=25.0, ge=0, le=50)
     per_chat_interval: Seconds = Field(default=1.0, ge=0)
     global_rate: float = Field(default=30.0, gt=0, le=MAX_COUNT)
+    digest: Seconds = Field(default=0.0, ge=0)
 
     @field_validator("allowed_users", mode="before")
     @classmethod

@@ -308,6 +308,43 @@ async def test_a_task_is_one_message_edited_through_its_life() -> None:
     assert not any(" end" in text for text in edits)  # the bare phase word was no news
 
 
+BUSY_LOOP = """
+from supervisor import emit
+import sys
+emit.loop_start("web")
+for i in range(1, 7):
+    emit.task_start(f"FEAT-{i}", f"task {i}", namespace="web")
+    if i == 4:
+        emit.task_failed(f"FEAT-{i}", f"task {i}", error="boom", namespace="web")
+    else:
+        emit.task_complete(f"FEAT-{i}", f"task {i}", duration=0.1, namespace="web")
+emit.loop_end("web")
+sys.stdin.read()
+"""
+
+
+async def test_a_digest_gathers_routine_news_and_never_holds_a_failure() -> None:
+    busy = ProgramConfig(command=(sys.executable, "-c", BUSY_LOOP), name="loop", pty=False)
+    with telegram_stub() as stub:
+        async with running(stub, busy, digest=60):
+
+            def digest() -> str | None:
+                texts = [m["text"] for m in stub.messages() if m["text"].startswith("🗞")]
+                return texts[0] if texts and "Loop ended" in texts[0] else None
+
+            await until(digest)
+            text = digest()
+            others = [m["text"] for m in stub.messages() if not m["text"].startswith("🗞")]
+    assert text is not None
+    (failure,) = others  # a failure, at once, in a message of its own
+    assert failure.startswith("❌ <b>FEAT-4</b> task 4\n<pre>boom</pre>\n<i>after ")
+    lines = text.splitlines()
+    assert lines[0] == "🗞 <b>loop</b>"
+    assert lines[1] == "🚀 <b>Loop started</b> · web"
+    assert sum(line.startswith("✅") for line in lines) == 5
+    assert lines[-1].startswith("🏁 <b>Loop ended</b> · web · 5 completed · 1 failed · ")
+
+
 async def test_chat_commands(tmp_path: Path) -> None:
     out = tmp_path / "answer"
     with telegram_stub() as stub:
