@@ -196,9 +196,11 @@ def test_a_hub_killed_and_restarted_loses_and_repeats_nothing(stub: Stub, tmp_pa
     eventually(lambda: len(completed()) >= 3)
     # Kill it between two events, not in the middle of a send (a message
     # Telegram got whose reply the hub never read is the one it may repeat):
-    # once it has handled everything the instance journaled so far.
+    # the instance is paused, and the hub has recorded all it journaled.
+    instance.send_signal(signal.SIGSTOP)
     eventually(lambda: handled_seq() == journaled_seq("loop"))
     hub.send_signal(signal.SIGKILL)
+    instance.send_signal(signal.SIGCONT)
     hub.wait(timeout=10)
     seen_at_kill = len(completed())
     assert seen_at_kill < 12

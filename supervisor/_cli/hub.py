@@ -114,19 +114,19 @@ async def _serve(config: TelegramConfig, state: HubState, interval: float) -> No
     fleet: Fleet
     bot: TelegramBot | None = None
 
-    async def deliver(event: Event) -> None:
+    async def deliver(event: Event) -> bool:
         assert bot is not None
         if not any(fnmatch.fnmatchcase(event.event, pattern) for pattern in config.events):
-            return
+            return False  # not for the chat
         attempt = 0
         while True:
             try:
                 await bot.deliver(event)
-                return
+                return True
             except SinkError as exc:
                 if not exc.retryable:
                     warn(f"hub: {event.program}: {exc} (not sent)")
-                    return
+                    return True
                 attempt += 1
                 if attempt == 1:
                     warn(f"hub: {exc} (retrying)")

@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -72,6 +73,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+LAZY_SECONDS = 1.0
+"""At most this long between handling an event that showed nothing and recording it."""
 HUB_LOCK = "hub.lock"
 """The file a running hub holds locked, in the control directory."""
 
@@ -110,6 +113,16 @@ class HubState:
         ):
             raise ConfigError(str(path), "not a hub state file: expected {instance: seq}")
         self._seqs: dict[str, int] = loaded
+        self._dirty = False
+        self._written = 0.0
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def due(self) -> bool:
+        """Whether a lazy write has waited :data:`LAZY_SECONDS`."""
+        return time.monotonic() - self._written >= LAZY_SECONDS
 
     def last(self, instance: str) -> int | None:
         return self._seqs.get(instance)
@@ -117,11 +130,27 @@ class HubState:
     def items(self) -> list[tuple[str, int]]:
         return list(self._seqs.items())
 
-    def handled(self, instance: str, seq: int) -> None:
-        """Record ``seq`` as handled (written before the next event is handled)."""
+    def handled(self, instance: str, seq: int, *, now: bool = True) -> None:
+        """Record ``seq`` as handled.
+
+        ``now``: written before the next event is handled (an event that
+        reached the chat must not be sent again after a restart). Otherwise
+        it is written within :data:`LAZY_SECONDS`: replaying an event that
+        showed nothing shows nothing, and writing the file for each one
+        would cost far more than handling it.
+        """
         if self._seqs.get(instance, -1) >= seq:
             return
         self._seqs[instance] = seq
+        if now or time.monotonic() - self._written >= LAZY_SECONDS:
+            self.flush()
+        else:
+            self._dirty = True
+
+    def flush(self) -> None:
+        """Write the seqs to the file (by rename: a reader never sees half of it)."""
+        self._dirty = False
+        self._written = time.monotonic()
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
@@ -184,7 +213,8 @@ def hub_running(directory: Path | None = None) -> int | None:
     return None
 
 
-Deliver = Callable[[Event], Awaitable[None]]
+Deliver = Callable[[Event], Awaitable[bool]]
+"""Handles one event; True if a person saw something (it must not be repeated)."""
 
 
 class Fleet:
@@ -220,6 +250,13 @@ class Fleet:
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Look for instances and follow them until cancelled."""
+        try:
+            await self._serve(task_status)
+        finally:
+            if self._state.dirty:
+                self._state.flush()
+
+    async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
             first = True
             while True:
@@ -230,6 +267,8 @@ class Fleet:
                     nursery.start_soon(self.drain_gone)
                     task_status.started()
                     first = False
+                if self._state.dirty and self._state.due():
+                    self._state.flush()  # a quiet instance's last seq reaches the disk too
                 await trio.sleep(self._interval)
 
     async def _look(self) -> list[Instance]:
@@ -325,11 +364,11 @@ class Fleet:
         if event.event in ("question", "approval_request"):
             self._asked[event.message_id] = name
         if event.event in self._urgent:
-            await self._deliver(shown)
+            seen = await self._deliver(shown)
         else:
             async with self._turn:
-                await self._deliver(shown)
-        self._state.handled(name, event.seq)
+                seen = await self._deliver(shown)
+        self._state.handled(name, event.seq, now=seen)
 
     async def drain_gone(self) -> None:
         """At start: handle what instances that ended while no hub ran left unhandled."""
