@@ -220,6 +220,7 @@ class _Asked:
     tg_message_id: int
     html: str
     closed: bool = False
+    verdict: str = ""
 
 
 _DIGESTED = frozenset({"task_start", "task_complete", "loop_start", "loop_end", "progress_update"})
@@ -432,6 +433,8 @@ class TelegramBot:
         elif name == "question_withdrawn":
             data = event.data
             await self._close(data.messageId, f"↩️ <b>Withdrawn</b>: {escape(data.reason)}")
+        elif name == "approval_ignored":
+            await self._ignored(event)
         elif name == "progress_update":
             await self._progress_update(event)
         elif self.config.digest > 0 and name in _DIGESTED:
@@ -552,6 +555,17 @@ class TelegramBot:
         except BotApiError:
             asked.closed = False  # let the route's retry do it again
             raise
+        asked.verdict = verdict
+
+    async def _ignored(self, event: Event) -> None:
+        """A denied task went on: a loud message, and the card says so too."""
+        await self._send(render_event(event, program=self._several))
+        data = event.data
+        asked = self._asked.get(data.messageId)
+        if asked is None or not asked.closed:
+            return
+        went_on = f"🚨 <b>It went on anyway</b> (it sent {escape(data.event)})"
+        await self._edit(asked.tg_message_id, f"{asked.html}\n\n{asked.verdict}\n{went_on}")
 
     def _digest(self, event: Event) -> None:
         """Add a line to the program's digest; :meth:`_flush_digests` sends it."""

@@ -481,10 +481,12 @@ async def test_a_terminal_answer_and_an_ignored_denial_reach_the_chat() -> None:
                 await keys.send_all(b"n\n")
                 await until(lambda: bool(texts("Denied, but it went on")))
                 await until(lambda: texts("Approval needed")[0]["reply_markup"] is None)
+                await until(lambda: "It went on anyway" in texts("Approval needed")[0]["text"])
                 nursery.cancel_scope.cancel()
         (card,) = texts("Approval needed")
         (loud,) = texts("Denied, but it went on")
     assert "❌ <b>deny</b> by stdin at " in card["text"]
+    assert card["text"].endswith("🚨 <b>It went on anyway</b> (it sent progress_update)")
     assert "DEMO-005" in loud["text"]
     assert "denied by stdin" in loud["text"]
     assert any("DEMO-005 goes on although its approval was denied by stdin" in r for r in reports)
