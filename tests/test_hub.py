@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from conftest import SUPERVISE, child, finish, popen, read_until
+from conftest import SUPERVISE, child, finish, popen, read_until, supervise
 from hypothesis import given
 from hypothesis import strategies as st
 from telegram_stub import Stub, callback_update, telegram_stub, text_update
@@ -256,3 +256,32 @@ def test_refusals_keep_their_kind_across_the_socket(
             assert (rebuilt.by, rebuilt.response) == (by, response)
     other = answer_error(message_id, f"question {message_id}: something else")
     assert type(other) is AnswerError
+
+
+def test_restart_and_stop_reach_the_named_instance_for_allowed_users(stub: Stub) -> None:
+    hub = start_hub(stub)
+    service = start_instance("svc", "sleep", "60")
+    eventually(lambda: "svc/sleep" in status_of_chat(stub))
+    stub.inject([text_update("/stop svc/sleep", chat_id=CHAT, user_id=666, username="mallory")])
+    eventually(lambda: any("may not use /stop" in m["text"] for m in stub.messages()))
+    stub.inject([text_update("/restart svc/sleep", chat_id=CHAT, user_id=ALICE)])
+    eventually(lambda: any(m["text"] == "Restarting <b>svc/sleep</b>." for m in stub.messages()))
+
+    def restarts() -> bool:
+        shown = supervise("ctl", "--instance", "svc", "status", timeout=10)
+        return re.search(rb"^sleep +running .* 1 +", shown.stdout, re.MULTILINE) is not None
+
+    eventually(restarts)
+    stub.inject([text_update("/restart nope/x", chat_id=CHAT, user_id=ALICE)])
+    eventually(lambda: any("no program named 'nope/x'" in m["text"] for m in stub.messages()))
+    service.terminate()
+    assert finish(service)[0] == 143
+    hub.send_signal(signal.SIGTERM)
+    assert finish(hub)[0] == 0
+
+
+def status_of_chat(stub: Stub) -> str:
+    stub.inject([text_update("/status", chat_id=CHAT, user_id=ALICE)])
+    time.sleep(0.3)  # the reply is polled for by the caller's eventually()
+    found = [m["text"] for m in stub.messages() if m["text"].startswith("<b>Programs")]
+    return found[-1] if found else ""
