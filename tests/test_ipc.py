@@ -488,3 +488,28 @@ def test_a_running_supervise_delivers_to_a_session_that_appears(ipc: Env) -> Non
     assert ipc.tmux("show-options", "-t", "=late:", "-v", "@ipc_last") == "hello\n"
     supervised.terminate()
     assert supervised.wait(timeout=20) == 143
+
+
+PROMPT = "while True:\n    print('GOT ' + repr(input('agent> ')), flush=True)\n"
+
+
+def test_a_program_listed_in_prompt_programs_is_typed_into_and_confirmed(ipc: Env) -> None:
+    ipc.tmux(
+        "new-session", "-d", "-s", "agent", "-x", "200", "-y", "50",
+        sys.executable, "-c", PROMPT,
+    )  # fmt: skip
+    eventually(lambda: "agent>" in ipc.screen("agent"))
+    running = ipc.running("agent")
+    busy = ipc.ipc("send", "me", "agent", "hello", "--if-busy", "fail")
+    assert busy.returncode == 1
+    assert f"the pane is running {running!r}, not a shell prompt" in busy.stdout
+    ipc.home.mkdir(exist_ok=True)
+    (ipc.home / "settings.toml").write_text(f"prompt_programs = [{json.dumps(running)}]\n")
+    sent = ipc.ipc("send", "me", "agent", "fix the build; don't push")
+    assert sent.returncode == 0, sent.stderr
+    assert "delivered to agent [command] (keys)" in sent.stdout
+    assert eventually(lambda: 'GOT "fix the build; don\'t push"' in ipc.screen("agent") or None)
+    (ipc.home / "settings.toml").write_text("prompt_programs = 3\n")
+    broken = ipc.ipc("send", "me", "agent", "x")
+    assert broken.returncode == 1
+    assert "settings.toml: prompt_programs: expected a list of program names" in broken.stdout

@@ -14,10 +14,12 @@ How each type arrives:
 ``command``
     If the session's active pane runs a supervised program, the text goes to
     that program's stdin through supervise's control socket (it records the
-    pane it runs in). Otherwise, when the pane waits at a shell prompt, it
-    is typed literally and Enter is pressed and confirmed
-    (:func:`.tmux.type_line`). A pane that runs something else (a command,
-    a full-screen program, copy mode) is never typed into: the message waits
+    pane it runs in). Otherwise, when the pane waits at a shell prompt, or
+    runs a program named in ``settings.toml``'s ``prompt_programs`` (an AI
+    agent's input box: ``prompt_programs = ["claude"]``), it is typed
+    literally and Enter is pressed and confirmed (:func:`.tmux.type_line`).
+    A pane that runs something else (a command, a full-screen program, copy
+    mode) is never typed into: the message waits
     (``if_busy = "wait"``, the default) or fails (``"fail"``).
 ``notification``
     Shown on the session's clients; ``@ipc_last`` holds it for a status line.
@@ -97,16 +99,18 @@ def deliver_message(
                 cache[message.target] = tmux.clients_of(message.target)
             shown = tmux.notify(message.target, message.body, message.source, cache[message.target])
             return Outcome("delivered", via=f"notify:{shown}")
-        return _deliver_command(message, if_busy)
+        return _deliver_command(message, if_busy, store.prompt_programs())
     except tmux.NoSessionError as exc:
         return Outcome("queued", error=f"session {message.target!r} does not exist yet ({exc})")
     except (tmux.TmuxError, OSError, ValueError) as exc:
         return Outcome("failed", error=str(exc))
 
 
-def _deliver_command(message: Message, if_busy: IfBusy) -> Outcome:
+def _deliver_command(
+    message: Message, if_busy: IfBusy, prompt_programs: frozenset[str] = frozenset()
+) -> Outcome:
     pane = tmux.pane_of(message.target)
-    if pane.at_prompt:
+    if pane.at_prompt or (pane.command in prompt_programs and not pane.in_mode):
         presses = tmux.type_line(pane, message.body)
         return Outcome("delivered", via="keys" if presses == 1 else f"keys:enter*{presses}")
     if not pane.alternate and not pane.in_mode:

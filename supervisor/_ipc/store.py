@@ -245,6 +245,29 @@ class Store:
             os.umask(old_mask)
         self.claimant = f"{os.getpid()}-{os.urandom(2).hex()}"
 
+    def prompt_programs(self) -> frozenset[str]:
+        """Programs besides shells that take a typed line: ``settings.toml``'s ``prompt_programs``.
+
+        A person lists the interactive programs they send commands to (an AI
+        agent's CLI: ``prompt_programs = ["claude", "aider"]``); a pane
+        running anything else is busy. A file that cannot be read is
+        reported once per call as ValueError with the file and key.
+        """
+        path = self.home / "settings.toml"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return frozenset()
+        import tomllib
+
+        try:
+            value = tomllib.loads(text).get("prompt_programs", [])
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not TOML: {exc}") from None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{path}: prompt_programs: expected a list of program names")
+        return frozenset(value)
+
     @property
     def data_dir(self) -> Path:
         return self.home / "data"
