@@ -62,7 +62,7 @@ import contextlib
 import os
 import string
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -177,6 +177,8 @@ class RedisStreamSink:
             never trims.
         password: the password, used instead of one in the URL.
         timeout: seconds a send may take, connecting included.
+        fields: more fields for every entry (the bus adds ``host`` and
+            ``instance``); they cannot replace the event's own.
 
     Raises:
         ConfigError: the URL, the stream key, ``maxlen``, ``timeout`` or the
@@ -191,8 +193,10 @@ class RedisStreamSink:
         maxlen: int = 100_000,
         password: str | None = None,
         timeout: float = 5.0,
+        fields: Mapping[str, str] | None = None,
     ) -> None:
         target = _parse_url(url)
+        self.fields = dict(fields or {})
         self.stream = stream
         self.name = f"{target.display}#{stream}"
         if not stream:
@@ -236,7 +240,9 @@ class RedisStreamSink:
             await trio.lowlevel.checkpoint()
             return
         try:
-            call = _Call([(self._key(event), _fields(event)) for event in events])
+            call = _Call(
+                [(self._key(event), {**self.fields, **_fields(event)}) for event in events]
+            )
         except ValueError as exc:  # to_json: a lone surrogate, say; retrying cannot help
             raise SinkError(
                 self.name, self._redact(f"cannot encode the event: {exc}"), retryable=False

@@ -456,7 +456,8 @@ class TelegramBot:
 
     @property
     def _several(self) -> bool:
-        return len(self.backend.names()) > 1
+        # A hub always says where a message comes from: the fleet may grow.
+        return not isinstance(self.backend, LocalBackend) or len(self.backend.names()) > 1
 
     def _duration(self, event: Event) -> float | None:
         """Task durations measured here, from receipt times (and what lost tasks carry)."""

@@ -20,6 +20,7 @@ import tomllib
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 from pydantic import ValidationError
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the last handled seq of each instance is kept (default: STATE_DIR/hub.json)",
     )
     parser.add_argument(
+        "--bus",
+        metavar="URL",
+        help="serve the instances that publish to this Redis (redis://HOST:6379/0), on any"
+        " machine, instead of this machine's control sockets",
+    )
+    parser.add_argument(
         "--interval", type=float, default=1.0, metavar="SECONDS", help="look for instances (1)"
     )
     return parser
@@ -83,7 +90,7 @@ def main(argv: Sequence[str]) -> int:
         warn(str(exc))
         return USAGE_ERROR
     try:
-        trio.run(partial(_serve, config, state, args.interval))
+        trio.run(partial(_serve, config, state, args.interval, args.bus))
     finally:
         lock.release()
     return 0
@@ -108,10 +115,9 @@ def _telegram_table(path: Path) -> TelegramConfig | None:
         raise ConfigError(str(path), f"{key}: {error['msg']}") from None
 
 
-async def _serve(config: TelegramConfig, state: HubState, interval: float) -> None:
+async def _serve(config: TelegramConfig, state: HubState, interval: float, bus: str | None) -> None:
     from adapters.telegram import URGENT_EVENTS, TelegramBot
 
-    fleet: Fleet
     bot: TelegramBot | None = None
 
     async def deliver(event: Event) -> bool:
@@ -132,13 +138,22 @@ async def _serve(config: TelegramConfig, state: HubState, interval: float) -> No
                     warn(f"hub: {exc} (retrying)")
                 await trio.sleep(exc.retry_after or min(30.0, 0.5 * 2**attempt))
 
-    fleet = Fleet(deliver, state, interval=interval, urgent=URGENT_EVENTS)
-    bot = TelegramBot(FleetBackend(fleet), config, report=warn)
+    serve: Any
+    if bus is not None:
+        from adapters.redis_bus import BusBackend, BusReader
+
+        reader = BusReader(bus, deliver)
+        bot = TelegramBot(BusBackend(reader), config, report=warn)
+        serve = reader.serve
+    else:
+        fleet = Fleet(deliver, state, interval=interval, urgent=URGENT_EVENTS)
+        bot = TelegramBot(FleetBackend(fleet), config, report=warn)
+        serve = fleet.serve
     try:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(bot.run)
-                await nursery.start(fleet.serve)
+                await nursery.start(serve)
                 warn("hub: serving every supervise instance here (Ctrl-C stops)")
                 async for _ in signals:
                     nursery.cancel_scope.cancel()

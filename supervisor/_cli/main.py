@@ -83,7 +83,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _NOT_PROGRAM_FLAGS = frozenset(
     {"config", "instance", "events", "quiet", "command", "notify", "route", "webhook", "exec"}
     | {"no_journal", "journal", "metrics_port", "metrics_host", "metrics_path"}
-    | {"no_namespace_label", "pushgateway", "telegram", "telegram_api_url"}
+    | {"no_namespace_label", "pushgateway", "telegram", "telegram_api_url", "bus", "host"}
 )
 
 
@@ -331,12 +331,30 @@ def _build(
         namespace_label=metrics.namespace_label,
     )
     _add_telegram(sup, file_config, args)
+    if args.bus:
+        _add_bus(sup, args.bus, args.host)
     if registry is None:
         return sup, None
     from .._metrics.server import bind_metrics_socket
 
     sock = bind_metrics_socket(metrics.host, metrics.port) if metrics.port is not None else None
     return sup, _MetricsServing(metrics, registry, sock)
+
+
+_BUS_DRAIN = 10.0
+
+
+def _add_bus(sup: Supervisor, url: str, host: str | None) -> None:
+    """--bus: a durable route to Redis Streams, and the reader of this instance's answers."""
+    from adapters.redis_bus import bus_route_sink, default_host, serve_answers
+
+    where = host or default_host()
+    sink = bus_route_sink(url, where, sup.instance)
+    # Redis back after an outage: the backlog goes within seconds, and a run
+    # that ends waits a little for it (what is left goes with the next run).
+    sup.route("bus", sink, durable=True, retry={"max_attempts": 0, "initial": 0.2, "cap": 2.0})
+    sup.add_service(partial(serve_answers, url, where, sup.instance, sup))
+    sup.drain_timeout = max(sup.drain_timeout, _BUS_DRAIN)
 
 
 def _add_telegram(

@@ -111,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="the Bot API's base URL (default https://api.telegram.org)",
     )
+    bus = parser.add_argument_group("The event bus across machines (Redis Streams)")
+    bus.add_argument(
+        "--bus",
+        metavar="URL",
+        help="publish every event to Redis Streams (redis://HOST:6379/0) for a supervise hub,"
+        " and take the answers it sends",
+    )
+    bus.add_argument(
+        "--host", metavar="NAME", help="this machine's name on the bus (default: the hostname)"
+    )
     metrics = parser.add_argument_group("Prometheus metrics (a config file's [metrics])")
     metrics.add_argument(
         "--metrics-port",
