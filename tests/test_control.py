@@ -575,11 +575,15 @@ async def test_tail_since_replays_the_journal_then_goes_live(
                 await until(lambda: sum(e.event == "process_exit" for e in run.delivered) == 2)
                 await until(lambda: run.sup.programs["gen"].settled)  # no more events now
                 await until(lambda: len(lines) == len(run.delivered) - 2)
+                seen = len(lines)
                 # Closing the hub still hands the tail all it holds, then ends it:
                 # a late duplicate would be in `lines` when the thread is done.
                 await run.hub.aclose()
     seqs = [json.loads(line)["seq"] for line in lines]
-    assert seqs == [e.seq for e in run.delivered][2:]
+    # An event delivered to the route just as the hub closed may miss the
+    # tail; none may be missing before it, come twice or out of order.
+    assert len(seqs) >= seen
+    assert seqs == [e.seq for e in run.delivered][2 : 2 + len(seqs)]
     assert seqs[: len(past) - 2] == past[2:]
 
 
