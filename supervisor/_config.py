@@ -41,6 +41,7 @@ from ._routing.config import FileRouteConfig, sink_secret_env
 __all__ = [
     "AnswersConfig",
     "BackoffConfig",
+    "BusConfig",
     "GiveUpConfig",
     "JournalConfig",
     "LogConfig",
@@ -457,6 +458,18 @@ class TelegramConfig(_Settings):
             raise ConfigError(where, _friendly(first)) from None
 
 
+class BusConfig(_Settings):
+    """The event bus across machines: Redis Streams, read by ``supervise hub --bus``.
+
+    Attributes:
+        url: the Redis server (``redis://HOST:6379/0``).
+        host: this machine's name on the bus (default: the hostname).
+    """
+
+    url: str = Field(pattern=r"^rediss?://")
+    host: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[^:/\s]+$")
+
+
 class SupervisorConfig(_Settings):
     """A whole ``supervise.toml``.
 
@@ -468,6 +481,7 @@ class SupervisorConfig(_Settings):
         journal: the event journal.
         metrics: Prometheus metrics.
         telegram: the Telegram bot (a ``[telegram]`` table turns it on).
+        bus: the event bus across machines (a ``[bus]`` table turns it on).
         drain_timeout: seconds supervise waits at exit for routes to deliver
             what they still hold (a durable route's rest is delivered by the
             next run).
@@ -479,6 +493,7 @@ class SupervisorConfig(_Settings):
     journal: JournalConfig = JournalConfig()
     metrics: MetricsConfig = MetricsConfig()
     telegram: TelegramConfig | None = None
+    bus: BusConfig | None = None
     drain_timeout: Seconds = Field(default=5.0, ge=0)
 
     def secret_env(self) -> tuple[str, ...]:

@@ -143,3 +143,26 @@ def test_two_hubs_on_one_group_handle_each_event_once(
         hub.send_signal(signal.SIGTERM)
         assert finish(hub)[0] == 0
     started.clear()
+
+
+def test_a_bus_table_in_supervise_toml_does_what_the_flags_do(
+    stub: Stub, redis: RedisServer, tmp_path: Path
+) -> None:
+    hub = start_hub(stub, redis, "--config", fast(tmp_path))
+    config = tmp_path / "nightly.toml"
+    command = ", ".join(f'"{part}"' for part in loop(3, 0.05))
+    config.write_text(
+        f'[programs.loop]\ncommand = [{command}]\n\n[bus]\nurl = "{redis.url}"\nhost = "rack7"\n'
+    )
+    assert finish(popen([*SUPERVISE, "--config", str(config)], stdout=subprocess.DEVNULL))[0] == 0
+    eventually(lambda: len(completed(stub)) == 3)
+    assert all("rack7/nightly/loop" in m["text"] for m in stub.messages() if "✅" in m["text"])
+    bad = config.with_name("bad.toml")
+    bad.write_text('[programs.loop]\ncommand = ["true"]\n\n[bus]\nurl = "http://x"\n')
+    checked = subprocess.run(
+        [*SUPERVISE, "check-config", str(bad)], capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 2
+    assert checked.stderr.startswith(f"supervise: {bad}: bus.url: ")
+    hub.send_signal(signal.SIGTERM)
+    assert finish(hub)[0] == 0

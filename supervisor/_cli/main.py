@@ -331,8 +331,10 @@ def _build(
         namespace_label=metrics.namespace_label,
     )
     _add_telegram(sup, file_config, args)
-    if args.bus:
-        _add_bus(sup, args.bus, args.host)
+    bus = file_config.bus if file_config is not None else None
+    if args.bus or bus is not None:
+        url = args.bus or (bus.url if bus is not None else "")
+        _add_bus(sup, url, args.host or (bus.host if bus is not None else None))
     if registry is None:
         return sup, None
     from .._metrics.server import bind_metrics_socket
