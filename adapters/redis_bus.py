@@ -54,6 +54,7 @@ from supervisor import (
 from supervisor.lowlevel import QuestionAnsweredData
 
 from .redis_stream import RedisStreamSink
+from .telegram import _remember
 
 __all__ = [
     "EVENTS_STREAM",
@@ -73,6 +74,8 @@ GROUP = "hub"
 CLAIM_IDLE_MS = 30_000
 """An entry a consumer took this long ago without acknowledging it is claimed."""
 CLAIM_EVERY = 10.0
+MAX_QUESTIONS = 10_000
+"""Questions whose origin the hub remembers: the child picks their ids, so a bound."""
 HISTORY_SECONDS = 300.0
 """A group made now reads the stream from its start, but skips what is older than this."""
 
@@ -257,7 +260,7 @@ class BusReader:
             if event.program:
                 seen.programs.add(event.program)
             if event.event in ("question", "approval_request"):
-                self.asked[event.message_id] = (host, instance)
+                _remember(self.asked, event.message_id, (host, instance), MAX_QUESTIONS)
             name = "/".join(part for part in (host, instance, event.program) if part)
             await self._deliver(replace(event, program=name))
         await client.xack(EVENTS_STREAM, GROUP, [entry.identifier])

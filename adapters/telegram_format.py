@@ -11,6 +11,7 @@ break the message nor format it.
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -207,8 +208,8 @@ def time_left(event: Event, now: float) -> str | None:
     behind other messages says how long is really left.
     """
     timeout = getattr(event.data, "timeout", None)
-    if not isinstance(timeout, int | float) or timeout <= 0:
-        return None
+    if not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
+        return None  # the child's figure: NaN or infinity says nothing about time
     left = event.received_at / 1000 + timeout - now
     if left <= 0:
         return "⌛ <b>no time left</b> to answer"

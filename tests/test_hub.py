@@ -28,6 +28,7 @@ from supervisor._core.errors import (
     QuestionExpiredError,
     UnknownQuestionError,
 )
+from supervisor._core.events import Event
 from supervisor._hub.fleet import answer_error, display_name
 from supervisor._routing.journal import Journal, journal_path
 
@@ -285,3 +286,23 @@ def status_of_chat(stub: Stub) -> str:
     time.sleep(0.3)  # the reply is polled for by the caller's eventually()
     found = [m["text"] for m in stub.messages() if m["text"].startswith("<b>Programs")]
     return found[-1] if found else ""
+
+
+async def test_the_questions_a_hub_remembers_are_bounded(tmp_path: Path) -> None:
+    """A child that asks without end cannot grow the hub: the oldest origins go."""
+    from supervisor._core.messages import parse_message
+    from supervisor._hub.fleet import MAX_QUESTIONS, Fleet, HubState
+
+    async def deliver(event: Event) -> bool:
+        return False
+
+    fleet = Fleet(deliver, HubState(tmp_path / "hub.json"), directory=tmp_path)
+    for seq in range(1, MAX_QUESTIONS + 51):
+        message = parse_message(
+            {"type": "ipc", "event": "question", "data": {"question": "?"}, "messageId": f"q{seq}"}
+        )
+        await fleet._handle("box", Event(seq, "loop", 0, "child", message))
+    assert fleet.instance_of(f"q{MAX_QUESTIONS + 50}") is None  # "box" is not running
+    assert len(fleet._asked) == MAX_QUESTIONS
+    assert "q50" not in fleet._asked
+    assert fleet._asked[f"q{MAX_QUESTIONS + 50}"] == "box"

@@ -513,3 +513,17 @@ def test_a_program_listed_in_prompt_programs_is_typed_into_and_confirmed(ipc: En
     broken = ipc.ipc("send", "me", "agent", "x")
     assert broken.returncode == 1
     assert "settings.toml: prompt_programs: expected a list of program names" in broken.stdout
+
+
+def test_what_strangers_wrote_cannot_drive_the_terminal(ipc: Env) -> None:
+    """ESC and C1 controls in stored text are printed escaped; JSON output stays exact."""
+    hostile = "\x1b[2J\x1b]0;owned\x07 red\x9b31m"
+    assert ipc.ipc("send", "me", "box", hostile, "data").returncode == 0
+    for args in (("queue",), ("events", "5"), ("read", "box"), ("queue", "--json")):
+        shown = ipc.ipc(*args).stdout
+        assert not any(ch in shown for ch in "\x1b\x07\x9b"), (args, shown)
+    assert "\\u001b[2J" in ipc.ipc("queue").stdout
+    (record,) = ipc.queue()
+    assert record["message"] == hostile  # escaped on screen, exact as data
+    (line,) = ipc.ipc("read", "box").stdout.splitlines()
+    assert json.loads(line)["message"] == hostile

@@ -18,6 +18,7 @@ from adapters.telegram_format import (
     render_event,
     render_progress,
     render_question,
+    time_left,
 )
 from supervisor import Event
 from supervisor._core.events import Source
@@ -144,3 +145,25 @@ def test_rate_limiter_spaces_messages() -> None:
         round(2 / 30, 4),
         round(3 / 30, 4),
     ]
+
+
+@pytest.mark.parametrize(
+    ("timeout", "expected"),
+    [
+        (30, "⏳ <b>19s</b> to answer"),  # 19.8 s: whole seconds, as a clock shows
+        (5, "⌛ <b>no time left</b> to answer"),
+        (float("nan"), None),
+        (float("inf"), None),
+        (0, None),
+        (None, None),
+    ],
+)
+def test_time_left_counts_from_receipt_and_ignores_meaningless_figures(
+    timeout: float | None, expected: str | None
+) -> None:
+    data: dict[str, Any] = {"question": "Proceed?"}
+    if timeout is not None:
+        data["timeout"] = timeout
+    message = parse_message({"type": "ipc", "event": "question", "data": data})
+    event = Event(1, "loop", 1_000_000, "child", message)  # received at t = 1000 s
+    assert time_left(event, now=1010.2) == expected

@@ -43,6 +43,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 
@@ -62,6 +63,7 @@ from .._routing.journal import Journal, journal_path
 from .client import request, tail
 
 __all__ = [
+    "MAX_QUESTIONS",
     "Fleet",
     "FleetBackend",
     "HubLock",
@@ -69,9 +71,11 @@ __all__ = [
     "Instance",
     "display_name",
     "hub_running",
+    "remember_question",
 ]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LAZY_SECONDS = 1.0
 """At most this long between handling an event that showed nothing and recording it."""
@@ -211,6 +215,22 @@ def hub_running(directory: Path | None = None) -> int | None:
     finally:
         os.close(fd)
     return None
+
+
+MAX_QUESTIONS = 10_000
+"""Questions a hub remembers the origin of: the child picks their ids, so a bound."""
+
+
+def remember_question(table: dict[str, T], message_id: str, origin: T) -> None:
+    """``table[message_id] = origin``, forgetting the oldest beyond :data:`MAX_QUESTIONS`.
+
+    A question forgotten this way is still answerable: the hub then asks the
+    instances which one has it pending.
+    """
+    table.pop(message_id, None)
+    table[message_id] = origin
+    while len(table) > MAX_QUESTIONS:
+        del table[next(iter(table))]
 
 
 Deliver = Callable[[Event], Awaitable[bool]]
@@ -362,7 +382,7 @@ class Fleet:
             return  # handled already (the journal and a tail may overlap)
         shown = dataclasses.replace(event, program=display_name(name, event.program))
         if event.event in ("question", "approval_request"):
-            self._asked[event.message_id] = name
+            remember_question(self._asked, event.message_id, name)
         if event.event in self._urgent:
             seen = await self._deliver(shown)
         else:

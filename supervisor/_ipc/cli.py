@@ -15,12 +15,13 @@ stderr, naming what is wrong), otherwise a failed workflow step's status.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from .publishing import publish
 from .store import ACTIONS, DEFAULT_TTL, KINDS, Message, Store, Subscription
@@ -169,7 +170,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "ts-ipc") -> int:
     args = build_parser(prog, only).parse_args(arguments)
     try:
         with Store() as store:
-            return _COMMANDS[args.command](store, args, sys.stdout)
+            # A text stream in all but name: typing.TextIO is a class of its own.
+            out = cast(TextIO, TerminalSafe(sys.stdout))
+            return _COMMANDS[args.command](store, args, out)
     except _ArgumentError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
@@ -180,6 +183,36 @@ def main(argv: Sequence[str] | None = None, prog: str = "ts-ipc") -> int:
     except OSError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
+
+
+class TerminalSafe(io.TextIOBase):
+    """Writes to ``stream`` with every non-printable character but ``\n`` escaped.
+
+    What ts-ipc prints comes partly from strangers: a supervised child picks
+    its event names and texts, which reach the queue, the log and the data
+    files. Written raw, an ESC or a C1 control (``\x9b``) would drive the
+    terminal of whoever runs ``ts-ipc queue``. Escaped as ``\u001b`` they
+    are visible, and a JSON line stays valid JSON (the escape is JSON's own).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if not text.isprintable():
+            text = "".join(ch if ch == "\n" or ch.isprintable() else _escape(ch) for ch in text)
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    high, low = divmod(code - 0x10000, 0x400)  # JSON's way: a surrogate pair
+    return f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}"
 
 
 def console() -> None:
