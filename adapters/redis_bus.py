@@ -54,6 +54,7 @@ from supervisor import (
 from supervisor.lowlevel import QuestionAnsweredData
 
 from .redis_stream import RedisStreamSink
+from .redis_stream import _describe as describe_redis_error
 from .telegram import _remember
 
 __all__ = [
@@ -98,7 +99,7 @@ def _describe(exc: BaseException) -> str:
     """The first real error inside the exception groups coredis's task group raises."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
-    return str(exc) or type(exc).__name__
+    return describe_redis_error(exc)
 
 
 def _text(value: bytes | str | None) -> str:

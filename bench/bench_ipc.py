@@ -133,53 +133,29 @@ def run(bench: Bench, rounds: int, queued: int) -> int:
         bench.timed(["tmux", "display-message", "-p", "-t", "=mgr:", "x"]) for _ in range(rounds)
     ]
     base = statistics.median(baseline)
-    rows.append(
-        [
-            "tmux display-message -p (baseline)",
-            ms(base),
-            ms(percentile(baseline, 0.9)),
-            "1.00x",
-            "-",
-        ]
-    )
+
+    def row(label: str, times: list[float], target: float | None = None, what: str = "") -> None:
+        """A measure's p50, p90 and ratio to the baseline; and its target, if it has one."""
+        median = statistics.median(times)
+        verdict = "-"
+        if target is not None:
+            verdict = f"{what}<= {target * 1000:.0f} ms: " + ("yes" if median <= target else "NO")
+        ratio = f"{median / base:.2f}x"
+        rows.append([label, ms(median), ms(percentile(times, 0.9)), ratio, verdict])
+
+    row("tmux display-message -p (baseline)", baseline)
     interpreter = [bench.timed([sys.executable, "-c", "pass"]) for _ in range(rounds)]
-    rows.append(
-        [
-            "python -c pass (any Python command's floor)",
-            ms(statistics.median(interpreter)),
-            ms(percentile(interpreter, 0.9)),
-            f"{statistics.median(interpreter) / base:.2f}x",
-            "-",
-        ]
-    )
+    row("python -c pass (any Python command's floor)", interpreter)
     for kind in ("data", "notification"):
         times = [bench.ipc("send", "bench", "mgr", f"m{i}", kind) for i in range(rounds)]
-        median = statistics.median(times)
-        rows.append(
-            [
-                f"ts-ipc send ... {kind} (process)",
-                ms(median),
-                ms(percentile(times, 0.9)),
-                f"{median / base:.2f}x",
-                "<= 100 ms: " + ("yes" if median <= 0.1 else "NO"),
-            ]
-        )
+        row(f"ts-ipc send ... {kind} (process)", times, 0.1)
     bench.clear("mgr")
     process = []
     for i in range(rounds):
         process.append(bench.ipc("send", "bench", "mgr", f": {i}", "command"))
         if i % 10 == 9:
             bench.clear("mgr")
-    median = statistics.median(process)
-    rows.append(
-        [
-            "ts-ipc send ... command (process, confirmed)",
-            ms(median),
-            ms(percentile(process, 0.9)),
-            f"{median / base:.2f}x",
-            "<= 100 ms: " + ("yes" if median <= 0.1 else "NO"),
-        ]
-    )
+    row("ts-ipc send ... command (process, confirmed)", process, 0.1)
     inline = []
     with Store() as store:
         for i in range(rounds):
@@ -190,30 +166,12 @@ def run(bench: Bench, rounds: int, queued: int) -> int:
             assert message.state == "delivered", message
             if i % 10 == 9:
                 bench.clear("mgr")
-    median = statistics.median(inline)
-    rows.append(
-        [
-            "command delivered + confirmed (in process)",
-            ms(median),
-            ms(percentile(inline, 0.9)),
-            f"{median / base:.2f}x",
-            "p50 <= 30 ms: " + ("yes" if median <= 0.03 else "NO"),
-        ]
-    )
+    row("command delivered + confirmed (in process)", inline, 0.03, "p50 ")
     for index in range(10):
         bench.session(f"sub{index}")
         bench.ipc("subscribe", f"sub{index}", "deployment", "notify")
     fanout = [bench.ipc("publish", "bench", "deployment", f"v{i}") for i in range(rounds // 2)]
-    median = statistics.median(fanout)
-    rows.append(
-        [
-            "ts-ipc publish to 10 subscribers, all delivered",
-            ms(median),
-            ms(percentile(fanout, 0.9)),
-            f"{median / base:.2f}x",
-            "<= 150 ms: " + ("yes" if median <= 0.15 else "NO"),
-        ]
-    )
+    row("ts-ipc publish to 10 subscribers, all delivered", fanout, 0.15)
     rows.extend(workflow_rows(bench))
     rows.extend(backlog_rows(bench, queued))
     print_table(

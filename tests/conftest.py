@@ -17,13 +17,13 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import hypothesis
 import pytest
 import trio
 
-from supervisor.testing import python_child
+from supervisor.testing import python_child, wait_until_sync
 
 # The suite runs four workers on two cores, so one example's wall time says
 # more about the neighbours than about the code; every test is bounded by
@@ -46,12 +46,18 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "loopwork"
 SUPERVISE = [sys.executable, "-m", "supervisor"]
 
 
+T = TypeVar("T")
 _started: list[subprocess.Popen[bytes]] = []
 
 
-def popen(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
-    """Start a process that the test's teardown stops if the test did not."""
-    proc = subprocess.Popen(argv, cwd=ROOT, env=clean_env(), **options)
+def popen(
+    argv: list[str], *, env: dict[str, str] | None = None, **options: Any
+) -> subprocess.Popen[bytes]:
+    """Start a process that the test's teardown stops if the test did not.
+
+    ``env``: its whole environment (default :func:`clean_env`).
+    """
+    proc = subprocess.Popen(argv, cwd=ROOT, env=clean_env() if env is None else env, **options)
     _started.append(proc)
     return proc
 
@@ -213,6 +219,13 @@ def read_until(proc: subprocess.Popen[bytes], marker: bytes, timeout: float = 20
             assert data, f"EOF before {marker!r}: {seen!r}"
             seen += data
     return seen
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 20) -> T:
+    """Poll ``check`` (every 20 ms) until it gives a true value; that value."""
+    found = wait_until_sync(check, timeout=timeout, interval=0.02, message=f"{check} never held")
+    assert found is not None
+    return found
 
 
 def finish(proc: subprocess.Popen[bytes], timeout: float = 20) -> tuple[int, bytes, bytes]:

@@ -7,61 +7,39 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SUPERVISE, child, clean_env, finish, popen, read_until
+from conftest import SUPERVISE, child, clean_env, eventually, finish, popen, read_until
 from telegram_stub import Stub, callback_update
-from test_hub import ALICE, CHAT, buttons, eventually
+from test_hub import ALICE, CHAT, buttons
 from test_hub import stub as stub
 from test_redis_stream import RedisServer
+from test_redis_stream import server as server
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server is not installed"
 )
 ROOT = Path(__file__).resolve().parent.parent
-started: list[subprocess.Popen[bytes]] = []
-
-
-@pytest.fixture(autouse=True)
-def _stop_hubs_started_elsewhere() -> Iterator[None]:
-    yield
-    while started:
-        proc = started.pop()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def start_hub(
-    stub: Stub, redis: RedisServer, *extra: str, elsewhere: Path | None = None
+    stub: Stub, server: RedisServer, *extra: str, elsewhere: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """A hub; ``elsewhere``: as on another machine (its own control and state directories)."""
-    argv = [*SUPERVISE, "hub", "--telegram-api-url", stub.api_url, "--bus", redis.url, *extra]
-    if elsewhere is None:
-        hub = popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    else:
-        env = clean_env()
+    argv = [*SUPERVISE, "hub", "--telegram-api-url", stub.api_url, "--bus", server.url, *extra]
+    env = clean_env()
+    if elsewhere is not None:
         env.update(XDG_RUNTIME_DIR=str(elsewhere / "run"), XDG_STATE_HOME=str(elsewhere / "state"))
-        hub = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        started.append(hub)
+    hub = popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert hub.stderr is not None
     line = hub.stderr.readline()
     assert b"hub: serving" in line, line
     return hub
 
 
-def on_host(host: str, instance: str, redis: RedisServer, *command: str) -> list[str]:
-    return [*SUPERVISE, "--bus", redis.url, "--host", host, "--instance", instance, "--", *command]
+def on_host(host: str, instance: str, server: RedisServer, *command: str) -> list[str]:
+    return [*SUPERVISE, "--bus", server.url, "--host", host, "--instance", instance, "--", *command]
 
 
 def loop(tasks: int, delay: float) -> list[str]:
@@ -78,12 +56,12 @@ def completed(stub: Stub) -> list[str]:
 
 
 def test_an_approval_on_another_host_is_shown_with_its_origin_and_answered(
-    stub: Stub, redis: RedisServer, tmp_path: Path
+    stub: Stub, server: RedisServer, tmp_path: Path
 ) -> None:
-    hub = start_hub(stub, redis)
+    hub = start_hub(stub, server)
     out = tmp_path / "answer"
     instance = popen(
-        on_host("builder", "api", redis, *child("ask", "approval", "60", str(out))),
+        on_host("builder", "api", server, *child("ask", "approval", "60", str(out))),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -108,13 +86,13 @@ def fast(tmp_path: Path) -> str:
 
 
 def test_events_published_while_redis_is_down_arrive_when_it_is_back(
-    stub: Stub, redis: RedisServer, tmp_path: Path
+    stub: Stub, server: RedisServer, tmp_path: Path
 ) -> None:
-    hub = start_hub(stub, redis, "--config", fast(tmp_path))
-    instance = popen(on_host("h1", "loop", redis, *loop(10, 0.3)), stdout=subprocess.DEVNULL)
+    hub = start_hub(stub, server, "--config", fast(tmp_path))
+    instance = popen(on_host("h1", "loop", server, *loop(10, 0.3)), stdout=subprocess.DEVNULL)
     eventually(lambda: len(completed(stub)) >= 2)
-    redis.stop()
-    redis.start()  # same port, empty: the journal holds what Redis did not take
+    server.stop()
+    server.start()  # same port, empty: the journal holds what Redis did not take
     assert finish(instance, timeout=60)[0] == 0
     eventually(lambda: len(set(completed(stub))) == 10, timeout=30)
     assert sorted(completed(stub)) == sorted(set(completed(stub)))
@@ -123,14 +101,14 @@ def test_events_published_while_redis_is_down_arrive_when_it_is_back(
 
 
 def test_two_hubs_on_one_group_handle_each_event_once(
-    stub: Stub, redis: RedisServer, tmp_path: Path
+    stub: Stub, server: RedisServer, tmp_path: Path
 ) -> None:
     hubs = [
-        start_hub(stub, redis, "--config", fast(tmp_path)),
-        start_hub(stub, redis, "--config", fast(tmp_path), elsewhere=tmp_path / "second"),
+        start_hub(stub, server, "--config", fast(tmp_path)),
+        start_hub(stub, server, "--config", fast(tmp_path), elsewhere=tmp_path / "second"),
     ]
     instances = [
-        popen(on_host(f"h{i}", f"loop{i}", redis, *loop(6, 0.1)), stdout=subprocess.DEVNULL)
+        popen(on_host(f"h{i}", f"loop{i}", server, *loop(6, 0.1)), stdout=subprocess.DEVNULL)
         for i in (1, 2)
     ]
     for instance in instances:
@@ -142,17 +120,16 @@ def test_two_hubs_on_one_group_handle_each_event_once(
     for hub in hubs:
         hub.send_signal(signal.SIGTERM)
         assert finish(hub)[0] == 0
-    started.clear()
 
 
 def test_a_bus_table_in_supervise_toml_does_what_the_flags_do(
-    stub: Stub, redis: RedisServer, tmp_path: Path
+    stub: Stub, server: RedisServer, tmp_path: Path
 ) -> None:
-    hub = start_hub(stub, redis, "--config", fast(tmp_path))
+    hub = start_hub(stub, server, "--config", fast(tmp_path))
     config = tmp_path / "nightly.toml"
     command = ", ".join(f'"{part}"' for part in loop(3, 0.05))
     config.write_text(
-        f'[programs.loop]\ncommand = [{command}]\n\n[bus]\nurl = "{redis.url}"\nhost = "rack7"\n'
+        f'[programs.loop]\ncommand = [{command}]\n\n[bus]\nurl = "{server.url}"\nhost = "rack7"\n'
     )
     assert finish(popen([*SUPERVISE, "--config", str(config)], stdout=subprocess.DEVNULL))[0] == 0
     eventually(lambda: len(completed(stub)) == 3)

@@ -12,12 +12,12 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from conftest import SUPERVISE, child, finish, popen, read_until, supervise
+from conftest import SUPERVISE, child, eventually, finish, popen, read_until, supervise
 from hypothesis import given
 from hypothesis import strategies as st
 from telegram_stub import Stub, callback_update, telegram_stub, text_update
@@ -35,16 +35,6 @@ from supervisor._routing.journal import Journal, journal_path
 T = TypeVar("T")
 CHAT = 111
 ALICE = 5
-
-
-def eventually(check: Callable[[], T | None], timeout: float = 20) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.05)
 
 
 def buttons(message: dict[str, Any]) -> list[tuple[str, str]]:

@@ -15,12 +15,12 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, eventually, popen
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -34,7 +34,7 @@ class Env:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp = tmp_path
         self.home = tmp_path / "ipc"
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.started = 0
         sockets = tmp_path / "tmux"
         sockets.mkdir(mode=0o700)
         self.env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
@@ -49,23 +49,9 @@ class Env:
 
     def start(self, argv: list[str]) -> subprocess.Popen[bytes]:
         """A background process in this environment, stopped at the end of the test."""
-        with open(self.tmp / f"stderr-{len(self.procs)}", "wb") as errors:
-            proc = subprocess.Popen(
-                argv, env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors
-            )
-        self.procs.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.tmux("kill-server", check=False)
+        with open(self.tmp / f"stderr-{self.started}", "wb") as errors:
+            self.started += 1
+            return popen(argv, env=self.env, stdout=subprocess.DEVNULL, stderr=errors)
 
     def tmux(self, *args: str, check: bool = True) -> str:
         result = subprocess.run(
@@ -99,23 +85,13 @@ class Env:
         return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def eventually(check: Callable[[], T | None], timeout: float = 15) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value is not None and value is not False:
-            return value
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def ipc(tmp_path: Path) -> Iterator[Env]:
     env = Env(tmp_path)
     try:
         yield env
     finally:
-        env.stop()
+        env.tmux("kill-server", check=False)
 
 
 def test_command_runs_in_the_session(ipc: Env) -> None:

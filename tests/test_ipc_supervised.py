@@ -15,14 +15,23 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from conftest import ROOT, RUNTIME_DIR, SUPERVISE, child, clean_env, finish, pid_alive, popen
+from conftest import (
+    ROOT,
+    RUNTIME_DIR,
+    SUPERVISE,
+    child,
+    clean_env,
+    eventually,
+    finish,
+    pid_alive,
+    popen,
+)
 
 from supervisor._ipc.supervised import (
     MAX_INPUT,
@@ -54,17 +63,6 @@ T = TypeVar("T")
 def _runtime_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     """Look for control sockets where the supervise processes the tests start put them."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", RUNTIME_DIR)
-
-
-def eventually(check: Callable[[], T | None], timeout: float = 20) -> T:
-    """Poll ``check`` until it returns something other than None or False."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result is not None and result is not False:
-            return result
-        assert time.monotonic() < deadline, f"{check} did not come true within {timeout}s"
-        time.sleep(0.02)
 
 
 def instance_name() -> str:

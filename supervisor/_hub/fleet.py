@@ -43,7 +43,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
@@ -455,47 +455,47 @@ class FleetBackend:
             raise answer_error(message_id, str(exc)) from None
         return QuestionAnsweredData.model_validate(result)
 
-    async def _find(self, message_id: str) -> Instance | None:
+    async def _ask_each(self, command: str) -> list[tuple[Instance, Any]]:
+        """``command``'s result from every instance that answers it in time."""
+        answers = []
         for instance in list(self._fleet.instances.values()):
             with contextlib.suppress(ControlError, trio.TooSlowError):
-                pending = await request(instance.socket, {"cmd": "pending"}, within=5)
-                if any(item.get("message_id") == message_id for item in pending):
-                    return instance
+                answers.append(
+                    (instance, await request(instance.socket, {"cmd": command}, within=5))
+                )
+        return answers
+
+    async def _find(self, message_id: str) -> Instance | None:
+        for instance, pending in await self._ask_each("pending"):
+            if any(item.get("message_id") == message_id for item in pending):
+                return instance
         return None
 
     async def status(self) -> Sequence[ProgramStatus]:
-        rows = []
-        for instance in list(self._fleet.instances.values()):
-            try:
-                programs = await request(instance.socket, {"cmd": "status"}, within=5)
-            except (ControlError, trio.TooSlowError):
-                continue
-            for item in programs:
-                rows.append(
-                    ProgramStatus(
-                        name=display_name(instance.name, str(item["name"])),
-                        state=str(item["state"]),
-                        pid=item.get("pid"),
-                        uptime=item.get("uptime"),
-                        restarts=int(item.get("restarts") or 0),
-                        last_exit=item.get("last_exit"),
-                        tasks_in_flight=int(item.get("tasks_in_flight") or 0),
-                        pending_questions=int(item.get("pending_questions") or 0),
-                    )
-                )
-        return rows
+        return [
+            ProgramStatus(
+                name=display_name(instance.name, str(item["name"])),
+                state=str(item["state"]),
+                pid=item.get("pid"),
+                uptime=item.get("uptime"),
+                restarts=int(item.get("restarts") or 0),
+                last_exit=item.get("last_exit"),
+                tasks_in_flight=int(item.get("tasks_in_flight") or 0),
+                pending_questions=int(item.get("pending_questions") or 0),
+            )
+            for instance, programs in await self._ask_each("status")
+            for item in programs
+        ]
 
     async def pending(self) -> list[tuple[str, str]]:
-        found = []
-        for instance in list(self._fleet.instances.values()):
-            try:
-                items = await request(instance.socket, {"cmd": "pending"}, within=5)
-            except (ControlError, trio.TooSlowError):
-                continue
-            for item in items:
-                name = display_name(instance.name, str(item.get("program") or ""))
-                found.append((name, str(item.get("text") or "")))
-        return found
+        return [
+            (
+                display_name(instance.name, str(item.get("program") or "")),
+                str(item.get("text") or ""),
+            )
+            for instance, items in await self._ask_each("pending")
+            for item in items
+        ]
 
     async def control(self, command: str, name: str) -> None:
         instance, program = self._fleet.resolve(name)

@@ -272,10 +272,6 @@ class Store:
     def data_dir(self) -> Path:
         return self.home / "data"
 
-    @property
-    def workflows_dir(self) -> Path:
-        return self.home / "workflows"
-
     def close(self) -> None:
         self._db.close()
 
@@ -351,7 +347,7 @@ class Store:
         now = time.time()
         message_id = new_message_id(now)
         with self._write() as db:
-            cursor = db.execute(
+            db.execute(
                 "INSERT INTO messages (id, created, source, target, kind, body, origin, event,"
                 " state, last_error, if_busy, updated, expires) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -370,7 +366,6 @@ class Store:
                     now + ttl,
                 ),
             )
-            seq = cursor.lastrowid
             if origin == "send":
                 self.log(
                     "SEND",
@@ -378,7 +373,6 @@ class Store:
                     {"id": message_id, "from": source, "to": target, "type": kind},
                     at=now,
                 )
-        assert seq is not None
         return self.message(message_id)
 
     def message(self, message_id: str) -> Message:
