@@ -13,6 +13,8 @@ beneath, each usable alone:
   :class:`AsyncJournal`), the event hub and the event stamper;
 - metrics (:class:`MetricsState`, :class:`SupervisorCollector`,
   :func:`serve_metrics`);
+- the control commands, however a request arrives (:func:`control_request`),
+  and a refusal's text back as its error (:func:`answer_error`);
 - whole-line log files (:class:`LineLog`), for sinks that write files;
 - the wall clock every part reads (:class:`Clock`, :class:`SystemClock`);
 - the payload models of every event (``TaskData``, ``ApprovalRequestData``,
@@ -26,6 +28,8 @@ cheap to import.
 
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._control.replies import answer_error as answer_error
+from ._control.server import control_request as control_request
 from ._core.backoff import BackoffPolicy as BackoffPolicy
 from ._core.backoff import GiveUpRule as GiveUpRule
 from ._core.backoff import RestartTracker as RestartTracker
@@ -125,7 +129,9 @@ __all__ = [
     "TmuxSinkConfig",
     "Trigger",
     "WebhookSinkConfig",
+    "answer_error",
     "bind_metrics_socket",
+    "control_request",
     "serve_metrics",
     "transition",
 ]

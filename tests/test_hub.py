@@ -29,8 +29,9 @@ from supervisor._core.errors import (
     UnknownQuestionError,
 )
 from supervisor._core.events import Event
-from supervisor._hub.fleet import answer_error, display_name
+from supervisor._hub.fleet import display_name
 from supervisor._routing.journal import Journal, journal_path
+from supervisor.lowlevel import answer_error
 
 T = TypeVar("T")
 CHAT = 111

@@ -56,7 +56,7 @@ LAYER_MAY_IMPORT: dict[str, frozenset[str]] = {
     # ts-ipc: its own state and tmux I/O; the agent runs inside a supervisor.
     "_ipc": frozenset({"_core", "_paths", "_ipc", "emit", "_supervisor"}),
     # The hub: instances through their control sockets; no supervisor of its own.
-    "_hub": frozenset({"_core", "_paths", "_process", "_routing", "_hub"}),
+    "_hub": frozenset({"_core", "_paths", "_process", "_routing", "_control", "_hub"}),
     "_cli": frozenset(
         {
             "__init__",

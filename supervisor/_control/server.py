@@ -99,6 +99,7 @@ __all__ = [
     "MAX_CONNECTIONS",
     "RequestsInFlight",
     "TmuxPlace",
+    "control_request",
     "serve_control",
     "socket_answers",
     "tmux_place",
@@ -321,7 +322,14 @@ class _LineReader:
 
 
 def _reply(ok: bool, value: Any) -> bytes:
-    body = {"ok": True, "result": value} if ok else {"ok": False, "error": value}
+    return _line(_body(ok, value))
+
+
+def _body(ok: bool, value: Any) -> dict[str, Any]:
+    return {"ok": True, "result": value} if ok else {"ok": False, "error": value}
+
+
+def _line(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
@@ -350,7 +358,7 @@ async def _serve_connection(
                     await _tail(stream, lines, request, sup)
                     return
                 with requests.track():
-                    await stream.send_all(await _dispatch(request, sup, place))
+                    await stream.send_all(_line(await control_request(sup, request, place)))
     except* (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client went away
     except* Exception as group:
@@ -381,8 +389,17 @@ def _parse(line: bytes) -> dict[str, Any]:
     return request
 
 
-async def _dispatch(request: dict[str, Any], sup: Supervisor, place: TmuxPlace) -> bytes:
-    """Carry out one request; whatever goes wrong becomes an error line."""
+async def control_request(
+    sup: Supervisor, request: dict[str, Any], place: TmuxPlace | None = None
+) -> dict[str, Any]:
+    """Carry out one control request (not ``tail``); its reply, ``{"ok", "result" | "error"}``.
+
+    The one place every control command is carried out, whichever way the
+    request came (the control socket, the Redis bus): whatever goes wrong
+    becomes an error reply, never an exception.
+    """
+    if place is None:
+        place = TmuxPlace(None, None)
     programs = sup.programs
     try:
         cmd = _text(request, "cmd")
@@ -420,17 +437,17 @@ async def _dispatch(request: dict[str, Any], sup: Supervisor, place: TmuxPlace) 
         else:
             commands = ", ".join(_COMMANDS)
             raise _RequestError(f"unknown command {json.dumps(cmd)} (commands: {commands})")
-        return _reply(True, result)
+        return _body(True, result)
     except (_RequestError, ControlError, AnswerError, ConfigError) as exc:
-        return _reply(False, str(exc))
+        return _body(False, str(exc))
     except KeyError as exc:  # no such route
-        return _reply(False, str(exc.args[0]))
+        return _body(False, str(exc.args[0]))
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         # answer(): the child exited between being found and being written to.
-        return _reply(False, f"question {request['message_id']}: its program is not running")
+        return _body(False, f"question {request['message_id']}: its program is not running")
     except Exception as exc:  # a bug: say so, and keep serving
         logger.warning("control request %r failed: %r", request, exc)
-        return _reply(False, f"internal error: {exc!r}")
+        return _body(False, f"internal error: {exc!r}")
 
 
 def _text(request: dict[str, Any], name: str, default: str | None = None) -> str:

@@ -37,7 +37,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,12 +46,10 @@ from typing import Any, TypeVar
 
 import trio
 
+from .._control.replies import answer_error
 from .._core.errors import (
-    AlreadyAnsweredError,
-    AnswerError,
     ConfigError,
     ControlError,
-    QuestionExpiredError,
     UnknownNameError,
     UnknownQuestionError,
 )
@@ -414,25 +411,6 @@ class Fleet:
             for instance in self.instances.values()
             for program in instance.programs
         ]
-
-
-_ALREADY = re.compile(r"already answered by (\S+) \((.*)\)$")
-_EXPIRED = re.compile(r"expired \((.*)\)$")
-
-
-def answer_error(message_id: str, text: str) -> AnswerError:
-    """The control socket's one-line refusal as the AnswerError kind it names."""
-    problem = text.removeprefix(f"question {message_id}: ")
-    if match := _ALREADY.search(problem):
-        response = match.group(2)
-        with contextlib.suppress(ValueError):
-            response = json.loads(response)
-        return AlreadyAnsweredError(message_id, match.group(1), str(response))
-    if match := _EXPIRED.search(problem):
-        return QuestionExpiredError(message_id, match.group(1))
-    if problem == "no such question":
-        return UnknownQuestionError(message_id)
-    return AnswerError(message_id, problem)
 
 
 class FleetBackend:
