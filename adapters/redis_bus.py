@@ -1,84 +1,79 @@
-"""The event bus across machines, on Redis Streams: supervise publishes, a hub reads.
+"""The event bus across machines, on Redis Streams: supervise's side.
 
-``supervise --bus redis://HOST:6379/0`` adds a durable route that XADDs
-every event to the stream ``ipc:events``, with ``host`` and ``instance``
-fields beside the usual ones (see :mod:`adapters.redis_stream`); a Redis
-outage loses nothing, since a durable route's events wait in the journal
-until Redis takes them. It also reads the answers meant for it from its own
-stream, ``ipc:answers:HOST:INSTANCE``, and gives each to the supervisor,
-which decides as it does for every channel: the first answer wins, a second
-one is refused, so an answer written twice is written to the child once.
+``supervise --bus redis://HOST:6379/0`` does three things, all through one
+Redis:
 
-``supervise hub --bus URL`` reads ``ipc:events`` in the consumer group
-``hub`` (``XREADGROUP``), acknowledges each entry once it is handled
-(``XACK``), and every 10 s claims entries another consumer took more than
-30 s ago without acknowledging them (``XAUTOCLAIM``: a hub that died), so
-several hubs can share a fleet and each event is handled by one of them. A
-group is read from the stream's start when a hub creates it (the first hub,
-or the first after Redis lost its data), so what was published meanwhile
-arrives; only events older than 5 minutes then are skipped as history. Programs are named
-``HOST/INSTANCE/PROGRAM``.
+- **Events out.** A durable route XADDs every event to the stream
+  ``ipc:events``, with ``host`` and ``instance`` fields beside the usual
+  ones (see :mod:`adapters.redis_stream`). A Redis outage loses nothing:
+  a durable route's events wait in the journal until Redis takes them.
+- **Requests in.** The instance reads its own stream,
+  ``ipc:control:HOST:INSTANCE``, and carries out each request with the
+  same code the control socket uses (:func:`supervisor.lowlevel.control_request`),
+  so an answer over the bus is decided as any other: the first answer wins,
+  and a second one is refused with who gave the first. Only the commands in
+  :data:`BUS_COMMANDS` are carried; a request older than
+  :data:`REQUEST_TTL_SECONDS` when it is read (Redis was away, or the
+  instance was) is refused rather than carried out late. The reply goes to
+  the stream the request names (``ipc:replies:...``).
+- **Presence.** The key ``ipc:instance:HOST:INSTANCE`` holds the instance's
+  name and programs, and expires :data:`PRESENCE_TTL_SECONDS` after its last
+  refresh, so a hub lists every instance on every machine, and one that
+  died stops being listed by itself.
 
-A tap on a question from another machine is sent (XADD of ``message_id``,
-``response`` and ``by``) and acknowledged in the chat at once; the
-instance's ``question_answered`` then edits the card as usual, or, when
-someone else answered first, its verdict is the one that stands.
-
-Streams are trimmed with ``MAXLEN ~`` (100,000 events, 1,000 answers per
-instance). ``/restart`` and ``/stop`` of instances on other machines are not
-carried over the bus yet; ``/status`` lists the instances seen, with the
-time of their last event.
+The hub's side is :mod:`adapters.redis_hub`. Whoever may write to this Redis
+may answer this instance's questions and restart its programs, exactly as
+whoever may open its control socket: give the bus a password
+(``redis://:PASSWORD@HOST``) and keep it off networks you do not trust.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 import coredis
 import trio
 
-from supervisor import (
-    AnswerError,
-    ControlError,
-    Event,
-    ProgramStatus,
-    Supervisor,
-    UnknownNameError,
-)
-from supervisor.lowlevel import QuestionAnsweredData
+from supervisor import Supervisor
+from supervisor.lowlevel import control_request
 
 from .redis_stream import RedisStreamSink
 from .redis_stream import _describe as describe_redis_error
-from .telegram import _remember
 
 __all__ = [
+    "BUS_COMMANDS",
     "EVENTS_STREAM",
-    "GROUP",
-    "BusBackend",
-    "BusReader",
-    "answers_stream",
+    "PRESENCE_PREFIX",
+    "REPLIES_PREFIX",
     "bus_route_sink",
+    "control_stream",
     "default_host",
-    "serve_answers",
+    "describe",
+    "presence_key",
+    "serve_bus_requests",
+    "text",
 ]
 
 logger = logging.getLogger(__name__)
 
 EVENTS_STREAM = "ipc:events"
-GROUP = "hub"
-CLAIM_IDLE_MS = 30_000
-"""An entry a consumer took this long ago without acknowledging it is claimed."""
-CLAIM_EVERY = 10.0
-MAX_QUESTIONS = 10_000
-"""Questions whose origin the hub remembers: the child picks their ids, so a bound."""
-HISTORY_SECONDS = 300.0
-"""A group made now reads the stream from its start, but skips what is older than this."""
+REPLIES_PREFIX = "ipc:replies:"
+"""Every reply stream's name starts so: a request cannot make supervise write elsewhere."""
+PRESENCE_PREFIX = "ipc:instance:"
+BUS_COMMANDS = frozenset({"answer", "pending", "status", "start", "stop", "restart"})
+"""What a request over the bus may ask: what the chat offers, nothing that types or reads."""
+REQUEST_TTL_SECONDS = 60.0
+"""A request read later than this after it was sent is refused, not carried out."""
+PRESENCE_TTL_SECONDS = 90
+PRESENCE_EVERY = 30.0
+REPLY_STREAM_TTL_SECONDS = 3600
+"""A reply stream lives this long after its last reply (its hub may be gone)."""
+MAX_REQUESTS_AT_ONCE = 8
+"""Requests carried out side by side: a restart waiting for its program does not hold an answer."""
 
 
 def default_host() -> str:
@@ -86,8 +81,14 @@ def default_host() -> str:
     return socket.gethostname().split(".", 1)[0] or "localhost"
 
 
-def answers_stream(host: str, instance: str) -> str:
-    return f"ipc:answers:{host}:{instance}"
+def control_stream(host: str, instance: str) -> str:
+    """The stream an instance reads its requests from."""
+    return f"ipc:control:{host}:{instance}"
+
+
+def presence_key(host: str, instance: str) -> str:
+    """The key that says an instance runs, and with which programs."""
+    return f"{PRESENCE_PREFIX}{host}:{instance}"
 
 
 def bus_route_sink(url: str, host: str, instance: str) -> RedisStreamSink:
@@ -95,20 +96,27 @@ def bus_route_sink(url: str, host: str, instance: str) -> RedisStreamSink:
     return RedisStreamSink(url, EVENTS_STREAM, fields={"host": host, "instance": instance})
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """The first real error inside the exception groups coredis's task group raises."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return describe_redis_error(exc)
 
 
-def _text(value: bytes | str | None) -> str:
+def text(value: bytes | str | None) -> str:
+    """A Redis reply value as text (coredis gives bytes)."""
     if value is None:
         return ""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-async def serve_answers(
+def entry_millis(identifier: bytes | str) -> int:
+    """The Redis server's clock, in ms, when it added the entry (its id's first half)."""
+    head = text(identifier).partition("-")[0]
+    return int(head) if head.isdigit() else 0
+
+
+async def serve_bus_requests(
     url: str,
     host: str,
     instance: str,
@@ -116,216 +124,125 @@ async def serve_answers(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """supervise's side: give ``sup`` every answer the hub sends it, until cancelled."""
-    stream = answers_stream(host, instance)
-    last = "$"
+    """Keep this instance present on the bus and carry out its requests, until cancelled.
+
+    Redis being away never ends it (nor supervise): it tries again with
+    backoff, and goes on from the last request it read.
+    """
+    stream = control_stream(host, instance)
+    last: str | None = None
     started = False
     failures = 0
-    while True:
-        try:
-            async with coredis.Redis.from_url(url) as client:
-                if last == "$":
-                    # Start after what is there now: earlier answers were for
-                    # questions of an earlier run.
-                    info = await client.xrevrange(stream, count=1)
-                    last = _text(info[0].identifier) if info else "0-0"
-                if not started:
-                    task_status.started()
-                    started = True
-                failures = 0
-                while True:
-                    found = await client.xread({stream: last}, count=100, block=1000)
-                    for entry in (found or {}).get(stream.encode(), ()):
-                        last = _text(entry.identifier)
-                        await _apply(sup, entry.field_values)
-        except Exception as exc:  # Redis away: try again, never end supervise
-            if not started:
-                task_status.started()
-                started = True
-            failures += 1
-            if failures == 1:
-                logger.warning("bus: cannot read answers from %s: %s", stream, _describe(exc))
-            await trio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
-
-
-async def _apply(sup: Supervisor, fields: Any) -> None:
-    values = {_text(k): _text(v) for k, v in dict(fields).items()}
-    message_id = values.get("message_id", "")
     try:
-        await sup.answer(message_id, values.get("response", ""), by=values.get("by") or "bus")
-    except AnswerError as exc:
-        logger.info("bus: answer refused: %s", exc)
-
-
-@dataclass
-class _Seen:
-    host: str
-    instance: str
-    programs: set[str]
-    last_event: float
-
-
-Deliver = Callable[[Event], Awaitable[bool]]
-
-
-class BusReader:
-    """The hub's side: events from the bus, in a consumer group, to ``deliver``."""
-
-    def __init__(self, url: str, deliver: Deliver, *, consumer: str | None = None) -> None:
-        self.url = url
-        self._deliver = deliver
-        self.consumer = consumer or f"{default_host()}-{os.getpid()}"
-        self.seen: dict[tuple[str, str], _Seen] = {}
-        self.asked: dict[str, tuple[str, str]] = {}  # messageId -> (host, instance)
-        self.client: coredis.Redis[bytes] | None = None
-        self._history_before = 0.0
-        self._last_seq: dict[tuple[str, str], int] = {}
-
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        started = False
-        failures = 0
         while True:
             try:
-                async with coredis.Redis.from_url(self.url) as client:
-                    self.client = client
-                    if await self._create_group(client):
-                        # We made the group: what the stream held from long
-                        # before is history, not news.
-                        self._history_before = (time.time() - HISTORY_SECONDS) * 1000
+                async with coredis.Redis.from_url(url) as client, trio.open_nursery() as nursery:
+                    if last is None:
+                        # Start after what is there now: earlier requests were
+                        # for an earlier run.
+                        newest = await client.xrevrange(stream, count=1)
+                        last = text(newest[0].identifier) if newest else "0-0"
+                    nursery.start_soon(_stay_present, client, host, instance, sup)
                     if not started:
                         task_status.started()
                         started = True
                     failures = 0
-                    await self._read(client)
-            except Exception as exc:  # Redis away: the events wait in the stream
-                self.client = None
+                    slots = trio.Semaphore(MAX_REQUESTS_AT_ONCE)
+                    while True:
+                        found = await client.xread({stream: last}, count=100, block=1000)
+                        entries = (found or {}).get(stream.encode(), ())
+                        if not entries:
+                            continue
+                        now = (await client.time()).timestamp() * 1000
+                        for entry in entries:
+                            last = text(entry.identifier)
+                            await slots.acquire()  # released when it is carried out
+                            nursery.start_soon(_carry_out, client, sup, entry, now, slots, stream)
+            except Exception as exc:  # Redis away: try again, never end supervise
                 if not started:
                     task_status.started()
                     started = True
                 failures += 1
                 if failures == 1:
-                    logger.warning("hub: the bus is unreachable: %s", _describe(exc))
+                    logger.warning("bus: cannot read requests from %s: %s", stream, describe(exc))
                 await trio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+    finally:
+        with trio.move_on_after(2) as scope:
+            scope.shield = True
+            await _leave(url, host, instance)
 
-    @staticmethod
-    async def _create_group(client: coredis.Redis[bytes]) -> bool:
-        """Make the group (reading from the stream's start); False if it exists."""
-        if await client.exists([EVENTS_STREAM]):
-            for group in await client.xinfo_groups(EVENTS_STREAM):
-                name = group.get(b"name")
-                if isinstance(name, bytes) and name.decode() == GROUP:
-                    return False
-        try:
-            await client.xgroup_create(EVENTS_STREAM, GROUP, "0", mkstream=True)
-        except coredis.exceptions.ResponseError:
-            return False  # another hub made it just now
-        return True
 
-    async def _read(self, client: coredis.Redis[bytes]) -> None:
-        next_claim = 0.0
-        while True:
-            if time.monotonic() >= next_claim:
-                next_claim = time.monotonic() + CLAIM_EVERY
-                claimed = await client.xautoclaim(
-                    EVENTS_STREAM, GROUP, self.consumer, CLAIM_IDLE_MS, "0-0", count=100
+async def _stay_present(
+    client: coredis.Redis[bytes], host: str, instance: str, sup: Supervisor
+) -> None:
+    while True:
+        value = {"host": host, "instance": instance, "programs": list(sup.programs)}
+        await client.set(presence_key(host, instance), json.dumps(value), ex=PRESENCE_TTL_SECONDS)
+        await trio.sleep(PRESENCE_EVERY)
+
+
+async def _leave(url: str, host: str, instance: str) -> None:
+    """Stop being listed at once (a clean stop), rather than when the key expires."""
+    try:
+        async with coredis.Redis.from_url(url) as client:
+            await client.delete([presence_key(host, instance)])
+    except Exception as exc:  # best effort: the key expires anyway
+        logger.info("bus: could not withdraw %s/%s: %s", host, instance, describe(exc))
+
+
+async def _carry_out(
+    client: coredis.Redis[bytes],
+    sup: Supervisor,
+    entry: Any,
+    now_ms: float,
+    slots: trio.Semaphore,
+    stream: str,
+) -> None:
+    try:
+        values = {text(k): text(v) for k, v in dict(entry.field_values).items()}
+        reply_to = values.get("reply_to", "")
+        request_id = values.get("id", "")
+        reply = await _reply_for(sup, values, now_ms - entry_millis(entry.identifier))
+        if not reply_to.startswith(REPLIES_PREFIX):
+            logger.info(
+                "bus: %s %s: no reply stream; reply dropped", stream, text(entry.identifier)
+            )
+            return
+        fields = {"id": request_id, "reply": json.dumps(reply, ensure_ascii=False)}
+        with trio.move_on_after(10):
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.xadd(
+                    reply_to,
+                    fields,
+                    trim_strategy=coredis.PureToken.MAXLEN,
+                    threshold=1000,
+                    trim_operator=coredis.PureToken.APPROXIMATELY,
                 )
-                for entry in claimed[1] if len(claimed) > 1 else ():
-                    await self._handle(client, entry)
-            found = await client.xreadgroup(
-                GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=100, block=1000
-            )
-            for entries in (found or {}).values():
-                for entry in entries:
-                    await self._handle(client, entry)
-
-    async def _handle(self, client: coredis.Redis[bytes], entry: Any) -> None:
-        values = {_text(k): v for k, v in dict(entry.field_values).items()}
-        try:
-            event = Event.from_json(values["json"])
-        except (KeyError, ValueError) as exc:
-            logger.warning("hub: a bus entry that is not an event (%s): %s", entry.identifier, exc)
-        else:
-            if event.received_at < self._history_before:
-                await client.xack(EVENTS_STREAM, GROUP, [entry.identifier])
-                return
-            host, instance = _text(values.get("host")), _text(values.get("instance"))
-            last = self._last_seq.get((host, instance), 0)
-            if 0 < event.seq <= last:
-                # Sent again (a batch retried across a Redis restart): handled.
-                await client.xack(EVENTS_STREAM, GROUP, [entry.identifier])
-                return
-            if event.seq > 0:
-                self._last_seq[(host, instance)] = event.seq
-            seen = self.seen.setdefault((host, instance), _Seen(host, instance, set(), 0.0))
-            seen.last_event = time.time()
-            if event.program:
-                seen.programs.add(event.program)
-            if event.event in ("question", "approval_request"):
-                _remember(self.asked, event.message_id, (host, instance), MAX_QUESTIONS)
-            name = "/".join(part for part in (host, instance, event.program) if part)
-            await self._deliver(replace(event, program=name))
-        await client.xack(EVENTS_STREAM, GROUP, [entry.identifier])
+                pipe.expire(reply_to, REPLY_STREAM_TTL_SECONDS)
+    finally:
+        slots.release()
 
 
-class BusBackend:
-    """The chat's view of the bus (adapters.telegram's ``ChatBackend``)."""
-
-    def __init__(self, reader: BusReader) -> None:
-        self._reader = reader
-
-    def names(self) -> list[str]:
-        return [
-            f"{s.host}/{s.instance}/{program}"
-            for s in self._reader.seen.values()
-            for program in sorted(s.programs)
-        ]
-
-    async def answer(self, message_id: str, response: str, *, by: str) -> QuestionAnsweredData:
-        where = self._reader.asked.get(message_id)
-        client = self._reader.client
-        if where is None:
-            raise AnswerError(message_id, "not a question this hub has seen")
-        if client is None:
-            raise AnswerError(message_id, "the bus is unreachable; try again")
-        fields = {"message_id": message_id, "response": response, "by": by}
-        await client.xadd(
-            answers_stream(*where),
-            fields,
-            trim_strategy=coredis.PureToken.MAXLEN,
-            threshold=1000,
-            trim_operator=coredis.PureToken.APPROXIMATELY,
-        )
-        decision = response if response in ("approve", "deny") else None
-        return QuestionAnsweredData(
-            messageId=message_id,
-            response=response,
-            written="",
-            by=by,
-            latency=0.0,
-            decision=decision,
-        )
-
-    async def status(self) -> Sequence[ProgramStatus]:
-        now = time.time()
-        return [
-            ProgramStatus(
-                name=f"{s.host}/{s.instance}/{program}",
-                state=f"last event {now - s.last_event:.0f}s ago",
-                pid=None,
-                uptime=None,
-                restarts=0,
-                last_exit=None,
-                tasks_in_flight=0,
-                pending_questions=0,
-            )
-            for s in self._reader.seen.values()
-            for program in sorted(s.programs)
-        ]
-
-    async def pending(self) -> list[tuple[str, str]]:
-        return []
-
-    async def control(self, command: str, name: str) -> None:
-        if name not in self.names():
-            raise UnknownNameError("program", name, tuple(self.names()))
-        raise ControlError(f"/{command} is not carried over the bus yet ({name})")
+async def _reply_for(sup: Supervisor, values: dict[str, str], age_ms: float) -> dict[str, Any]:
+    try:
+        request = json.loads(values.get("request", ""))
+    except ValueError:
+        return {"ok": False, "error": "request is not JSON"}
+    if not isinstance(request, dict):
+        return {"ok": False, "error": "request must be a JSON object"}
+    command = request.get("cmd")
+    if command not in BUS_COMMANDS:
+        carried = ", ".join(sorted(BUS_COMMANDS))
+        return {
+            "ok": False,
+            "error": f"{json.dumps(command)} is not carried over the bus (carried: {carried})",
+        }
+    if age_ms > REQUEST_TTL_SECONDS * 1000:
+        return {
+            "ok": False,
+            "error": f"{command}: sent {age_ms / 1000:.0f} s ago, too late to carry out",
+        }
+    started = time.monotonic()
+    reply = await control_request(sup, request)
+    logger.debug("bus: %s in %.1f ms", command, (time.monotonic() - started) * 1000)
+    return reply

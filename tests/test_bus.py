@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import trio
 from conftest import SUPERVISE, child, clean_env, eventually, finish, popen, read_until
-from telegram_stub import Stub, callback_update
+from coredis.response.types import StreamPending
+from telegram_stub import Stub, callback_update, text_update
 from test_hub import ALICE, CHAT, buttons
 from test_hub import stub as stub
 from test_redis_stream import RedisServer
@@ -35,6 +40,8 @@ def start_hub(
     assert hub.stderr is not None
     line = hub.stderr.readline()
     assert b"hub: serving" in line, line
+    if b"standing by" in line:
+        hub.stderr.close()  # nothing more is read from it; a standby says little
     return hub
 
 
@@ -53,29 +60,6 @@ def loop(tasks: int, delay: float) -> list[str]:
 def completed(stub: Stub) -> list[str]:
     found = [re.search(r"FEAT-\d+", m["text"]) for m in stub.messages() if "✅" in m["text"]]
     return [match.group(0) for match in found if match]
-
-
-def test_an_approval_on_another_host_is_shown_with_its_origin_and_answered(
-    stub: Stub, server: RedisServer, tmp_path: Path
-) -> None:
-    hub = start_hub(stub, server)
-    out = tmp_path / "answer"
-    instance = popen(
-        on_host("builder", "api", server, *child("ask", "approval", "60", str(out))),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    read_until(instance, b"READY")
-    card = eventually(lambda: next((m for m in stub.messages() if buttons(m)), None))
-    assert "builder/api/ask" in card["text"]
-    approve = next(data for label, data in buttons(card) if "pprove" in label)
-    stub.inject(
-        [callback_update(approve, message_id=card["message_id"], chat_id=CHAT, user_id=ALICE)]
-    )
-    assert finish(instance, timeout=30)[0] == 0
-    assert out.read_text() == "y\n"
-    hub.send_signal(signal.SIGTERM)
-    assert finish(hub)[0] == 0
 
 
 def fast(tmp_path: Path) -> str:
@@ -97,7 +81,8 @@ def test_events_published_while_redis_is_down_arrive_when_it_is_back(
     eventually(lambda: len(set(completed(stub))) == 10, timeout=30)
     assert sorted(completed(stub)) == sorted(set(completed(stub)))
     hub.send_signal(signal.SIGTERM)
-    assert finish(hub)[0] == 0
+    code, _, err = finish(hub)
+    assert code == 0, err
 
 
 def test_two_hubs_on_one_group_handle_each_event_once(
@@ -143,3 +128,150 @@ def test_a_bus_table_in_supervise_toml_does_what_the_flags_do(
     assert checked.stderr.startswith(f"supervise: {bad}: bus.url: ")
     hub.send_signal(signal.SIGTERM)
     assert finish(hub)[0] == 0
+
+
+def chat_reply(stub: Stub, command: str, starts: str, user_id: int = ALICE) -> str:
+    """Send ``command`` to the chat; the first new message starting with ``starts``."""
+    before = len(stub.messages())
+    stub.inject([text_update(command, chat_id=CHAT, user_id=user_id, username="x")])
+    reply: str = eventually(
+        lambda: next(
+            (m["text"] for m in stub.messages()[before:] if m["text"].startswith(starts)), None
+        ),
+        timeout=30,
+    )
+    return reply
+
+
+def test_approvals_status_pending_restart_and_stop_cross_the_bus(
+    stub: Stub, server: RedisServer, tmp_path: Path
+) -> None:
+    hub = start_hub(stub, server)
+    out = tmp_path / "answer"
+    asker = popen(
+        on_host("builder", "api", server, *child("ask", "approval", "60", str(out))),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    service = popen(on_host("rack7", "svc", server, "sleep", "60"), stdout=subprocess.DEVNULL)
+    read_until(asker, b"READY")
+
+    def both_listed() -> str | None:
+        shown = chat_reply(stub, "/status", "<b>Programs")
+        return shown if "rack7/svc/sleep" in shown and "builder/api/ask" in shown else None
+
+    shown = eventually(both_listed, timeout=30)
+    assert re.search(r"rack7/svc/sleep</b> running pid \d+", shown), shown
+    pending = chat_reply(stub, "/pending", "<b>Waiting")
+    assert "builder/api/ask: " in pending
+    refused = chat_reply(stub, "/stop rack7/svc/sleep", "🚫", user_id=666)
+    assert "may not use /stop" in refused
+    assert chat_reply(stub, "/restart rack7/svc/sleep", "Restarting") == (
+        "Restarting <b>rack7/svc/sleep</b>."
+    )
+    assert "1 restart(s)" in chat_reply(stub, "/status", "<b>Programs").split("rack7/svc")[1]
+    assert "no program named 'rack7/svc/nope'" in chat_reply(stub, "/restart rack7/svc/nope", "⚠️")
+    # An instance that stops replying is listed as such, not left out.
+    service.send_signal(signal.SIGSTOP)
+    try:
+        assert re.search(r"rack7/svc</b> no reply", chat_reply(stub, "/status", "<b>Programs"))
+    finally:
+        service.send_signal(signal.SIGCONT)
+    stopping = chat_reply(stub, "/stop rack7/svc/sleep", "Stopping")
+    assert stopping == "Stopping <b>rack7/svc/sleep</b>."
+    finish(service)  # its one program stopped: the instance ends, as supervise does
+    assert "rack7/svc" not in chat_reply(stub, "/status", "<b>Programs")
+    card = eventually(lambda: next((m for m in stub.messages() if buttons(m)), None))
+    assert "builder/api/ask" in card["text"]  # where it comes from
+    approve = next(data for label, data in buttons(card) if "pprove" in label)
+    stub.inject(
+        [callback_update(approve, message_id=card["message_id"], chat_id=CHAT, user_id=ALICE)]
+    )
+    assert finish(asker, timeout=30)[0] == 0
+    assert out.read_text() == "y\n"
+    (tap,) = stub.wait_for_calls("answerCallbackQuery", 1)
+    assert tap["params"]["text"] == "Approved ✅"  # the instance's own verdict, over the bus
+    hub.send_signal(signal.SIGTERM)
+    assert finish(hub)[0] == 0
+
+
+async def _answer_over_the_bus(server: RedisServer, stream: str, message_id: str) -> None:
+    """What another hub does: a request on the instance's control stream."""
+    async with server.client() as client:
+        request = {"cmd": "answer", "message_id": message_id, "response": "deny", "by": "hub-b"}
+        await client.xadd(
+            stream, {"id": "r1", "reply_to": "ipc:replies:hub-b", "request": json.dumps(request)}
+        )
+
+
+def test_the_first_answer_wins_across_hubs_and_the_child_gets_one(
+    stub: Stub, server: RedisServer, tmp_path: Path
+) -> None:
+    hub = start_hub(stub, server)
+    out, events = tmp_path / "answer", tmp_path / "events.jsonl"
+    ask = shlex.join(child("ask", "approval", "60", str(out)))
+    argv = on_host("builder", "api", server, "sh", "-c", f"{ask}; echo ANSWERED; exec sleep 60")
+    argv.insert(argv.index("--"), f"--events={events}")
+    asker = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    read_until(asker, b"READY")
+    card = eventually(lambda: next((m for m in stub.messages() if buttons(m)), None))
+    asked = next(
+        json.loads(line) for line in events.read_text().splitlines() if '"approval_request"' in line
+    )
+    trio.run(_answer_over_the_bus, server, "ipc:control:builder:api", asked["messageId"])
+    read_until(asker, b"ANSWERED")
+    approve = next(data for label, data in buttons(card) if "pprove" in label)
+    stub.inject(
+        [callback_update(approve, message_id=card["message_id"], chat_id=CHAT, user_id=ALICE)]
+    )
+    (tap,) = stub.wait_for_calls("answerCallbackQuery", 1)
+    assert tap["params"]["text"] == "Already answered by hub-b (deny)."
+    assert out.read_text() == "n\n"
+    asker.terminate()
+    finish(asker)
+    answered = [line for line in events.read_text().splitlines() if '"question_answered"' in line]
+    assert len(answered) == 1  # one answer was written to the child, the first
+    assert '"by":"hub-b"' in answered[0]
+    hub.send_signal(signal.SIGTERM)
+    assert finish(hub)[0] == 0
+
+
+async def _pending_entries(server: RedisServer) -> int:
+    async with server.client() as client:
+        summary = await client.xpending("ipc:events", "hub")
+        assert isinstance(summary, StreamPending)
+        return summary.pending
+
+
+def test_one_poller_per_token_and_a_standby_takes_over_from_a_killed_hub(
+    stub: Stub, server: RedisServer, tmp_path: Path
+) -> None:
+    config = fast(tmp_path)
+    first = start_hub(stub, server, "--config", config, "--lease", "2")
+    second = start_hub(
+        stub, server, "--config", config, "--lease", "2", elsewhere=tmp_path / "second"
+    )
+    instance = popen(on_host("h1", "loop", server, *loop(12, 0.3)), stdout=subprocess.DEVNULL)
+    eventually(lambda: len(completed(stub)) >= 3, timeout=30)
+    # Kill the leader at a moment it holds no entry unacknowledged: frozen,
+    # it cannot send anything more, so whatever it sent it acknowledged.
+    while True:
+        first.send_signal(signal.SIGSTOP)
+        if trio.run(_pending_entries, server) == 0:
+            break
+        first.send_signal(signal.SIGCONT)
+    first.kill()
+    first.wait(timeout=10)
+    killed_at = time.monotonic()
+    assert finish(instance, timeout=60)[0] == 0
+    eventually(lambda: len(set(completed(stub))) == 12, timeout=60)
+    assert sorted(completed(stub)) == sorted(set(completed(stub)))  # none twice
+    # Telegram ends a poll with 409 when a newer one comes: only the dead
+    # hub's last poll, held open when it was killed, may have been ended so.
+    conflicts = [c for c in stub.calls("getUpdates") if c["status"] == 409]
+    assert all(c["time"] < killed_at for c in conflicts), conflicts
+    assert len(conflicts) <= 1
+    again = start_hub(stub, server, "--config", config, "--lease", "2")
+    for hub in (second, again):
+        hub.send_signal(signal.SIGTERM)
+        assert finish(hub)[0] == 0

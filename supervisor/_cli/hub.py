@@ -1,6 +1,7 @@
 """``supervise hub``: the Telegram bot for every supervise instance on this machine.
 
     supervise hub [--config FILE] [--telegram-api-url URL] [--state FILE] [--interval SECONDS]
+                  [--bus URL [--lease SECONDS]]
 
 The bot's settings come from ``--config``'s ``[telegram]`` table and the
 environment, as for ``supervise --telegram`` (``TELEGRAM_BOT_TOKEN``,
@@ -8,7 +9,9 @@ environment, as for ``supervise --telegram`` (``TELEGRAM_BOT_TOKEN``,
 ``control_dir()/hub.lock``; a ``supervise --telegram`` started meanwhile
 says so and leaves the chat to the hub instead of polling the same token.
 Stop it with Ctrl-C or SIGTERM: it has nothing to drain, since every event
-it has not handled is still in its instance's journal.
+it has not handled is still in its instance's journal (or, with ``--bus``,
+in the stream). With ``--bus`` several hubs may run: one leads, the others
+stand by (see :mod:`adapters.redis_hub`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import tomllib
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import trio
 from pydantic import ValidationError
@@ -66,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--interval", type=float, default=1.0, metavar="SECONDS", help="look for instances (1)"
     )
+    parser.add_argument(
+        "--lease",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --bus: how long a hub that died keeps the lead before a standby takes it (10)",
+    )
     return parser
 
 
@@ -90,7 +99,7 @@ def main(argv: Sequence[str]) -> int:
         warn(str(exc))
         return USAGE_ERROR
     try:
-        trio.run(partial(_serve, config, state, args.interval, args.bus))
+        trio.run(partial(_serve, config, state, args))
     finally:
         lock.release()
     return 0
@@ -115,7 +124,7 @@ def _telegram_table(path: Path) -> TelegramConfig | None:
         raise ConfigError(str(path), f"{key}: {error['msg']}") from None
 
 
-async def _serve(config: TelegramConfig, state: HubState, interval: float, bus: str | None) -> None:
+async def _serve(config: TelegramConfig, state: HubState, args: argparse.Namespace) -> None:
     from adapters.telegram import URGENT_EVENTS, TelegramBot
 
     bot: TelegramBot | None = None
@@ -138,26 +147,28 @@ async def _serve(config: TelegramConfig, state: HubState, interval: float, bus: 
                     warn(f"hub: {exc} (retrying)")
                 await trio.sleep(exc.retry_after or min(30.0, 0.5 * 2**attempt))
 
-    serve: Any
-    if bus is not None:
-        from adapters.redis_bus import BusBackend, BusReader
-
-        reader = BusReader(bus, deliver)
-        bot = TelegramBot(BusBackend(reader), config, report=warn)
-        serve = reader.serve
-    else:
-        fleet = Fleet(deliver, state, interval=interval, urgent=URGENT_EVENTS)
-        bot = TelegramBot(FleetBackend(fleet), config, report=warn)
-        serve = fleet.serve
     try:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                await nursery.start(bot.run)
-                await nursery.start(serve)
-                warn("hub: serving every supervise instance here (Ctrl-C stops)")
+                if args.bus is not None:
+                    from adapters.redis_hub import BusBackend, BusHub
+
+                    hub = BusHub(args.bus, deliver, lease=args.lease, report=warn)
+                    bot = TelegramBot(BusBackend(hub), config, report=warn)
+                    hub.while_leading = bot.run
+                    leading = await nursery.start(hub.serve)
+                    role = "leading" if leading else "standing by"
+                    warn(f"hub: serving every supervise instance on the bus, {role} (Ctrl-C stops)")
+                else:
+                    fleet = Fleet(deliver, state, interval=args.interval, urgent=URGENT_EVENTS)
+                    bot = TelegramBot(FleetBackend(fleet), config, report=warn)
+                    await nursery.start(bot.run)
+                    await nursery.start(fleet.serve)
+                    warn("hub: serving every supervise instance here (Ctrl-C stops)")
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
     finally:
-        with trio.CancelScope(shield=True):
-            await bot.aclose()
+        if bot is not None:
+            with trio.CancelScope(shield=True):
+                await bot.aclose()

@@ -347,15 +347,15 @@ _BUS_DRAIN = 10.0
 
 
 def _add_bus(sup: Supervisor, url: str, host: str | None) -> None:
-    """--bus: a durable route to Redis Streams, and the reader of this instance's answers."""
-    from adapters.redis_bus import bus_route_sink, default_host, serve_answers
+    """--bus: a durable route to Redis Streams, and the reader of this instance's requests."""
+    from adapters.redis_bus import bus_route_sink, default_host, serve_bus_requests
 
     where = host or default_host()
     sink = bus_route_sink(url, where, sup.instance)
     # Redis back after an outage: the backlog goes within seconds, and a run
     # that ends waits a little for it (what is left goes with the next run).
     sup.route("bus", sink, durable=True, retry={"max_attempts": 0, "initial": 0.2, "cap": 2.0})
-    sup.add_service(partial(serve_answers, url, where, sup.instance, sup))
+    sup.add_service(partial(serve_bus_requests, url, where, sup.instance, sup))
     sup.drain_timeout = max(sup.drain_timeout, _BUS_DRAIN)
 
 
