@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import time
 from typing import Any
@@ -92,8 +93,15 @@ def presence_key(host: str, instance: str) -> str:
 
 
 def bus_route_sink(url: str, host: str, instance: str) -> RedisStreamSink:
-    """The sink of supervise's durable ``bus`` route."""
-    return RedisStreamSink(url, EVENTS_STREAM, fields={"host": host, "instance": instance})
+    """The sink of supervise's durable ``bus`` route.
+
+    Each entry names this run of the instance (``run``: pid and start time),
+    so a hub tells an entry sent again (same run, a seq it has handled) from
+    a new run whose seqs start over (``--no-journal``).
+    """
+    run = f"{os.getpid()}-{int(time.time() * 1000)}"
+    fields = {"host": host, "instance": instance, "run": run}
+    return RedisStreamSink(url, EVENTS_STREAM, fields=fields)
 
 
 def describe(exc: BaseException) -> str:

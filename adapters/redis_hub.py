@@ -84,6 +84,8 @@ CLAIM_EVERY = 10.0
 PRESENCE_EVERY = 10.0
 MAX_QUESTIONS = 10_000
 """Questions whose origin the hub remembers: the child picks their ids, so a bound."""
+MAX_RUNS = 10_000
+"""Runs whose last seq the hub remembers (each instance start is one)."""
 HISTORY_SECONDS = 300.0
 """A group made now reads the stream from its start, but skips what is older than this."""
 STATUS_WAIT = 5.0
@@ -169,7 +171,7 @@ class BusHub:
         self.asked: dict[str, tuple[str, str]] = {}  # messageId -> (host, instance)
         self._waiting: dict[str, _Waiting] = {}
         self._history_before = 0.0
-        self._last_seq: dict[tuple[str, str], int] = {}
+        self._last_seq: dict[tuple[str, str, str], int] = {}
 
     # -- connection and role ---------------------------------------------------------
 
@@ -311,18 +313,24 @@ class BusHub:
             logger.warning("hub: a bus entry that is not an event (%s): %s", entry.identifier, exc)
         else:
             if event.received_at >= self._history_before:
-                await self._handle_event(
-                    text(values.get("host")), text(values.get("instance")), event
-                )
+                host, instance = text(values.get("host")), text(values.get("instance"))
+                await self.handle_event(host, instance, text(values.get("run")), event)
         await client.xack(EVENTS_STREAM, GROUP, [entry.identifier])
 
-    async def _handle_event(self, host: str, instance: str, event: Event) -> None:
+    async def handle_event(self, host: str, instance: str, run: str, event: Event) -> None:
+        """Deliver one event read from the bus, unless this run's ``seq`` was handled.
+
+        A durable route delivers at least once: a batch is sent again whole
+        when Redis failed part way, so an entry can come twice, always after
+        the first. Seqs grow within a run, so anything at or below the
+        highest seq handled for the run is a repeat.
+        """
         key = (host, instance)
-        last = self._last_seq.get(key, 0)
+        last = self._last_seq.get((host, instance, run), 0)
         if 0 < event.seq <= last:
             return  # sent again (a batch retried across a Redis restart): handled
         if event.seq > 0:
-            self._last_seq[key] = event.seq
+            _remember(self._last_seq, (host, instance, run), event.seq, MAX_RUNS)
         presence = self.instances.setdefault(key, Presence(host, instance))
         presence.last_event = time.time()
         if event.program:

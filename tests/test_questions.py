@@ -324,6 +324,7 @@ def test_pending_is_oldest_first() -> None:
     messages: list[Question | ApprovalRequest] = [question("q-1"), approval("a-1"), question("q-2")]
     for i, message in enumerate(messages):
         entry = questions.ask("p", message, float(i))
+        assert entry is not None
         assert entry.program == "p"
         assert entry.asked_at == float(i)
     assert [p.message_id for p in questions.pending()] == ["q-1", "a-1", "q-2"]
@@ -359,6 +360,7 @@ def test_real_loopwork_approval() -> None:
     assert isinstance(message, ApprovalRequest)
     questions = book()
     entry = questions.ask("loopwork", message, 5.0)
+    assert entry is not None
     assert entry.deadline == 23.0
     assert entry.what == "Destroy stale preview environments: Contains critical keywords: destroy"
     ((_, text, event),) = questions.expire(23.0)

@@ -244,13 +244,17 @@ class QuestionBook:
         *,
         task_id: str | None = None,
         mark: int = 0,
-    ) -> PendingQuestion:
+    ) -> PendingQuestion | None:
         """Record a question or approval request from ``program``.
 
         The deadline is the frame's ``data.timeout`` less its
         :func:`answer_margin` when the frame names a finite positive timeout,
         else the vocabulary's ``default_timeout`` (None: no deadline). A frame
-        whose ``messageId`` is already pending replaces it.
+        whose ``messageId`` is already pending replaces it (the same prompt,
+        sent again). One whose ``messageId`` was answered or expired stays
+        closed, and None is returned: a ``messageId`` gets at most one answer,
+        so a late tap on the first card can never answer a second prompt the
+        child asked under the same id.
 
         Args:
             task_id: the task the program is running, used when the frame
@@ -268,6 +272,8 @@ class QuestionBook:
             deadline = now + self.vocabulary.default_timeout
         else:
             deadline = None
+        if message.messageId in self._history:
+            return None
         kind: QuestionKind = "question" if isinstance(message, Question) else "approval_request"
         own_task = getattr(message.data, "taskId", None)
         pending = PendingQuestion(
@@ -280,7 +286,6 @@ class QuestionBook:
             task_id=own_task if isinstance(own_task, str) and own_task else task_id,
             mark=mark,
         )
-        self._history.pop(pending.message_id, None)
         self._pending.pop(pending.message_id, None)
         self._pending[pending.message_id] = pending
         return pending
