@@ -13,7 +13,9 @@
   Redis, stops reading and polling at once.
 - **Events.** The leader reads ``ipc:events`` in the consumer group ``hub``
   (``XREADGROUP``) and acknowledges each entry once it is handled
-  (``XACK``). When it takes the lead it claims every entry left pending by
+  (``XACK``): one that reached the chat before the next is handled, the
+  others with the rest of their batch (handled again after a crash, they
+  show nothing again). When it takes the lead it claims every entry left pending by
   earlier consumers (``XAUTOCLAIM`` from idle 0: their hub is gone), and
   every 10 s it claims what has been pending for 30 s. A group a hub
   creates reads the stream from its start (the first hub, or the first
@@ -292,8 +294,7 @@ class BusHub:
                     claimed = await client.xautoclaim(
                         EVENTS_STREAM, GROUP, self.consumer, idle, start, count=100
                     )
-                    for entry in claimed[1] if len(claimed) > 1 else ():
-                        await self._handle(client, entry)
+                    await self._handle_all(client, claimed[1] if len(claimed) > 1 else ())
                     start = text(claimed[0]) if claimed else "0-0"
                     if start in ("0-0", "0"):
                         break
@@ -302,22 +303,38 @@ class BusHub:
                 GROUP, self.consumer, {EVENTS_STREAM: ">"}, count=100, block=1000
             )
             for entries in (found or {}).values():
-                for entry in entries:
-                    await self._handle(client, entry)
+                await self._handle_all(client, entries)
 
-    async def _handle(self, client: coredis.Redis[bytes], entry: Any) -> None:
+    async def _handle_all(self, client: coredis.Redis[bytes], entries: Sequence[Any]) -> None:
+        """Handle entries in order, acknowledging each one a person saw before the next.
+
+        An entry that showed nothing is acknowledged with the rest of its
+        batch, in one XACK: handled again after a crash, it shows nothing
+        again, and an XACK per entry would cost more than handling it.
+        """
+        unacknowledged: list[Any] = []
+        for entry in entries:
+            unacknowledged.append(entry.identifier)
+            if await self._handle(entry):
+                await client.xack(EVENTS_STREAM, GROUP, unacknowledged)
+                unacknowledged = []
+        if unacknowledged:
+            await client.xack(EVENTS_STREAM, GROUP, unacknowledged)
+
+    async def _handle(self, entry: Any) -> bool:
+        """Handle one entry; True if a person saw something."""
         values = {text(k): v for k, v in dict(entry.field_values).items()}
         try:
             event = Event.from_json(values["json"])
         except (KeyError, ValueError) as exc:
             logger.warning("hub: a bus entry that is not an event (%s): %s", entry.identifier, exc)
-        else:
-            if event.received_at >= self._history_before:
-                host, instance = text(values.get("host")), text(values.get("instance"))
-                await self.handle_event(host, instance, text(values.get("run")), event)
-        await client.xack(EVENTS_STREAM, GROUP, [entry.identifier])
+            return False
+        if event.received_at < self._history_before:
+            return False
+        host, instance = text(values.get("host")), text(values.get("instance"))
+        return await self.handle_event(host, instance, text(values.get("run")), event)
 
-    async def handle_event(self, host: str, instance: str, run: str, event: Event) -> None:
+    async def handle_event(self, host: str, instance: str, run: str, event: Event) -> bool:
         """Deliver one event read from the bus, unless this run's ``seq`` was handled.
 
         A durable route delivers at least once: a batch is sent again whole
@@ -328,7 +345,7 @@ class BusHub:
         key = (host, instance)
         last = self._last_seq.get((host, instance, run), 0)
         if 0 < event.seq <= last:
-            return  # sent again (a batch retried across a Redis restart): handled
+            return False  # sent again (a batch retried across a Redis restart): handled
         if event.seq > 0:
             _remember(self._last_seq, (host, instance, run), event.seq, MAX_RUNS)
         presence = self.instances.setdefault(key, Presence(host, instance))
@@ -338,7 +355,7 @@ class BusHub:
         if event.event in ("question", "approval_request"):
             _remember(self.asked, event.message_id, key, MAX_QUESTIONS)
         name = "/".join(part for part in (host, instance, event.program) if part)
-        await self._deliver(replace(event, program=name))
+        return await self._deliver(replace(event, program=name))
 
     async def _look_for_instances(self, client: coredis.Redis[bytes]) -> None:
         while True:

@@ -1,25 +1,28 @@
-"""Hub benchmark: supervise instances on one machine, followed by one hub.
+"""Hub benchmark: supervise instances followed by one hub, on one machine and over Redis.
 
-    python bench/bench_hub.py [--quick] [--instances N] [--rate EVENTS_PER_S]
+    python bench/bench_hub.py [--quick] [--instances N] [--rate EVENTS_PER_S] [--no-bus]
 
 N supervise instances (50 by default, 10 with ``--quick``) each run a child
 that prints ``log`` frames carrying the time they were written; together
-they make ``--rate`` events a second (200 by default). One hub
-(:class:`supervisor._hub.fleet.Fleet`, in this process, with a ``deliver``
-that records each event instead of sending it to Telegram, so Telegram's own
-rate limit is left out) follows them all through their control sockets. A
-``log`` event is not for the chat, so the hub records its seq lazily (an
-event that reached the chat is recorded on disk before the next one, ~0.2 ms
-more each).
+they make ``--rate`` events a second (200 by default). Each also publishes
+to a private ``redis-server`` with ``--bus`` (as ten simulated hosts), so
+the same events are measured twice, in windows one after the other:
 
-Printed: p50 / p99 / max from a child writing a frame to the hub having
-the event, events/s handled, and the hub's CPU per event (this process's
-user+system time over the measured window), next to a baseline measured in
-the same run: a bare reader of the same control-socket tails that parses
-each line as JSON and does nothing else.
+- the local hub (:class:`supervisor._hub.fleet.Fleet`) following them all
+  through their control sockets, against a bare reader of the same tails
+  that parses each line as JSON and does nothing else;
+- the bus hub (:class:`adapters.redis_hub.BusHub`, leading, reading the
+  consumer group and acknowledging each entry), against a bare ``XREAD``
+  reader of the stream that parses each entry's JSON.
 
-This measures the local hub only; the Redis Streams bus across machines is
-not built yet.
+Both hubs run in this process with a ``deliver`` that records each event
+instead of sending it to Telegram, so Telegram's own rate limit is left out.
+Printed: p50 / p99 / max from a child writing a frame to the hub having the
+event (for the bus: through supervise's journal, its durable route's XADD,
+Redis and the group read), events/s, and the hub's CPU per event (this
+process's user+system time over the window) as a ratio to its baseline;
+then Redis's own CPU per event and the stream's memory per entry, which
+the README's sizing for 1,000 hosts is computed from.
 """
 
 from __future__ import annotations
@@ -28,12 +31,15 @@ import argparse
 import json
 import os
 import resource
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -56,6 +62,8 @@ while time.time() < end:
     sys.stdout.flush()
     time.sleep(interval)
 """
+HOSTS = 10
+WARM_UP = 2.0
 
 
 def cpu() -> float:
@@ -63,24 +71,65 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def process_cpu(pid: int) -> float:
+    """User+system seconds of another process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Window:
+    """What one reader did in one measured window."""
+
+    count: int
+    cpu: float
+    latencies: list[float]
+    other_cpu: float = 0.0
+
+
+class Redis:
+    """A private redis-server on 127.0.0.1 that keeps nothing on disk."""
+
+    def __init__(self, directory: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        server = shutil.which("redis-server")
+        assert server is not None
+        argv = [server, "--bind", "127.0.0.1", "--port", str(self.port), "--save", ""]
+        argv += ["--appendonly", "no", "--dir", str(directory)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if b"Ready to accept connections" in line:
+                break
+        self.proc.stdout.close()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
 def start_instances(
-    count: int, rate: float, seconds: float, env: dict[str, str]
+    count: int, rate: float, seconds: float, env: dict[str, str], bus: str | None
 ) -> list[subprocess.Popen[bytes]]:
     interval = count / rate
     procs = []
     for index in range(count):
+        argv = [sys.executable, "-m", "supervisor", "--no-pty", "--instance", f"bench-{index}"]
+        if bus is not None:
+            argv += ["--bus", bus, "--host", f"sim-{index % HOSTS}"]
+        argv += ["--", sys.executable, "-c", CHILD, str(interval), str(seconds)]
         procs.append(
             subprocess.Popen(
-                [
-                    sys.executable, "-m", "supervisor", "--no-pty", "--instance", f"bench-{index}",
-                    "--", sys.executable, "-c", CHILD, str(interval), str(seconds),
-                ],
+                argv,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        )  # fmt: skip
+        )
     return procs
 
 
@@ -92,56 +141,127 @@ def wait_for_sockets(directory: Path, count: int) -> None:
         time.sleep(0.1)
 
 
-async def run_hub(directory: Path, state: Path, seconds: float) -> tuple[list[float], float, int]:
-    from supervisor._core.events import Event
-    from supervisor._hub.fleet import Fleet, HubState
-
+async def measure(
+    reader: Callable[[Callable[[float | None], None]], Awaitable[None]],
+    seconds: float,
+    other: int | None = None,
+) -> Window:
+    """Run ``reader`` (it calls ``seen(latency)`` per event) and measure a window of it."""
     latencies: list[float] = []
+    count = 0
 
-    async def deliver(event: Event) -> bool:
-        if event.event == "log":
-            latencies.append(time.time() - float(event.data.message))
-        return False  # a log line is not for the chat (the default [telegram] events)
+    def seen(latency: float | None) -> None:
+        nonlocal count
+        count += 1
+        if latency is not None:
+            latencies.append(latency)
 
-    fleet = Fleet(deliver, HubState(state), directory=directory, interval=0.2)
     async with trio.open_nursery() as nursery:
-        await nursery.start(fleet.serve)
-        await trio.sleep(2)  # every instance found and followed
+        nursery.start_soon(reader, seen)
+        await trio.sleep(WARM_UP)  # every instance found and followed
         latencies.clear()
-        before = cpu()
+        count = 0
+        before, other_before = cpu(), process_cpu(other) if other else 0.0
         await trio.sleep(seconds)
-        used = cpu() - before
-        count = len(latencies)
+        window = Window(
+            count,
+            cpu() - before,
+            list(latencies),
+            process_cpu(other) - other_before if other else 0.0,
+        )
         nursery.cancel_scope.cancel()
-    return latencies, used, count
+    return window
 
 
-async def run_baseline(directory: Path, seconds: float) -> tuple[float, int]:
+def latency_of(event: object) -> float:
+    return time.time() - float(event.data.message)  # type: ignore[attr-defined]
+
+
+async def local_baseline(directory: Path, seen: Callable[[float | None], None]) -> None:
     from supervisor._hub.client import tail
 
-    handled = 0
-
     async def read(path: Path) -> None:
-        nonlocal handled
         async for line in tail(path, None):
             json.loads(line)
-            handled += 1
+            seen(None)
 
     async with trio.open_nursery() as nursery:
         for path in sorted(directory.glob("bench-*.sock")):
             nursery.start_soon(read, path)
-        await trio.sleep(2)
-        handled = 0
-        before = cpu()
-        await trio.sleep(seconds)
-        used = cpu() - before
-        count = handled
-        nursery.cancel_scope.cancel()
-    return used, count
+
+
+async def local_hub(directory: Path, state: Path, seen: Callable[[float | None], None]) -> None:
+    from supervisor._core.events import Event
+    from supervisor._hub.fleet import Fleet, HubState
+
+    async def deliver(event: Event) -> bool:
+        if event.event == "log":
+            seen(latency_of(event))
+        return False  # a log line is not for the chat (the default [telegram] events)
+
+    fleet = Fleet(deliver, HubState(state), directory=directory, interval=0.2)
+    await fleet.serve()
+
+
+async def bus_baseline(url: str, seen: Callable[[float | None], None]) -> None:
+    import coredis
+
+    async with coredis.Redis.from_url(url) as client:
+        last = "$"
+        while True:
+            found = await client.xread({"ipc:events": last}, count=100, block=1000)
+            for entry in (found or {}).get(b"ipc:events", ()):
+                identifier = entry.identifier
+                last = identifier.decode() if isinstance(identifier, bytes) else identifier
+                json.loads(entry.field_values[b"json"])
+                seen(None)
+
+
+async def bus_hub(url: str, seen: Callable[[float | None], None]) -> None:
+    import coredis
+
+    from adapters.redis_hub import GROUP, BusHub
+    from supervisor._core.events import Event
+
+    async with coredis.Redis.from_url(url) as client:
+        # The group starts now: what the instances published before is not news.
+        await client.xgroup_create("ipc:events", GROUP, "$", mkstream=True)
+
+    async def deliver(event: Event) -> bool:
+        if event.event == "log":
+            seen(latency_of(event))
+        return False
+
+    await BusHub(url, deliver, report=lambda line: None).serve()
+
+
+async def stream_memory(url: str) -> tuple[int, int]:
+    """(entries, bytes) of the events stream."""
+    import coredis
+
+    async with coredis.Redis.from_url(url) as client:
+        length = await client.xlen("ipc:events")
+        used = await client.memory_usage("ipc:events", samples=0)
+        return length, int(used or 0)
 
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
+
+
+def row(name: str, window: Window, seconds: float, baseline: Window | None) -> list[str]:
+    ordered = sorted(window.latencies)
+    per_event = window.cpu / max(window.count, 1)
+    if ordered:
+        p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+        times = [ms(statistics.median(ordered)), ms(p99), ms(ordered[-1])]
+    else:
+        times = ["-", "-", "-"]
+    ratio = "1.00x"
+    if baseline is not None:
+        ratio = f"{per_event / max(baseline.cpu / max(baseline.count, 1), 1e-9):.2f}x"
+    rate = f"{window.count / seconds:.0f}/s"
+    return [name, rate, *times, f"{per_event * 1e6:.0f} µs", ratio]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,9 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--instances", type=int)
     parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--no-bus", action="store_true", help="the local hub only")
     args = parser.parse_args(argv)
     count = args.instances or (10 if args.quick else 50)
-    measure = 10.0 if args.quick else 30.0
+    seconds = 10.0 if args.quick else 30.0
+    use_bus = not args.no_bus and shutil.which("redis-server") is not None
+    if not args.no_bus and not use_bus:
+        print("redis-server is not installed: the bus is not measured\n")
+    windows = 4 if use_bus else 2
     with tempfile.TemporaryDirectory(prefix="bench-hub-") as scratch:
         root = Path(scratch)
         env = dict(os.environ)
@@ -165,35 +290,49 @@ def main(argv: Sequence[str] | None = None) -> int:
             XDG_STATE_HOME=env["XDG_STATE_HOME"], XDG_RUNTIME_DIR=env["XDG_RUNTIME_DIR"]
         )
         directory = root / "run" / "ipc-supervisor"
-        total = 2 * (measure + 3) + 10
-        procs = start_instances(count, args.rate, total, env)
+        redis = Redis(root) if use_bus else None
+        total = windows * (seconds + WARM_UP + 1) + 20
+        procs = start_instances(count, args.rate, total, env, redis.url if redis else None)
         try:
             wait_for_sockets(directory, count)
-            base_cpu, base_count = trio.run(run_baseline, directory, measure)
-            latencies, hub_cpu, hub_count = trio.run(run_hub, directory, root / "hub.json", measure)
+            state = root / "hub.json"
+            base = trio.run(measure, lambda seen: local_baseline(directory, seen), seconds)
+            local = trio.run(measure, lambda seen: local_hub(directory, state, seen), seconds)
+            rows = [
+                row("local: bare tail reader (baseline)", base, seconds, None),
+                row("local: hub (Fleet)", local, seconds, base),
+            ]
+            extra: list[list[str]] = []
+            if redis is not None:
+                url, pid = redis.url, redis.proc.pid
+                xread = trio.run(measure, lambda seen: bus_baseline(url, seen), seconds, pid)
+                hub = trio.run(measure, lambda seen: bus_hub(url, seen), seconds, pid)
+                rows += [
+                    row("bus: bare XREAD reader (baseline)", xread, seconds, None),
+                    row("bus: hub (BusHub, group + XACK)", hub, seconds, xread),
+                ]
+                length, used = trio.run(stream_memory, url)
+                redis_per_event = hub.other_cpu / max(hub.count, 1)
+                extra = [
+                    ["redis-server CPU per event (XADD + group read + XACK)",
+                     f"{redis_per_event * 1e6:.0f} µs"],
+                    ["stream memory per entry (MEMORY USAGE / XLEN)",
+                     f"{used / max(length, 1):.0f} B ({length} entries, {used / 2**20:.1f} MiB)"],
+                ]  # fmt: skip
         finally:
             for proc in procs:
                 proc.terminate()
             for proc in procs:
                 proc.wait()
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
-    per_event = hub_cpu / max(hub_count, 1)
-    base_per_event = base_cpu / max(base_count, 1)
-    p50 = ms(statistics.median(ordered)) if ordered else "-"
-    worst = ms(ordered[-1]) if ordered else "-"
-    rows = [
-        ["bare tail reader (baseline)", f"{base_count / measure:.0f}/s", "-", "-", "-",
-         f"{base_per_event * 1e6:.0f} µs", "1.00x"],
-        ["hub (Fleet, events recorded)", f"{hub_count / measure:.0f}/s",
-         p50, ms(p99), worst,
-         f"{per_event * 1e6:.0f} µs", f"{per_event / base_per_event:.2f}x"],
-    ]  # fmt: skip
+            if redis is not None:
+                redis.stop()
     print_table(
-        f"{count} instances, {args.rate:.0f} events/s in total, {measure:.0f} s measured",
+        f"{count} instances, {args.rate:.0f} events/s in total, {seconds:.0f} s per window",
         ["reader", "events", "p50", "p99", "max", "CPU/event", "vs baseline"],
         rows,
     )
+    if extra:
+        print_table("Redis", ["measure", "value"], extra)
     return 0
 
 
