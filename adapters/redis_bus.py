@@ -92,7 +92,7 @@ def presence_key(host: str, instance: str) -> str:
     return f"{PRESENCE_PREFIX}{host}:{instance}"
 
 
-def bus_route_sink(url: str, host: str, instance: str) -> RedisStreamSink:
+def bus_route_sink(url: str, host: str, instance: str, *, maxlen: int = 100_000) -> RedisStreamSink:
     """The sink of supervise's durable ``bus`` route.
 
     Each entry names this run of the instance (``run``: pid and start time),
@@ -101,7 +101,7 @@ def bus_route_sink(url: str, host: str, instance: str) -> RedisStreamSink:
     """
     run = f"{os.getpid()}-{int(time.time() * 1000)}"
     fields = {"host": host, "instance": instance, "run": run}
-    return RedisStreamSink(url, EVENTS_STREAM, fields=fields)
+    return RedisStreamSink(url, EVENTS_STREAM, maxlen=maxlen, fields=fields)
 
 
 def describe(exc: BaseException) -> str:

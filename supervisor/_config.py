@@ -464,10 +464,15 @@ class BusConfig(_Settings):
     Attributes:
         url: the Redis server (``redis://HOST:6379/0``).
         host: this machine's name on the bus (default: the hostname).
+        maxlen: the events stream is trimmed to about this many entries
+            (``MAXLEN ~``; 0 never trims). Entries beyond it are dropped
+            even if no hub has read them yet, so it bounds how long a hub
+            may be away: events/s of the whole fleet times that.
     """
 
     url: str = Field(pattern=r"^rediss?://")
     host: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[^:/\s]+$")
+    maxlen: int = Field(default=100_000, ge=0)
 
 
 class SupervisorConfig(_Settings):

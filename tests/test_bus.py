@@ -114,7 +114,8 @@ def test_a_bus_table_in_supervise_toml_does_what_the_flags_do(
     config = tmp_path / "nightly.toml"
     command = ", ".join(f'"{part}"' for part in loop(3, 0.05))
     config.write_text(
-        f'[programs.loop]\ncommand = [{command}]\n\n[bus]\nurl = "{server.url}"\nhost = "rack7"\n'
+        f"[programs.loop]\ncommand = [{command}]\n\n"
+        f'[bus]\nurl = "{server.url}"\nhost = "rack7"\nmaxlen = 500000\n'
     )
     assert finish(popen([*SUPERVISE, "--config", str(config)], stdout=subprocess.DEVNULL))[0] == 0
     eventually(lambda: len(completed(stub)) == 3)
@@ -126,6 +127,14 @@ def test_a_bus_table_in_supervise_toml_does_what_the_flags_do(
     )
     assert checked.returncode == 2
     assert checked.stderr.startswith(f"supervise: {bad}: bus.url: ")
+    bad.write_text(
+        f'[programs.loop]\ncommand = ["true"]\n\n[bus]\nurl = "{server.url}"\nmaxlen = -1\n'
+    )
+    checked = subprocess.run(
+        [*SUPERVISE, "check-config", str(bad)], capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 2
+    assert checked.stderr.startswith(f"supervise: {bad}: bus.maxlen: ")
     hub.send_signal(signal.SIGTERM)
     assert finish(hub)[0] == 0
 

@@ -30,6 +30,7 @@ from .._supervisor import Supervisor
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 from .._config import (
+    BusConfig,
     JournalConfig,
     MetricsConfig,
     ProgramConfig,
@@ -334,7 +335,12 @@ def _build(
     bus = file_config.bus if file_config is not None else None
     if args.bus or bus is not None:
         url = args.bus or (bus.url if bus is not None else "")
-        _add_bus(sup, url, args.host or (bus.host if bus is not None else None))
+        _add_bus(
+            sup,
+            url,
+            args.host or (bus.host if bus is not None else None),
+            bus.maxlen if bus is not None else BusConfig.model_fields["maxlen"].default,
+        )
     if registry is None:
         return sup, None
     from .._metrics.server import bind_metrics_socket
@@ -346,12 +352,12 @@ def _build(
 _BUS_DRAIN = 10.0
 
 
-def _add_bus(sup: Supervisor, url: str, host: str | None) -> None:
+def _add_bus(sup: Supervisor, url: str, host: str | None, maxlen: int) -> None:
     """--bus: a durable route to Redis Streams, and the reader of this instance's requests."""
     from adapters.redis_bus import bus_route_sink, default_host, serve_bus_requests
 
     where = host or default_host()
-    sink = bus_route_sink(url, where, sup.instance)
+    sink = bus_route_sink(url, where, sup.instance, maxlen=maxlen)
     # Redis back after an outage: the backlog goes within seconds, and a run
     # that ends waits a little for it (what is left goes with the next run).
     sup.route("bus", sink, durable=True, retry={"max_attempts": 0, "initial": 0.2, "cap": 2.0})
