@@ -55,9 +55,11 @@ def popen(
 ) -> subprocess.Popen[bytes]:
     """Start a process that the test's teardown stops if the test did not.
 
-    ``env``: its whole environment (default :func:`clean_env`).
+    ``env``: its whole environment (default :func:`clean_env`); it runs in
+    the project's root unless ``cwd`` says otherwise.
     """
-    proc = subprocess.Popen(argv, cwd=ROOT, env=clean_env() if env is None else env, **options)
+    options.setdefault("cwd", ROOT)
+    proc = subprocess.Popen(argv, env=clean_env() if env is None else env, **options)
     _started.append(proc)
     return proc
 

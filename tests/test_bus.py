@@ -9,8 +9,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -49,6 +51,21 @@ def on_host(host: str, instance: str, server: RedisServer, *command: str) -> lis
     return [*SUPERVISE, "--bus", server.url, "--host", host, "--instance", instance, "--", *command]
 
 
+def machine(root: Path) -> dict[str, Any]:
+    """popen() options for a process as on another machine: its own working,
+    runtime and state directories (no control socket, journal or hub of ours).
+
+    The runtime directory is under the suite's short one: a socket's path
+    must fit in 108 bytes, which a pytest tmp_path often does not.
+    """
+    for name in ("state", "work"):
+        (root / name).mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = clean_env()
+    run = tempfile.mkdtemp(prefix="m", dir=env["XDG_RUNTIME_DIR"])
+    env.update(XDG_RUNTIME_DIR=run, XDG_STATE_HOME=str(root / "state"))
+    return {"env": env, "cwd": root / "work"}
+
+
 def loop(tasks: int, delay: float) -> list[str]:
     script = str(ROOT / "examples" / "fake_loopwork.py")
     return [
@@ -73,7 +90,11 @@ def test_events_published_while_redis_is_down_arrive_when_it_is_back(
     stub: Stub, server: RedisServer, tmp_path: Path
 ) -> None:
     hub = start_hub(stub, server, "--config", fast(tmp_path))
-    instance = popen(on_host("h1", "loop", server, *loop(10, 0.3)), stdout=subprocess.DEVNULL)
+    instance = popen(
+        on_host("h1", "loop", server, *loop(10, 0.3)),
+        stdout=subprocess.DEVNULL,
+        **machine(tmp_path / "h1"),
+    )
     eventually(lambda: len(completed(stub)) >= 2)
     server.stop()
     server.start()  # same port, empty: the journal holds what Redis did not take
@@ -161,8 +182,13 @@ def test_approvals_status_pending_restart_and_stop_cross_the_bus(
         on_host("builder", "api", server, *child("ask", "approval", "60", str(out))),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        **machine(tmp_path / "builder"),
     )
-    service = popen(on_host("rack7", "svc", server, "sleep", "60"), stdout=subprocess.DEVNULL)
+    service = popen(
+        on_host("rack7", "svc", server, "sleep", "60"),
+        stdout=subprocess.DEVNULL,
+        **machine(tmp_path / "rack7"),
+    )
     read_until(asker, b"READY")
 
     def both_listed() -> str | None:
@@ -284,3 +310,14 @@ def test_one_poller_per_token_and_a_standby_takes_over_from_a_killed_hub(
     for hub in (second, again):
         hub.send_signal(signal.SIGTERM)
         assert finish(hub)[0] == 0
+
+
+def test_an_instance_on_the_bus_leaves_telegram_to_the_hub(
+    stub: Stub, server: RedisServer, tmp_path: Path
+) -> None:
+    argv = on_host("h1", "solo", server, "true")
+    argv[len(SUPERVISE) : len(SUPERVISE)] = ["--telegram", "--telegram-api-url", stub.api_url]
+    code, _, err = finish(popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    assert code == 0
+    assert b"with --bus, Telegram is the bus hub's" in err
+    assert stub.calls("getUpdates") == []

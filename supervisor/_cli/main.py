@@ -331,8 +331,8 @@ def _build(
         registry=registry,
         namespace_label=metrics.namespace_label,
     )
-    _add_telegram(sup, file_config, args)
     bus = file_config.bus if file_config is not None else None
+    _add_telegram(sup, file_config, args, on_bus=bool(args.bus or bus is not None))
     if args.bus or bus is not None:
         url = args.bus or (bus.url if bus is not None else "")
         _add_bus(
@@ -366,11 +366,19 @@ def _add_bus(sup: Supervisor, url: str, host: str | None, maxlen: int) -> None:
 
 
 def _add_telegram(
-    sup: Supervisor, file_config: SupervisorConfig | None, args: argparse.Namespace
+    sup: Supervisor,
+    file_config: SupervisorConfig | None,
+    args: argparse.Namespace,
+    *,
+    on_bus: bool,
 ) -> None:
     """With --telegram or a [telegram] table: the bot's route and its poller."""
     config = file_config.telegram if file_config is not None else None
     if config is None and not (args.telegram or args.telegram_api_url):
+        return
+    if on_bus:
+        # The hub on the bus owns the bot: a second poller would fight it.
+        warn("with --bus, Telegram is the bus hub's (supervise hub --bus): leaving the chat to it")
         return
     from .._hub.fleet import hub_running
 
