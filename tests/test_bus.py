@@ -31,10 +31,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_hub(
-    stub: Stub, server: RedisServer, *extra: str, elsewhere: Path | None = None
+    stub: Stub,
+    server: RedisServer,
+    *extra: str,
+    elsewhere: Path | None = None,
+    bus_flag: bool = True,
 ) -> subprocess.Popen[bytes]:
-    """A hub; ``elsewhere``: as on another machine (its own control and state directories)."""
-    argv = [*SUPERVISE, "hub", "--telegram-api-url", stub.api_url, "--bus", server.url, *extra]
+    """A hub; ``elsewhere``: as on another machine (its own control and state directories).
+
+    ``bus_flag``: given ``--bus`` (else its ``--config`` must have a ``[bus]`` table).
+    """
+    argv = [*SUPERVISE, "hub", "--telegram-api-url", stub.api_url, *extra]
+    if bus_flag:
+        argv += ["--bus", server.url]
     env = clean_env()
     if elsewhere is not None:
         env.update(XDG_RUNTIME_DIR=str(elsewhere / "run"), XDG_STATE_HOME=str(elsewhere / "state"))
@@ -131,13 +140,15 @@ def test_two_hubs_on_one_group_handle_each_event_once(
 def test_a_bus_table_in_supervise_toml_does_what_the_flags_do(
     stub: Stub, server: RedisServer, tmp_path: Path
 ) -> None:
-    hub = start_hub(stub, server, "--config", fast(tmp_path))
     config = tmp_path / "nightly.toml"
     command = ", ".join(f'"{part}"' for part in loop(3, 0.05))
     config.write_text(
         f"[programs.loop]\ncommand = [{command}]\n\n"
-        f'[bus]\nurl = "{server.url}"\nhost = "rack7"\nmaxlen = 500000\n'
+        f'[bus]\nurl = "{server.url}"\nhost = "rack7"\nmaxlen = 500000\n\n'
+        '[telegram]\nper_chat_interval = 0.02\nevents = ["task_complete"]\n'
     )
+    # The hub takes the same file: its [bus] url and its [telegram] table.
+    hub = start_hub(stub, server, "--config", str(config), bus_flag=False)
     assert finish(popen([*SUPERVISE, "--config", str(config)], stdout=subprocess.DEVNULL))[0] == 0
     eventually(lambda: len(completed(stub)) == 3)
     assert all("rack7/nightly/loop" in m["text"] for m in stub.messages() if "✅" in m["text"])

@@ -1,4 +1,4 @@
-"""``supervise hub``: the Telegram bot for every supervise instance on this machine.
+"""``supervise hub``: the Telegram bot for every supervise instance on this machine or bus.
 
     supervise hub [--config FILE] [--telegram-api-url URL] [--state FILE] [--interval SECONDS]
                   [--bus URL [--lease SECONDS]]
@@ -23,11 +23,12 @@ import tomllib
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import trio
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from .._config import TelegramConfig
+from .._config import BusConfig, TelegramConfig
 from .._core.errors import ConfigError, SinkError
 from .._core.events import Event
 from .._hub.fleet import Fleet, FleetBackend, HubLock, HubState
@@ -37,12 +38,14 @@ from .terminal import warn
 __all__ = ["main"]
 
 USAGE_ERROR = 2
+T = TypeVar("T", bound=BaseModel)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="supervise hub",
-        description="One Telegram bot for every supervise instance on this machine.",
+        description="One Telegram bot for every supervise instance on this machine"
+        " (or, with --bus, on every machine that publishes to one Redis).",
     )
     parser.add_argument(
         "--config",
@@ -63,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bus",
         metavar="URL",
         help="serve the instances that publish to this Redis (redis://HOST:6379/0), on any"
-        " machine, instead of this machine's control sockets",
+        " machine, instead of this machine's control sockets (default: --config's [bus] url)",
     )
     parser.add_argument(
         "--interval", type=float, default=1.0, metavar="SECONDS", help="look for instances (1)"
@@ -83,7 +86,10 @@ def main(argv: Sequence[str]) -> int:
     try:
         config = TelegramConfig()
         if args.config is not None:
-            config = _telegram_table(args.config) or config
+            config = _table(args.config, "telegram", TelegramConfig) or config
+            bus = _table(args.config, "bus", BusConfig)
+            if args.bus is None and bus is not None:
+                args.bus = bus.url
         if args.telegram_api_url:
             config = config.model_copy(update={"api_url": args.telegram_api_url})
         config = config.resolved()
@@ -105,22 +111,22 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _telegram_table(path: Path) -> TelegramConfig | None:
-    """The ``[telegram]`` table of a supervise.toml (the hub runs no programs of its own)."""
+def _table(path: Path, name: str, model: type[T]) -> T | None:
+    """The ``[name]`` table of a supervise.toml, checked (the hub runs no programs of its own)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(str(path), f"not a TOML file: {exc}") from None
-    table = data.get("telegram")
+    table = data.get(name)
     if table is None:
         return None
     try:
-        return TelegramConfig.model_validate(table)
+        return model.model_validate(table)
     except ValidationError as exc:
         error = exc.errors()[0]
-        key = ".".join(str(part) for part in ("telegram", *error["loc"]))
+        key = ".".join(str(part) for part in (name, *error["loc"]))
         raise ConfigError(str(path), f"{key}: {error['msg']}") from None
 
 
