@@ -60,7 +60,7 @@ from supervisor import (
     QuestionExpiredError,
     UnknownNameError,
 )
-from supervisor.lowlevel import QuestionAnsweredData, answer_error
+from supervisor.lowlevel import QuestionAnsweredData, answer_error, status_from_reply
 
 from .redis_bus import (
     EVENTS_STREAM,
@@ -524,18 +524,7 @@ class BusBackend:
                 continue
             for item in programs:
                 presence.programs.add(str(item["name"]))
-                lines.append(
-                    ProgramStatus(
-                        name=f"{presence.name}/{item['name']}",
-                        state=str(item["state"]),
-                        pid=item.get("pid"),
-                        uptime=item.get("uptime"),
-                        restarts=int(item.get("restarts") or 0),
-                        last_exit=item.get("last_exit"),
-                        tasks_in_flight=int(item.get("tasks_in_flight") or 0),
-                        pending_questions=int(item.get("pending_questions") or 0),
-                    )
-                )
+                lines.append(status_from_reply(f"{presence.name}/{item['name']}", item))
         return lines
 
     async def pending(self) -> list[tuple[str, str]]:
@@ -561,13 +550,4 @@ def _silent(presence: Presence, problem: BaseException) -> ProgramStatus:
     why = "no reply" if isinstance(problem, trio.TooSlowError) else str(problem)
     if presence.last_event is not None:
         why += f" (last event {time.time() - presence.last_event:.0f}s ago)"
-    return ProgramStatus(
-        name=presence.name,
-        state=why,
-        pid=None,
-        uptime=None,
-        restarts=0,
-        last_exit=None,
-        tasks_in_flight=0,
-        pending_questions=0,
-    )
+    return status_from_reply(presence.name, {"state": why})

@@ -1,9 +1,10 @@
-"""A control reply's refusal, read back as the error it was.
+"""Control replies read back on the client's side (a hub, over the socket or the bus).
 
 The control server sends an :class:`AnswerError` as its one-line text; a
-client on the other side of the socket (or of the Redis bus) turns the text
-back into the same kind, so a hub says "already answered by ..." as
-supervise itself would.
+client turns the text back into the same kind, so a hub says "already
+answered by ..." as supervise itself would. A ``status`` reply carries each
+program's :class:`ProgramStatus` as a JSON object; a client gets it back
+whole.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from .._core.errors import (
     AlreadyAnsweredError,
@@ -18,8 +21,9 @@ from .._core.errors import (
     QuestionExpiredError,
     UnknownQuestionError,
 )
+from .._process.program import ProgramStatus
 
-__all__ = ["answer_error"]
+__all__ = ["answer_error", "status_from_reply"]
 
 _ALREADY = re.compile(r"already answered by (\S+) \((.*)\)$")
 _EXPIRED = re.compile(r"expired \((.*)\)$")
@@ -38,3 +42,17 @@ def answer_error(message_id: str, text: str) -> AnswerError:
     if problem == "no such question":
         return UnknownQuestionError(message_id)
     return AnswerError(message_id, problem)
+
+
+def status_from_reply(name: str, item: Mapping[str, Any]) -> ProgramStatus:
+    """One program of a ``status`` reply, named ``name`` (what is missing reads as none)."""
+    return ProgramStatus(
+        name=name,
+        state=str(item.get("state") or ""),
+        pid=item.get("pid"),
+        uptime=item.get("uptime"),
+        restarts=int(item.get("restarts") or 0),
+        last_exit=item.get("last_exit"),
+        tasks_in_flight=int(item.get("tasks_in_flight") or 0),
+        pending_questions=int(item.get("pending_questions") or 0),
+    )

@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from .._control.replies import answer_error
+from .._control.replies import answer_error, status_from_reply
 from .._core.errors import (
     ConfigError,
     ControlError,
@@ -451,16 +451,7 @@ class FleetBackend:
 
     async def status(self) -> Sequence[ProgramStatus]:
         return [
-            ProgramStatus(
-                name=display_name(instance.name, str(item["name"])),
-                state=str(item["state"]),
-                pid=item.get("pid"),
-                uptime=item.get("uptime"),
-                restarts=int(item.get("restarts") or 0),
-                last_exit=item.get("last_exit"),
-                tasks_in_flight=int(item.get("tasks_in_flight") or 0),
-                pending_questions=int(item.get("pending_questions") or 0),
-            )
+            status_from_reply(display_name(instance.name, str(item["name"])), item)
             for instance, programs in await self._ask_each("status")
             for item in programs
         ]
