@@ -327,7 +327,8 @@ class BusHub:
         try:
             event = Event.from_json(values["json"])
         except (KeyError, ValueError) as exc:
-            logger.warning("hub: a bus entry that is not an event (%s): %s", entry.identifier, exc)
+            where = f"{EVENTS_STREAM} {text(entry.identifier)}"
+            logger.warning("hub: %s is not an event: %s", where, exc)
             return False
         if event.received_at < self._history_before:
             return False

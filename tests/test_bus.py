@@ -24,6 +24,8 @@ from test_hub import stub as stub
 from test_redis_stream import RedisServer
 from test_redis_stream import server as server
 
+from adapters.redis_bus import text
+
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server is not installed"
 )
@@ -335,3 +337,83 @@ def test_an_instance_on_the_bus_leaves_telegram_to_the_hub(
     assert code == 0
     assert b"with --bus, Telegram is the bus hub's" in err
     assert stub.calls("getUpdates") == []
+
+
+async def _requests_answered(server: RedisServer) -> dict[str, dict[str, Any]]:
+    """Bad requests on an instance's control stream, then a good one; the replies by id."""
+    stream, replies = "ipc:control:h1:svc", "ipc:replies:t"
+    async with server.client() as client:
+        with trio.fail_after(20):
+            while not await client.exists(["ipc:instance:h1:svc"]):
+                await trio.sleep(0.05)  # its reader has started
+        status = json.dumps({"cmd": "status"})
+        sent = [
+            # Sent, as far as the instance can tell, in 1970: not carried out late.
+            ({"id": "old", "reply_to": replies, "request": status}, "1000-0"),
+            ({"id": "text", "reply_to": replies, "request": "restart everything"}, None),
+            ({"id": "list", "reply_to": replies, "request": "[1]"}, None),
+            ({"id": "input", "reply_to": replies, "request": json.dumps({"cmd": "input"})}, None),
+            ({"id": "nowhere", "reply_to": "elsewhere", "request": status}, None),
+            ({"id": "fine", "reply_to": replies, "request": status}, None),
+        ]
+        for fields, identifier in sent:
+            await client.xadd(stream, fields, identifier=identifier)
+        found: dict[str, dict[str, Any]] = {}
+        with trio.fail_after(20):
+            while "fine" not in found:
+                for entry in await client.xrange(replies):
+                    values = {text(k): text(v) for k, v in entry.field_values.items()}
+                    found[values["id"]] = json.loads(values["reply"])
+                await trio.sleep(0.05)
+        assert not await client.exists(["elsewhere"])  # a reply goes only to a reply stream
+        return found
+
+
+def test_bad_requests_on_the_bus_get_a_one_line_refusal_and_change_nothing(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    service = popen(
+        on_host("h1", "svc", server, "sleep", "60"),
+        stdout=subprocess.DEVNULL,
+        **machine(tmp_path / "h1"),
+    )
+    replies = trio.run(_requests_answered, server)
+    assert set(replies) == {"old", "text", "list", "input", "fine"}
+    assert replies["old"]["ok"] is False
+    assert re.fullmatch(r"status: sent \d+ s ago, too late to carry out", replies["old"]["error"])
+    assert replies["text"] == {"ok": False, "error": "request is not JSON"}
+    assert replies["list"] == {"ok": False, "error": "request must be a JSON object"}
+    assert replies["input"]["error"].startswith('"input" is not carried over the bus (carried: ')
+    assert replies["fine"]["ok"] is True
+    (program,) = replies["fine"]["result"]
+    assert program["name"] == "sleep"
+    assert program["state"] == "running"
+    assert program["restarts"] == 0  # nothing was carried out but the status
+    service.terminate()
+    assert finish(service)[0] == 143
+
+
+async def _add_entries(server: RedisServer, entries: list[dict[str, str]]) -> None:
+    async with server.client() as client:
+        for fields in entries:
+            await client.xadd("ipc:events", fields)
+
+
+def test_entries_that_are_not_events_are_passed_over_and_the_hub_goes_on(
+    stub: Stub, server: RedisServer, tmp_path: Path
+) -> None:
+    hub = start_hub(stub, server, "--config", fast(tmp_path))
+    bad = [{"json": "not an event"}, {"event": "task_complete"}, {"json": '{"seq": "x"}'}]
+    trio.run(_add_entries, server, bad)
+    instance = popen(
+        on_host("h1", "loop", server, *loop(3, 0.05)),
+        stdout=subprocess.DEVNULL,
+        **machine(tmp_path / "h1"),
+    )
+    assert finish(instance, timeout=60)[0] == 0
+    eventually(lambda: len(completed(stub)) == 3, timeout=30)
+    assert trio.run(_pending_entries, server) == 0  # the bad ones were acknowledged too
+    hub.send_signal(signal.SIGTERM)
+    code, _, err = finish(hub)
+    assert code == 0
+    assert len(re.findall(rb"hub: ipc:events \d+-\d+ is not an event: ", err)) == 3, err
