@@ -60,7 +60,7 @@ from supervisor import (
     QuestionExpiredError,
     UnknownNameError,
 )
-from supervisor.lowlevel import QuestionAnsweredData, answer_error, status_from_reply
+from supervisor.lowlevel import QuestionAnsweredData, answer_error, result_of, status_from_reply
 
 from .redis_bus import (
     EVENTS_STREAM,
@@ -168,7 +168,6 @@ class BusHub:
         self.while_leading = while_leading
         self._report = report
         self.client: coredis.Redis[bytes] | None = None
-        self.leading = False
         self.instances: dict[tuple[str, str], Presence] = {}
         self.asked: dict[str, tuple[str, str]] = {}  # messageId -> (host, instance)
         self._waiting: dict[str, _Waiting] = {}
@@ -200,7 +199,6 @@ class BusHub:
                     failures = 0
                     await self._lead_or_stand_by(client, role)
             except Exception as exc:  # Redis away (or emptied): the events wait in the stream
-                self.client = None
                 role(False)
                 failures += 1
                 if failures == 1:
@@ -236,7 +234,6 @@ class BusHub:
 
     async def _lead(self, client: coredis.Redis[bytes]) -> None:
         """Lead until the key is lost; cancellation (a stop) gives it up at once."""
-        self.leading = True
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._keep_lead, client, nursery.cancel_scope)
@@ -245,7 +242,6 @@ class BusHub:
                     nursery.start_soon(self.while_leading)
                 await self._read(client)
         finally:
-            self.leading = False
             with trio.move_on_after(2) as scope:
                 scope.shield = True
                 await self._release()
@@ -446,11 +442,7 @@ class BusHub:
                 await waiting.done.wait()
         finally:
             del self._waiting[request_id]
-        reply = waiting.reply
-        if not isinstance(reply, dict) or not reply.get("ok"):
-            error = reply.get("error") if isinstance(reply, dict) else None
-            raise ControlError(str(error or "the request was refused"))
-        return reply.get("result")
+        return result_of(waiting.reply)
 
     async def ask_all(self, body: dict[str, Any], within: float) -> list[tuple[Presence, Any]]:
         """``body``'s result from every running instance, asked at once.

@@ -14,7 +14,8 @@ beneath, each usable alone:
 - metrics (:class:`MetricsState`, :class:`SupervisorCollector`,
   :func:`serve_metrics`);
 - the control commands, however a request arrives (:func:`control_request`),
-  and their replies read back (:func:`answer_error`, :func:`status_from_reply`);
+  and their replies read back (:func:`result_of`, :func:`answer_error`,
+  :func:`status_from_reply`);
 - whole-line log files (:class:`LineLog`), for sinks that write files;
 - the wall clock every part reads (:class:`Clock`, :class:`SystemClock`);
 - the payload models of every event (``TaskData``, ``ApprovalRequestData``,
@@ -29,6 +30,7 @@ cheap to import.
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._control.replies import answer_error as answer_error
+from ._control.replies import result_of as result_of
 from ._control.replies import status_from_reply as status_from_reply
 from ._control.server import control_request as control_request
 from ._core.backoff import BackoffPolicy as BackoffPolicy
@@ -133,6 +135,7 @@ __all__ = [
     "answer_error",
     "bind_metrics_socket",
     "control_request",
+    "result_of",
     "serve_metrics",
     "status_from_reply",
     "transition",

@@ -18,12 +18,13 @@ from typing import Any
 from .._core.errors import (
     AlreadyAnsweredError,
     AnswerError,
+    ControlError,
     QuestionExpiredError,
     UnknownQuestionError,
 )
 from .._process.program import ProgramStatus
 
-__all__ = ["answer_error", "status_from_reply"]
+__all__ = ["answer_error", "result_of", "status_from_reply"]
 
 _ALREADY = re.compile(r"already answered by (\S+) \((.*)\)$")
 _EXPIRED = re.compile(r"expired \((.*)\)$")
@@ -56,3 +57,11 @@ def status_from_reply(name: str, item: Mapping[str, Any]) -> ProgramStatus:
         tasks_in_flight=int(item.get("tasks_in_flight") or 0),
         pending_questions=int(item.get("pending_questions") or 0),
     )
+
+
+def result_of(reply: Any) -> Any:
+    """A decoded reply's ``result``; ControlError with its ``error`` if it was refused."""
+    if not isinstance(reply, dict) or not reply.get("ok"):
+        error = reply.get("error") if isinstance(reply, dict) else None
+        raise ControlError(str(error or "the request was refused"))
+    return reply.get("result")

@@ -14,6 +14,7 @@ from typing import Any
 
 import trio
 
+from .._control.replies import result_of
 from .._core.errors import ControlError
 
 __all__ = ["MAX_LINE", "request", "tail"]
@@ -49,10 +50,7 @@ def _result(line: bytes | None) -> Any:
         reply = json.loads(line)
     except ValueError:
         raise ControlError(f"not a control reply: {line[:80]!r}") from None
-    if not isinstance(reply, dict) or not reply.get("ok"):
-        error = reply.get("error") if isinstance(reply, dict) else None
-        raise ControlError(str(error or "the request was refused"))
-    return reply.get("result")
+    return result_of(reply)
 
 
 async def _connect(path: Path) -> trio.SocketStream:
