@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import eventually
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -83,7 +84,8 @@ def test_a_line_break_goes_by_process_and_a_lost_client_is_replaced(server: None
         assert plain_tmux("show-options", "-gv", "@x").stdout == b"two\nlines\n"
         assert tmux.run_tmux("display-message", "-p", "up").stdout == b"up\n"
         plain_tmux("detach-client", "-s", "work")  # ends every client of it: ours
-        assert plain_tmux("list-clients").stdout == b""
+        # tmux lists a detached client until its process has gone.
+        eventually(lambda: plain_tmux("list-clients").stdout == b"")
         assert tmux.run_tmux("display-message", "-p", "again").stdout == b"again\n"
 
 
