@@ -16,7 +16,7 @@ import re
 import shlex
 import signal
 import tomllib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -35,7 +35,7 @@ from ._core.frames import DEFAULT_MAX_FRAME_BYTES
 from ._core.limits import MAX_COUNT, MAX_NESTING, BackoffSettings, Count, Seconds
 from ._core.program_name import default_program_name
 from ._core.sizes import parse_size
-from ._paths import instance_name_problem, validate_instance_name
+from ._paths import instance_name_problem, validate_instance_name, working_directory
 from ._routing.config import FileRouteConfig, sink_secret_env
 
 __all__ = [
@@ -250,29 +250,7 @@ class ProgramConfig(_Settings):
     @property
     def program_name(self) -> str:
         """``name``, else what the command runs (see :func:`default_program_name`)."""
-        if self.name:
-            return self.name
-        try:
-            here = os.getcwd()
-        except OSError:  # the working directory was removed
-            here = ""
-        cwd = os.path.join(here, self.cwd) if self.cwd is not None else here
-        return default_program_name(self.command, cwd)
-
-    def child_env(self, withheld: Collection[str] = ()) -> dict[str, str] | None:
-        """The child's whole environment, or None to inherit supervise's as is.
-
-        Args:
-            withheld: variables of supervise's environment the child must not
-                inherit (the secrets supervise itself uses), unless this
-                program lists them in ``pass_env``; ``env`` sets any variable,
-                those included.
-        """
-        dropped = set(withheld).difference(self.pass_env).intersection(os.environ)
-        if not self.env and not dropped:
-            return None
-        inherited = {key: value for key, value in os.environ.items() if key not in dropped}
-        return {**inherited, **self.env}
+        return self.name or default_program_name(self.command, working_directory(self.cwd))
 
     @classmethod
     def checked(

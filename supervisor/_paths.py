@@ -9,7 +9,9 @@ symlink, a journal, a socket) that supervise would then trust.
 
 from __future__ import annotations
 
+import itertools
 import os
+import socket
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,11 +23,14 @@ __all__ = [
     "check_private_dir",
     "check_private_file",
     "control_dir",
+    "default_socket_path",
     "instance_name_problem",
     "ipc_home",
     "prepare_control_dir",
+    "socket_answers",
     "state_dir",
     "validate_instance_name",
+    "working_directory",
 ]
 
 MAX_INSTANCE_NAME = 100
@@ -185,3 +190,45 @@ def ipc_home(environ: Mapping[str, str] = os.environ) -> Path:
         user_home = environ.get("HOME") or str(Path.home())
         state = os.path.join(user_home, ".local", "state")
     return Path(state) / "ipc-supervisor" / "ipc"
+
+
+def socket_answers(path: Path, timeout: float = 2.0) -> bool:
+    """Whether something accepts connections on the unix socket at ``path``.
+
+    A supervise that was killed leaves its socket file behind; only a live
+    one answers.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(timeout)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def default_socket_path(directory: Path, program: str, preferred: str | None = None) -> Path:
+    """The first free default control socket: ``program``, ``program-2`` ...
+
+    Several one-program supervisors of the same command can run at once.
+    ``preferred``, a name this process chose a moment ago (for a child it
+    started early), is taken again while it is still free.
+    """
+    names = (program if number == 1 else f"{program}-{number}" for number in itertools.count(1))
+    for name in itertools.chain([preferred] if preferred else [], names):
+        path = directory / f"{name}.sock"
+        if not path.exists() or not socket_answers(path, timeout=1.0):
+            return path
+    raise AssertionError("unreachable")
+
+
+def working_directory(cwd: Path | None) -> str:
+    """The directory a program runs in: ``cwd`` from supervise's own, as text.
+
+    Empty when supervise's own working directory was removed.
+    """
+    try:
+        here = os.getcwd()
+    except OSError:
+        here = ""
+    return os.path.join(here, cwd) if cwd is not None else here

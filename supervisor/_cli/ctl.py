@@ -21,10 +21,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._control.server import socket_answers
 from .._core.errors import ConfigError
 from .._core.summary import whole_duration
-from .._paths import check_private_dir, check_private_file, control_dir, validate_instance_name
+from .._paths import (
+    check_private_dir,
+    check_private_file,
+    control_dir,
+    socket_answers,
+    validate_instance_name,
+)
 from .terminal import warn
 
 __all__ = ["build_parser", "main"]

@@ -3,6 +3,8 @@
 ``supervise --help``, ``--version`` and a usage error need only the
 argument parser (:mod:`supervisor._cli.parser`): they are answered before
 trio, pydantic and the supervisor are imported, in tens of milliseconds.
+A plain ``supervise -- CMD`` starts CMD at that point too
+(:mod:`supervisor._cli.early`), so it boots while supervise imports.
 
 Everything else imports the command line with the cyclic garbage collector
 paused. Importing it builds about a thousand classes (trio's, pydantic's and
@@ -31,20 +33,26 @@ def _standard_streams_open() -> bool:
     return True
 
 
-def _answered_by_the_parser(argv: Sequence[str]) -> int | None:
+def _parse_lightly(argv: Sequence[str]) -> int | None:
     """The exit status of ``--help``, ``--version`` or a usage error; None otherwise.
 
     Only with every standard stream open: the full command line knows how
-    to give argparse a stream to write to when one is closed.
+    to give argparse a stream to write to when one is closed. When the
+    command line is a run that leaves no doubt about the child, the child is
+    started here already (:mod:`supervisor._cli.early`).
     """
     if (argv[:1] and argv[0] in _SUBCOMMANDS) or not _standard_streams_open():
         return None
     from .parser import build_parser
 
+    parser = build_parser()
     try:
-        build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+    from .early import start_early
+
+    start_early(parser, args)
     return None
 
 
@@ -56,14 +64,20 @@ def main() -> int:
         from .._ipc.cli import main as ipc
 
         return ipc(argv[1:], prog="supervise ipc")
-    status = _answered_by_the_parser(argv)
+    status = _parse_lightly(argv)
     if status is not None:
         return status
-    was_enabled = gc.isenabled()
-    gc.disable()
     try:
-        from .main import main as run
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            from .main import main as run
+        finally:
+            if was_enabled:
+                gc.enable()
+        return run(argv)
     finally:
-        if was_enabled:
-            gc.enable()
-    return run(argv)
+        # A child started early that no runner adopted does not run on alone.
+        from .._process.spawn import discard_prestarted
+
+        discard_prestarted()

@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import dataclasses
 import gc
-import itertools
 import os
 import signal
 import socket
@@ -41,15 +40,20 @@ from .._config import (
 from .._control.server import (
     RequestsInFlight,
     serve_control,
-    socket_answers,
 )
 from .._core.errors import ConfigError, SinkError
 from .._core.state import ProcessState
-from .._paths import control_dir, ipc_home, prepare_control_dir, validate_instance_name
+from .._paths import (
+    control_dir,
+    default_socket_path,
+    ipc_home,
+    prepare_control_dir,
+    validate_instance_name,
+)
 from .._process.child import shell_status
 from .._process.prefix import PrefixedOutput, program_prefixes
 from .._process.reaper import become_subreaper, run_orphan_reaper, stop_orphans
-from .._process.runner import TerminalSettings
+from .._process.spawn import TerminalSettings
 from .._process.streams import fill_closed_standard_fds, open_input_stream, open_output_stream
 from .._routing.config import (
     DEFAULT_NOTIFY_EVENTS,
@@ -58,13 +62,14 @@ from .._routing.config import (
     parse_sink_spec,
 )
 from .._routing.factory import build_route_sink
+from .early import early_instance
 from .notices import LineAwareOutput, NoticeGate, same_terminal
 from .parser import build_parser
 from .terminal import (
     holding_notices,
     install_log_handler,
     raw_terminal,
-    terminal_modes,
+    terminal_settings,
     warn,
     window_size,
 )
@@ -153,17 +158,6 @@ def _check_config(argv: Sequence[str]) -> int:
         also = f" (passed on to {'; '.join(passed)})" if passed else ""
         print(f"kept from the programs: {', '.join(secrets)}{also}")
     return 0
-
-
-def _terminal_settings() -> TerminalSettings:
-    input_is_terminal = os.isatty(0)
-    output_is_terminal = os.isatty(1)
-    return TerminalSettings(
-        modes=terminal_modes(0) or terminal_modes(1),
-        size=window_size(0, 1, 2),
-        output_is_terminal=output_is_terminal,
-        input_is_terminal=input_is_terminal,
-    )
 
 
 async def _reap_orphans_until(done: trio.Event) -> None:
@@ -577,24 +571,10 @@ def _control_socket(instance: str | None, program: str) -> Path | None:
             raise
         warn(f"{exc}; running without `supervise ctl`")
         return None
-    return _socket_path(directory, instance, program)
-
-
-def _socket_path(directory: Path, instance: str | None, program: str) -> Path:
-    """The control socket: the instance asked for, else the first free default.
-
-    An explicit name that is in use is an error (reported by the server); a
-    default one (the program's name) moves on to ``name-2``, ``name-3`` ...
-    so several one-program supervisors of the same command can run at once.
-    """
     if instance is not None:
+        # An explicit name that is in use is an error (the server reports it).
         return directory / f"{instance}.sock"
-    for number in itertools.count(1):
-        name = program if number == 1 else f"{program}-{number}"
-        path = directory / f"{name}.sock"
-        if not path.exists() or not socket_answers(path, timeout=1.0):
-            return path
-    raise AssertionError("unreachable")
+    return default_socket_path(directory, program, early_instance())
 
 
 def _reporter(name: str) -> Callable[[str], None]:
@@ -661,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     # Read the terminal's modes before raw mode changes them: the child's pty
     # gets the user's own settings (echo, line editing, newline translation).
-    terminal = _terminal_settings()
+    terminal = terminal_settings()
     single = file_config is None
     raw = terminal.input_is_terminal and single
     output: trio.abc.SendStream = open_output_stream(1)

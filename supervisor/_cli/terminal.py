@@ -16,9 +16,12 @@ import termios
 import tty
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .notices import NoticeGate
+from .._process.spawn import TerminalSettings
+
+if TYPE_CHECKING:
+    from .notices import NoticeGate
 
 __all__ = [
     "NoticeHandler",
@@ -26,6 +29,7 @@ __all__ = [
     "install_log_handler",
     "raw_terminal",
     "terminal_modes",
+    "terminal_settings",
     "warn",
     "window_size",
 ]
@@ -49,6 +53,20 @@ def window_size(*fds: int) -> tuple[int, int] | None:
             if size.lines > 0 and size.columns > 0:
                 return size.lines, size.columns
     return None
+
+
+def terminal_settings() -> TerminalSettings:
+    """What the child's pty copies from supervise's own terminal, read now.
+
+    Read before raw mode changes them: the child gets the user's own
+    settings (echo, line editing, newline translation).
+    """
+    return TerminalSettings(
+        modes=terminal_modes(0) or terminal_modes(1),
+        size=window_size(0, 1, 2),
+        output_is_terminal=os.isatty(1),
+        input_is_terminal=os.isatty(0),
+    )
 
 
 @contextmanager

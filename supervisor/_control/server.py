@@ -101,7 +101,6 @@ __all__ = [
     "TmuxPlace",
     "control_request",
     "serve_control",
-    "socket_answers",
     "tmux_place",
 ]
 
@@ -136,21 +135,6 @@ _COMMANDS = (
     "stop",
     "tail",
 )
-
-
-def socket_answers(path: Path, timeout: float = 2.0) -> bool:
-    """Whether something accepts connections on the unix socket at ``path``.
-
-    A supervise that was killed leaves its socket file behind; only a live
-    one answers.
-    """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(timeout)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
 
 
 # -- the server -----------------------------------------------------------------

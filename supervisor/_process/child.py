@@ -23,97 +23,31 @@ from __future__ import annotations
 import errno
 import math
 import os
-import shutil
 import signal
-import stat
-import termios
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
-from typing import Any
 
 import pexpect
 import trio
 
-from .._core.errors import SpawnError
 from .holders import FileId, holders, pipe_id, pty_slave_id
 from .reaper import forget_child, register_child, spawning
+from .spawn import (
+    ChildSpec,
+    check_spawnable,
+    exec_error,
+    resolve_command,
+    spawn_pty,
+    take_prestarted,
+)
 
 __all__ = ["Child", "ChildSpec", "open_child", "resolve_command"]
 
 READ_SIZE = 65536
 # Control-D: the pty line discipline's end-of-file character by default.
 _VEOF = b"\x04"
-
-
-@dataclass(frozen=True)
-class ChildSpec:
-    """How to start a child.
-
-    Attributes:
-        argv: program and arguments.
-        env: the full environment, or None to inherit supervise's.
-        cwd: working directory, or None for supervise's.
-        use_pty: run under a pseudo-terminal (else stdin/stdout are pipes and
-            stderr is inherited).
-        terminal_modes: termios attributes of supervise's own terminal, to
-            copy onto the pty so the child sees the same settings.
-        translate_newlines: keep the pty's ``ONLCR`` (``\\n`` written as
-            ``\\r\\n``); right only when the output goes to a terminal.
-        echo: let the pty echo input; right only when a person types it.
-        dimensions: (rows, columns) of the pty.
-    """
-
-    argv: Sequence[str]
-    env: Mapping[str, str] | None = None
-    cwd: str | None = None
-    use_pty: bool = True
-    terminal_modes: Sequence[Any] | None = None
-    translate_newlines: bool = False
-    echo: bool = False
-    dimensions: tuple[int, int] = (24, 80)
-
-
-def resolve_command(argv0: str, env: Mapping[str, str] | None = None) -> str:
-    """Find the program to run the way a shell would, or raise SpawnError.
-
-    Raises:
-        SpawnError: with exit_status 127 when there is no such program, 126
-            when it exists but cannot be executed.
-    """
-    if not argv0:
-        raise SpawnError("''", "empty command", 127)
-    if "/" in argv0:
-        candidate: str | None = argv0
-        if not os.path.lexists(argv0):
-            raise SpawnError(argv0, "No such file or directory", 127)
-    else:
-        path = (env if env is not None else os.environ).get("PATH", os.defpath)
-        candidate = shutil.which(argv0, mode=os.X_OK, path=path)
-        if candidate is None or os.path.isdir(candidate):
-            present = shutil.which(argv0, mode=os.F_OK, path=path)
-            if present is None:
-                raise SpawnError(argv0, "command not found", 127)
-            candidate = present
-    assert candidate is not None
-    try:
-        mode = os.stat(candidate).st_mode
-    except OSError as exc:
-        raise SpawnError(argv0, exc.strerror or str(exc), 127) from exc
-    if stat.S_ISDIR(mode):
-        raise SpawnError(argv0, "Is a directory", 126)
-    if not os.access(candidate, os.X_OK):
-        raise SpawnError(argv0, "Permission denied", 126)
-    return candidate
-
-
-def _exec_error(argv0: str, exc: BaseException) -> SpawnError:
-    code = getattr(exc, "errno", None)
-    text = os.strerror(code) if isinstance(code, int) else str(exc)
-    status = 127 if code == errno.ENOENT else 126
-    return SpawnError(argv0, text, status)
 
 
 class Child(ABC):
@@ -127,10 +61,16 @@ class Child(ABC):
             stdout pipe), to find who still holds it after the child exits.
     """
 
-    def __init__(self, pid: int, argv: Sequence[str], output_id: FileId | None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        argv: Sequence[str],
+        output_id: FileId | None,
+        started_at: float | None = None,
+    ) -> None:
         self.pid = pid
         self.argv = tuple(argv)
-        self.started_at = time.monotonic()
+        self.started_at = time.monotonic() if started_at is None else started_at
         self.returncode: int | None = None
         self.output_id = output_id
         self._wait_lock = trio.Lock()
@@ -216,8 +156,10 @@ def _is_pty_eof(error: BaseException | None) -> bool:
 class PtyChild(Child):
     """A child on a pseudo-terminal forked by pexpect."""
 
-    def __init__(self, process: pexpect.spawn, argv: Sequence[str]) -> None:
-        super().__init__(process.pid, argv, pty_slave_id(process.child_fd))
+    def __init__(
+        self, process: pexpect.spawn, argv: Sequence[str], started_at: float | None = None
+    ) -> None:
+        super().__init__(process.pid, argv, pty_slave_id(process.child_fd), started_at)
         self._process = process
         self._master = trio.lowlevel.FdStream(os.dup(process.child_fd))
         self._last_sent = b"\n"
@@ -323,55 +265,12 @@ class PipeChild(Child):
                 await stream.aclose()
 
 
-# Signals supervise handles. Between fork and exec the child is a copy of
-# supervise: if one arrived there (the pty's first resize sends SIGWINCH),
-# trio's handler would run in the copy and can deadlock it before exec.
-# They stay blocked across the fork and are reset in the child first.
-_HANDLED_SIGNALS = frozenset(
-    {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH, signal.SIGCHLD}
-)
-
-
-def _pty_preexec(spec: ChildSpec, unblock: set[int | signal.Signals]) -> Any:
-    modes: list[Any] = list(spec.terminal_modes or ())
-
-    def configure_pty() -> None:
-        # Runs in the child after fork, with the pty slave as fds 0-2 and the
-        # handled signals still blocked. Default dispositions first (exec
-        # keeps SIG_IGN, and a Python handler must never run here), then
-        # unblock: exec keeps the signal mask too.
-        for signum in (*_HANDLED_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, unblock)
-        attrs: list[Any] = list(modes) if modes else termios.tcgetattr(0)
-        if not spec.translate_newlines:
-            attrs[1] &= ~termios.ONLCR
-        if not spec.echo:
-            attrs[3] &= ~(termios.ECHO | termios.ECHONL)
-        termios.tcsetattr(0, termios.TCSANOW, attrs)
-
-    return configure_pty
-
-
-def _spawn_pty(spec: ChildSpec, program: str) -> PtyChild:
-    rows, columns = spec.dimensions
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED_SIGNALS)
-    try:
-        process = pexpect.spawn(
-            program,
-            list(spec.argv[1:]),
-            env=dict(spec.env) if spec.env is not None else None,
-            cwd=spec.cwd,
-            preexec_fn=_pty_preexec(spec, mask),
-            dimensions=(rows, columns),
-        )
-    except (OSError, pexpect.ExceptionPexpect) as exc:
-        raise _exec_error(spec.argv[0], exc) from exc
-    finally:
-        # Signals that came meanwhile are delivered now, to supervise.
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+def _spawn_pty(spec: ChildSpec) -> PtyChild:
+    early = take_prestarted(spec)
+    if early is not None:  # started while supervise was still importing
+        return PtyChild(early.process, spec.argv, started_at=early.started_at)
     # pexpect names argv[0] by its resolved path; keep what the user typed.
-    return PtyChild(process, spec.argv)
+    return PtyChild(spawn_pty(spec, check_spawnable(spec)), spec.argv)
 
 
 async def _spawn_pipes(spec: ChildSpec, program: str) -> PipeChild:
@@ -388,18 +287,8 @@ async def _spawn_pipes(spec: ChildSpec, program: str) -> PipeChild:
             restore_signals=True,
         )
     except OSError as exc:
-        raise _exec_error(spec.argv[0], exc) from exc
+        raise exec_error(spec.argv[0], exc) from exc
     return PipeChild(process, spec.argv)
-
-
-def _check_spawnable(spec: ChildSpec) -> str:
-    """Fail early, with the shell's exit statuses, on what exec would refuse."""
-    if not spec.argv:
-        raise SpawnError("''", "empty command", 127)
-    program = resolve_command(spec.argv[0], spec.env)
-    if spec.cwd is not None and not os.path.isdir(spec.cwd):
-        raise SpawnError(spec.argv[0], f"working directory {spec.cwd!r} does not exist", 127)
-    return program
 
 
 @asynccontextmanager
@@ -410,10 +299,12 @@ async def open_child(spec: ChildSpec) -> AsyncIterator[Child]:
         SpawnError: the command cannot be found (exit_status 127) or
             executed (126).
     """
-    program = _check_spawnable(spec)
     child: Child
     with spawning():
-        child = _spawn_pty(spec, program) if spec.use_pty else await _spawn_pipes(spec, program)
+        if spec.use_pty:
+            child = _spawn_pty(spec)
+        else:
+            child = await _spawn_pipes(spec, check_spawnable(spec))
         register_child(child.pid)
     try:
         yield child

@@ -13,8 +13,6 @@ steals an exit status from its owner.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import signal
@@ -23,6 +21,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import trio
+
+from .spawn import become_subreaper, prestarted_pid
 
 __all__ = [
     "become_subreaper",
@@ -36,7 +36,6 @@ __all__ = [
     "stop_orphans",
 ]
 
-_PR_SET_CHILD_SUBREAPER = 36
 # Pids of the children supervise spawned itself; their owners reap them.
 _own_children: set[int] = set()
 # While a spawn is under way its pid is not registered yet: hands off.
@@ -52,15 +51,6 @@ def spawning() -> Iterator[None]:
         yield
     finally:
         _spawning -= 1
-
-
-def become_subreaper() -> bool:
-    """Ask Linux to re-parent orphaned descendants to this process."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        return False
 
 
 def register_child(pid: int) -> None:
@@ -81,7 +71,7 @@ def _children() -> set[int]:
 
 def orphans() -> set[int]:
     """Our children that we did not start: orphans re-parented to us."""
-    return _children() - _own_children
+    return _children() - _own_children - {prestarted_pid()}
 
 
 def reap_orphans() -> int:

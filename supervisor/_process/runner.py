@@ -55,12 +55,10 @@ process boundary, and the total CPU per frame stays the same.
 from __future__ import annotations
 
 import errno
-import os
 import signal
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 
@@ -91,15 +89,14 @@ from .._core.frames import (
     _excerpt,
 )
 from .._core.messages import IpcMessage, validate_payload_verbatim
-from .child import Child, ChildSpec, describe_returncode, open_child, uptime
+from .child import Child, describe_returncode, open_child, uptime
 from .queue import EVENT_OVERHEAD, EventQueue
 from .reaper import signal_if_alive
+from .spawn import SUPERVISOR_ENV, ChildSpec, TerminalSettings, child_environment
 
 __all__ = ["SUPERVISOR_ENV", "ProgramRunner", "RunStats", "TerminalSettings"]
 
-SUPERVISOR_ENV = "IPC_SUPERVISOR"
-"""The variable naming, in a child's environment, the supervise instance that
-reads its stdout: a program can tell that its frames have a reader."""
+_NO_TERMINAL = TerminalSettings()
 
 # What the decoder's validator gives for a frame: the message, and its
 # payload when the event's line may carry it as it is.
@@ -120,23 +117,6 @@ PROMPT_SECONDS = 0.2
 # Frames that make supervise write to the child's stdin.
 _ACTIONABLE = frozenset({"question", "approval_request"})
 _MAX_TYPED = 4096  # bytes of one typed line kept, to name the answer
-
-
-@dataclass(frozen=True)
-class TerminalSettings:
-    """What the child's pty should look like, from supervise's own streams.
-
-    Attributes:
-        modes: termios attributes of supervise's terminal, copied to the pty.
-        size: (rows, columns) for the pty.
-        output_is_terminal: keep ``\\n`` to ``\\r\\n`` translation.
-        input_is_terminal: let the pty echo (a person is typing).
-    """
-
-    modes: Sequence[Any] | None = None
-    size: tuple[int, int] | None = None
-    output_is_terminal: bool = False
-    input_is_terminal: bool = False
 
 
 @dataclass
@@ -177,7 +157,7 @@ class ProgramRunner:
             its Enter has gone to the child (lightly edited: backspaces
             applied, control characters dropped); must not block.
         withheld_env: variables of supervise's environment the child does
-            not inherit (:meth:`ProgramConfig.child_env`).
+            not inherit (:func:`~supervisor._process.spawn.child_environment`).
         instance: the supervise instance, exported to the child as
             :data:`SUPERVISOR_ENV` unless the config's ``env`` sets it.
     """
@@ -189,7 +169,7 @@ class ProgramRunner:
         events: EventQueue | None = None,
         output: trio.abc.SendStream | None = None,
         input: trio.abc.ReceiveStream | None = None,
-        terminal: TerminalSettings = TerminalSettings(),
+        terminal: TerminalSettings = _NO_TERMINAL,
         clock: Clock | None = None,
         stamper: EventStamper | None = None,
         observe: Callable[[list[Event]], None] | None = None,
@@ -286,21 +266,13 @@ class ProgramRunner:
     # -- running ---------------------------------------------------------
 
     def _spec(self) -> ChildSpec:
-        settings = self._terminal
-        env = self.config.child_env(self._withheld_env)
-        if self._instance is not None and SUPERVISOR_ENV not in self.config.env:
-            # Ours even when supervise itself runs under another supervise:
-            # this instance is the one reading the child's frames.
-            env = {**(os.environ if env is None else env), SUPERVISOR_ENV: self._instance}
-        return ChildSpec(
-            argv=self.config.command,
-            env=env,
-            cwd=str(self.config.cwd) if self.config.cwd is not None else None,
-            use_pty=self.config.pty,
-            terminal_modes=settings.modes,
-            translate_newlines=settings.output_is_terminal,
-            echo=settings.input_is_terminal,
-            dimensions=settings.size or (24, 80),
+        config = self.config
+        return ChildSpec.for_program(
+            config.command,
+            child_environment(config.env, config.pass_env, self._withheld_env, self._instance),
+            str(config.cwd) if config.cwd is not None else None,
+            config.pty,
+            self._terminal,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> int:

@@ -1,0 +1,161 @@
+"""``supervise -- CMD`` starts CMD before it imports trio, and never lets it run unsupervised.
+
+Whether the child started before supervise imported trio is shown without a
+clock: a ``sitecustomize`` module on supervise's path holds the import of
+``trio`` until the child has left a marker (for at most 10 s, or ``GATE_SECONDS``) and writes down
+whether the marker came. A supervise that started the child only after its
+imports would make the hook wait in vain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+from conftest import RUNTIME_DIR, SUPERVISE, clean_env, finish, pid_alive, popen
+
+_GATE = '''
+import os, socket, sys, time
+
+class _HoldTrio:
+    """Holds the first import of trio until the child's marker exists."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "trio" or getattr(self, "done", False):
+            return None
+        self.done = True
+        marker = os.environ["GATE_MARKER"]
+        deadline = time.monotonic() + float(os.environ.get("GATE_SECONDS", "10"))
+        while not os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with open(os.environ["GATE_REPORT"], "w") as report:
+            report.write("child first" if os.path.exists(marker) else "trio first")
+        taken = os.environ.get("GATE_TAKE_SOCKET")
+        if taken:
+            # Another supervise takes the instance name meanwhile.
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.listener.bind(taken)
+            self.listener.listen()
+        return None
+
+sys.meta_path.insert(0, _HoldTrio())
+'''
+
+
+def _gated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "sitecustomize.py").write_text(_GATE)
+    env = clean_env()
+    env["PYTHONPATH"] = f"{gate}{os.pathsep}{env['PYTHONPATH']}"
+    env["GATE_MARKER"] = str(tmp_path / "marker")
+    env["GATE_REPORT"] = str(tmp_path / "report")
+    env.update(extra)
+    return env
+
+
+def _name() -> str:
+    return f"early-{uuid.uuid4().hex[:8]}"
+
+
+def test_the_child_runs_before_supervise_imports_trio(tmp_path: Path) -> None:
+    """The default run: the child's marker comes while supervise is still importing."""
+    env = _gated_env(tmp_path)
+    script = 'touch "$GATE_MARKER"; echo "instance=$IPC_SUPERVISOR"'
+    proc = popen(
+        [*SUPERVISE, "--name", (name := _name()), "--", "sh", "-c", script],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    status, out, err = finish(proc)
+    assert status == 0, err
+    assert (tmp_path / "report").read_text() == "child first"
+    # The early child is the supervised one: its output is relayed, its
+    # environment names this instance, and it ran once.
+    assert out == f"instance={name}\n".encode()
+    assert err == b""
+
+
+def test_a_run_with_settings_checked_later_starts_the_child_after_them(tmp_path: Path) -> None:
+    """--stop-timeout is a number the configuration checks: no early start then."""
+    env = _gated_env(tmp_path, GATE_SECONDS="2")  # waits in vain: not longer than needed
+    proc = popen(
+        [*SUPERVISE, "--stop-timeout", "3", "--", "sh", "-c", 'touch "$GATE_MARKER"; echo ran'],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    status, out, err = finish(proc)
+    assert status == 0, err
+    assert (tmp_path / "report").read_text() == "trio first"
+    assert out == b"ran\n"
+
+
+def test_a_refused_setting_after_the_early_start_stops_the_child(tmp_path: Path) -> None:
+    """A journal that cannot be opened is found after the start: the child is killed."""
+    env = _gated_env(tmp_path)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    script = 'echo $$ > "$GATE_MARKER.pid"; touch "$GATE_MARKER"; exec sleep 60'
+    proc = popen(
+        [*SUPERVISE, "--journal", str(blocker / "j.db"), "--", "sh", "-c", script],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    status, out, err = finish(proc)
+    assert (tmp_path / "report").read_text() == "child first"
+    assert status == 2
+    (line,) = err.decode().splitlines()
+    assert line.startswith("supervise: "), line
+    assert line.endswith("not-a-directory: cannot create: File exists"), line
+    pid = int((tmp_path / "marker.pid").read_text())
+    assert not pid_alive(pid), "the early child outlived supervise"
+    assert out == b""
+
+
+def test_an_instance_name_taken_meanwhile_starts_the_child_again(tmp_path: Path) -> None:
+    """The early child was told it is NAME; supervise became NAME-2: it runs again as NAME-2."""
+    name = _name()
+    env = _gated_env(
+        tmp_path, GATE_TAKE_SOCKET=str(Path(RUNTIME_DIR) / "ipc-supervisor" / f"{name}.sock")
+    )
+    runs = tmp_path / "runs"
+    script = f'echo "$IPC_SUPERVISOR" >> {runs}; touch "$GATE_MARKER"; echo done'
+    proc = popen(
+        [
+            *SUPERVISE,
+            "--name",
+            name,
+            "--events",
+            str(tmp_path / "events.jsonl"),
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    status, out, err = finish(proc)
+    try:
+        assert status == 0, err
+        assert (tmp_path / "report").read_text() == "child first"
+        assert runs.read_text().splitlines() == [name, f"{name}-2"]
+        assert err.decode().splitlines() == [
+            "supervise: sh was started before its settings were final; starting it again"
+        ]
+        assert out == b"done\n"
+        starts = [
+            json.loads(line)
+            for line in (tmp_path / "events.jsonl").read_text().splitlines()
+            if json.loads(line)["event"] == "process_start"
+        ]
+        assert len(starts) == 1
+    finally:
+        (Path(RUNTIME_DIR) / "ipc-supervisor" / f"{name}.sock").unlink(missing_ok=True)
