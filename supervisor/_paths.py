@@ -14,12 +14,15 @@ import os
 import socket
 import stat
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 
 from ._core.errors import ConfigError
 
 __all__ = [
     "MAX_INSTANCE_NAME",
+    "MAX_SOCKET_PATH",
+    "bind_control_socket",
     "check_private_dir",
     "check_private_file",
     "control_dir",
@@ -35,6 +38,8 @@ __all__ = [
 
 MAX_INSTANCE_NAME = 100
 """The longest instance name, in characters (a socket path is limited to 107 bytes)."""
+MAX_SOCKET_PATH = 107
+"""The longest unix socket path Linux binds, in bytes (sun_path holds 108 with its NUL)."""
 
 
 def instance_name_problem(name: str) -> str | None:
@@ -196,27 +201,64 @@ def socket_answers(path: Path, timeout: float = 2.0) -> bool:
     """Whether something accepts connections on the unix socket at ``path``.
 
     A supervise that was killed leaves its socket file behind; only a live
-    one answers.
+    one answers. One that does not accept within ``timeout`` (a full
+    backlog) is alive, only busy.
     """
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(timeout)
         try:
             probe.connect(str(path))
+        except TimeoutError:
+            return True
         except OSError:
             return False
     return True
 
 
-def default_socket_path(directory: Path, program: str, preferred: str | None = None) -> Path:
+def bind_control_socket(path: Path) -> socket.socket:
+    """Listen on the control socket at ``path``, readable and writable by us only.
+
+    The directory must exist and be private (:func:`prepare_control_dir`).
+    A socket file left by a supervise that died is replaced. Connections
+    wait in the backlog until somebody accepts them.
+
+    Raises:
+        ConfigError: another supervise is listening there, the path is taken
+            by something that is not a socket, is too long, or cannot be bound.
+    """
+    where = str(path)
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise ConfigError(where, f"socket path is longer than {MAX_SOCKET_PATH} bytes")
+    with suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise ConfigError(where, "exists and is not a socket; refusing to replace it")
+        if socket_answers(path):
+            raise ConfigError(where, "another supervise instance is running there")
+        os.unlink(path)  # stale: its supervise died without removing it
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(where)
+        # chmod rather than umask: the umask is process-wide and trio's
+        # worker threads may be creating files. The 0700 directory keeps
+        # others out in between.
+        os.chmod(path, 0o600)
+        sock.listen()
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(where, f"cannot listen: {exc.strerror or exc}") from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def default_socket_path(directory: Path, program: str) -> Path:
     """The first free default control socket: ``program``, ``program-2`` ...
 
     Several one-program supervisors of the same command can run at once.
-    ``preferred``, a name this process chose a moment ago (for a child it
-    started early), is taken again while it is still free.
     """
-    names = (program if number == 1 else f"{program}-{number}" for number in itertools.count(1))
-    for name in itertools.chain([preferred] if preferred else [], names):
-        path = directory / f"{name}.sock"
+    for number in itertools.count(1):
+        path = directory / f"{program if number == 1 else f'{program}-{number}'}.sock"
         if not path.exists() or not socket_answers(path, timeout=1.0):
             return path
     raise AssertionError("unreachable")

@@ -9,16 +9,26 @@ imports would make the hook wait in vain.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
+import pytest
 from conftest import RUNTIME_DIR, SUPERVISE, clean_env, finish, pid_alive, popen
 
+from supervisor._process.spawn import (
+    ChildSpec,
+    discard_prestarted,
+    prestart,
+    prestarted_pid,
+    take_prestarted,
+)
+
 _GATE = '''
-import os, socket, sys, time
+import os, sys, time
 
 class _HoldTrio:
     """Holds the first import of trio until the child's marker exists."""
@@ -33,12 +43,6 @@ class _HoldTrio:
             time.sleep(0.005)
         with open(os.environ["GATE_REPORT"], "w") as report:
             report.write("child first" if os.path.exists(marker) else "trio first")
-        taken = os.environ.get("GATE_TAKE_SOCKET")
-        if taken:
-            # Another supervise takes the instance name meanwhile.
-            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.listener.bind(taken)
-            self.listener.listen()
         return None
 
 sys.meta_path.insert(0, _HoldTrio())
@@ -118,44 +122,55 @@ def test_a_refused_setting_after_the_early_start_stops_the_child(tmp_path: Path)
     assert out == b""
 
 
-def test_an_instance_name_taken_meanwhile_starts_the_child_again(tmp_path: Path) -> None:
-    """The early child was told it is NAME; supervise became NAME-2: it runs again as NAME-2."""
+def test_the_control_socket_answers_from_the_childs_first_moment(tmp_path: Path) -> None:
+    """Bound before the child starts: the child finds it, and its request is answered."""
     name = _name()
-    env = _gated_env(
-        tmp_path, GATE_TAKE_SOCKET=str(Path(RUNTIME_DIR) / "ipc-supervisor" / f"{name}.sock")
+    sock = Path(RUNTIME_DIR) / "ipc-supervisor" / f"{name}.sock"
+    ask = (
+        "import json, socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.settimeout(20)\n"
+        "s.connect(sys.argv[1])\n"
+        "open(sys.argv[2], 'w').close()\n"  # the marker: supervise may go on now
+        's.sendall(b\'{"cmd": "info"}\\n\')\n'
+        "print(json.loads(s.makefile().readline())['result']['instance'])\n"
     )
-    runs = tmp_path / "runs"
-    script = f'echo "$IPC_SUPERVISOR" >> {runs}; touch "$GATE_MARKER"; echo done'
+    script = f'test -S "$1" && echo bound; exec {sys.executable} -c "$2" "$1" "$GATE_MARKER"'
     proc = popen(
-        [
-            *SUPERVISE,
-            "--name",
-            name,
-            "--events",
-            str(tmp_path / "events.jsonl"),
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
-        env=env,
+        [*SUPERVISE, "--name", name, "--", "sh", "-c", script, "sh", str(sock), ask],
+        env=_gated_env(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     status, out, err = finish(proc)
-    try:
-        assert status == 0, err
-        assert (tmp_path / "report").read_text() == "child first"
-        assert runs.read_text().splitlines() == [name, f"{name}-2"]
-        assert err.decode().splitlines() == [
-            "supervise: sh was started before its settings were final; starting it again"
-        ]
-        assert out == b"done\n"
-        starts = [
-            json.loads(line)
-            for line in (tmp_path / "events.jsonl").read_text().splitlines()
-            if json.loads(line)["event"] == "process_start"
-        ]
-        assert len(starts) == 1
-    finally:
-        (Path(RUNTIME_DIR) / "ipc-supervisor" / f"{name}.sock").unlink(missing_ok=True)
+    assert status == 0, err
+    assert (tmp_path / "report").read_text() == "child first"
+    assert out.decode().splitlines() == ["bound", name]
+    assert not sock.exists()
+
+
+def test_an_early_child_started_with_other_settings_is_killed_not_adopted() -> None:
+    """The runner's spec differs from the early one: the early child is killed and reaped."""
+    early = ChildSpec(argv=("sleep", "60"), env={**os.environ, "IPC_SUPERVISOR": "a"})
+    assert prestart(early)
+    pid = prestarted_pid()
+    assert pid is not None
+    assert (
+        take_prestarted(dataclasses.replace(early, env={**os.environ, "IPC_SUPERVISOR": "b"}))
+        is None
+    )
+    assert prestarted_pid() is None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped already, so not a zombie either
+    assert not pid_alive(pid)
+
+
+def test_an_early_child_nobody_adopts_is_discarded() -> None:
+    """supervise stopped before its run: the early child does not run on."""
+    assert prestart(ChildSpec(argv=("sleep", "60")))
+    pid = prestarted_pid()
+    assert pid is not None
+    discard_prestarted()
+    assert prestarted_pid() is None
+    assert not pid_alive(pid)
+    assert take_prestarted(ChildSpec(argv=("sleep", "60"))) is None

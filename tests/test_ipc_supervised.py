@@ -114,7 +114,21 @@ def start(out: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
     )
     eventually(lambda: recorded(out) != [])
     eventually(lambda: (control_dir() / f"{instance}.sock").exists())
+    wait_running(instance)
     return proc, instance
+
+
+def wait_running(instance: str) -> None:
+    """Until the program is running: the child may have started before supervise's run."""
+
+    def running() -> bool:
+        try:
+            (status,) = request(instance, {"cmd": "status"})["result"]
+        except ConnectionRefusedError:  # bound, not listening yet
+            return False
+        return bool(status["state"] == "running")
+
+    eventually(lambda: running() or None)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -217,6 +231,7 @@ def test_find_supervised_finds_the_instance_in_its_pane(
     other = tmux_server("display-message", "-p", "-t", "=work:1", "#{pane_id}").strip()
     eventually(lambda: recorded(out) != [])
     found = eventually(lambda: find_supervised(socket_path, pane))
+    wait_running(instance)
     pid = request(instance, {"cmd": "info"})["result"]["pid"]
     try:
         assert found == SupervisedPane(instance, control_dir() / f"{instance}.sock", (PROGRAM,))

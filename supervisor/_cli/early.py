@@ -12,8 +12,11 @@ no setting that could still be refused: a command, and options from
 :data:`_EARLY_OPTIONS` (none of them brings a secret supervise withholds
 from the child, none is a number pydantic could refuse). Anything else (a
 config file, Telegram, a route, metrics, ``--no-pty``) starts the child
-the usual way, once everything is checked. The runner adopts the early
-child only if the spec it computes from the validated configuration is equal
+the usual way, once everything is checked. The instance's control socket
+is bound here too, before the child starts, so the child (or anyone) can
+reach it from the child's first moment; connections wait in its backlog
+until the run serves them. The runner adopts the early child only if the
+spec it computes from the validated configuration is equal
 (:func:`~supervisor._process.spawn.take_prestarted`), and what goes wrong
 after the start (the journal cannot be opened, say) kills the early child's
 group (:func:`~supervisor._process.spawn.discard_prestarted`).
@@ -22,11 +25,15 @@ group (:func:`~supervisor._process.spawn.discard_prestarted`).
 from __future__ import annotations
 
 import argparse
+import os
+import socket
+from contextlib import suppress
 from pathlib import Path
 
 from .._core.errors import ConfigError
 from .._core.program_name import default_program_name
 from .._paths import (
+    bind_control_socket,
     control_dir,
     default_socket_path,
     instance_name_problem,
@@ -36,7 +43,7 @@ from .._paths import (
 from .._process.spawn import ChildSpec, become_subreaper, child_environment, prestart
 from .terminal import terminal_settings
 
-__all__ = ["early_instance", "start_early"]
+__all__ = ["early_control_path", "release_early_control", "start_early", "take_early_control"]
 
 # Options that leave the child's spec as the command line says and that the
 # configuration cannot refuse once argparse has taken them.
@@ -47,31 +54,60 @@ _EARLY_OPTIONS = frozenset(
     | {"answers.approval_timeout", "backoff.jitter", "log.timestamps"}
 )
 
-_instance: str | None = None
+# The control socket bound for the early child's instance, until the run
+# serves it: `supervise ctl` can connect from the child's first moment on.
+_control: tuple[Path, socket.socket, os.stat_result] | None = None
 
 
-def early_instance() -> str | None:
-    """The instance name the early child was given, to keep it if still free."""
-    return _instance
+def early_control_path() -> Path | None:
+    """The control socket bound before the child started early, if any."""
+    return _control[0] if _control is not None else None
+
+
+def take_early_control(path: Path) -> socket.socket | None:
+    """The listening socket bound at ``path`` early, for the control server to serve."""
+    global _control
+    if _control is None or _control[0] != path:
+        return None
+    listening = _control[1]
+    _control = None
+    return listening
+
+
+def release_early_control() -> None:
+    """Close and remove the early control socket if no control server took it."""
+    global _control
+    if _control is None:
+        return
+    path, listening, bound = _control
+    _control = None
+    listening.close()
+    # Only our own file: never one another instance bound after ours went.
+    with suppress(OSError):
+        now = os.stat(path)
+        if (now.st_dev, now.st_ino) == (bound.st_dev, bound.st_ino):
+            os.unlink(path)
 
 
 def start_early(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bool:
     """Start the command of ``args`` now if nothing can change it; whether it started."""
-    global _instance
-    spec = _early_spec(parser, args)
-    if spec is None:
+    global _control
+    early = _early_spec(parser, args)
+    if early is None:
         return False
+    spec, _control = early
     # What the child orphans from its first moment (a daemon it forks off
     # with setsid) is re-parented to supervise, to be stopped with it.
     become_subreaper()
-    if not prestart(spec):
-        return False
-    assert spec.env is not None
-    _instance = spec.env.get("IPC_SUPERVISOR")
-    return True
+    if prestart(spec):
+        return True
+    release_early_control()  # the usual start reports what is wrong
+    return False
 
 
-def _early_spec(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ChildSpec | None:
+def _early_spec(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[ChildSpec, tuple[Path, socket.socket, os.stat_result]] | None:
     given = {
         dest
         for dest, value in vars(args).items()
@@ -87,20 +123,22 @@ def _early_spec(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Ch
         return None  # errors the full command line reports
     cwd = Path(args.cwd).expanduser() if getattr(args, "cwd", None) is not None else None
     program = name or default_program_name(command, working_directory(cwd))
-    instance = args.instance or program
-    if instance_name_problem(instance) is not None:
+    if instance_name_problem(args.instance or program) is not None:
         return None
     directory = control_dir()
     try:
         prepare_control_dir(directory)
-    except ConfigError:
-        return None  # supervise runs without `ctl` then, or reports it
-    if args.instance is not None:
-        if (directory / f"{instance}.sock").exists():
-            return None  # it may be in use: an error the control server reports
-    else:
-        instance = default_socket_path(directory, program).stem
-    env = child_environment(dict(getattr(args, "env", ())), (), (), instance)
-    return ChildSpec.for_program(
+        if args.instance is not None:
+            path = directory / f"{args.instance}.sock"
+        else:
+            path = default_socket_path(directory, program)
+        # Another supervise taking the same name now makes this fail.
+        listening = bind_control_socket(path)
+        bound = os.stat(path)
+    except (ConfigError, OSError):
+        return None  # the usual start says what is wrong, or runs without `ctl`
+    env = child_environment(dict(getattr(args, "env", ())), (), (), path.stem)
+    spec = ChildSpec.for_program(
         command, env, str(cwd) if cwd is not None else None, True, terminal_settings()
     )
+    return spec, (path, listening, bound)

@@ -79,5 +79,7 @@ def main() -> int:
     finally:
         # A child started early that no runner adopted does not run on alone.
         from .._process.spawn import discard_prestarted
+        from .early import release_early_control
 
         discard_prestarted()
+        release_early_control()

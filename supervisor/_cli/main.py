@@ -62,7 +62,7 @@ from .._routing.config import (
     parse_sink_spec,
 )
 from .._routing.factory import build_route_sink
-from .early import early_instance
+from .early import early_control_path, take_early_control
 from .notices import LineAwareOutput, NoticeGate, same_terminal
 from .parser import build_parser
 from .terminal import (
@@ -235,8 +235,11 @@ async def _run(
             nursery.start_soon(_reap_orphans_until, reaper_done)
             async with trio.open_nursery() as control_nursery:
                 if socket_path is not None:
+                    listening = take_early_control(socket_path)
                     await control_nursery.start(
-                        partial(serve_control, requests=requests), socket_path, sup
+                        partial(serve_control, requests=requests, listening=listening),
+                        socket_path,
+                        sup,
                     )
                 if metrics is not None:
                     await control_nursery.start(_serve_metrics_and_push, sup, metrics, sup.instance)
@@ -561,6 +564,9 @@ def _control_socket(instance: str | None, program: str) -> Path | None:
     answers); one that cannot be created (no writable home, say) only costs
     the control socket, not the supervision.
     """
+    early = early_control_path()
+    if early is not None:
+        return early  # bound before the child started early
     if instance is None:
         validate_instance_name(program, "--instance (by default the program's name)")
     directory = control_dir()
@@ -574,7 +580,7 @@ def _control_socket(instance: str | None, program: str) -> Path | None:
     if instance is not None:
         # An explicit name that is in use is an error (the server reports it).
         return directory / f"{instance}.sock"
-    return default_socket_path(directory, program, early_instance())
+    return default_socket_path(directory, program)
 
 
 def _reporter(name: str) -> Callable[[str], None]:

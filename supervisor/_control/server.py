@@ -78,7 +78,6 @@ import json
 import logging
 import os
 import socket
-import stat
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -88,6 +87,7 @@ import trio
 from .._core.errors import AnswerError, ConfigError, ControlError
 from .._core.messages import Question
 from .._core.state import ProcessState, is_alive
+from .._paths import bind_control_socket
 from .._process.program import ProgramStatus, ProgramSupervisor
 
 logger = logging.getLogger(__name__)
@@ -113,8 +113,6 @@ _MAX_INPUT = 65536
 # escaped (a control character is six bytes of JSON, \u001b).
 _MAX_REQUEST = 6 * _MAX_INPUT + 4096
 _TAIL_BATCH = 256
-# sun_path holds 108 bytes including the terminating NUL.
-_MAX_SOCKET_PATH = 107
 # Longest a start/stop/restart reply waits for the program to get there.
 _MAX_WAIT = 30.0
 _POLL = 0.01
@@ -173,6 +171,7 @@ async def serve_control(
     sup: Supervisor,
     *,
     requests: RequestsInFlight | None = None,
+    listening: socket.socket | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Answer ``supervise ctl`` on a unix socket at ``path`` until cancelled.
@@ -185,13 +184,18 @@ async def serve_control(
         path: the socket, ``control_dir() / f"{instance}.sock"``.
         sup: the supervisor whose programs, routes and events it serves.
         requests: counts requests being answered (tails excluded).
+        listening: the socket already bound at ``path``
+            (:func:`~supervisor._paths.bind_control_socket`), by a supervise
+            that started its child before it could serve; bound here if None.
         task_status: ``started()`` once clients can connect.
 
     Raises:
         ConfigError: another supervise is listening there, the path is taken
             by something that is not a socket, or is too long.
     """
-    sock = await _bind(path)
+    sock = trio.socket.from_stdlib_socket(
+        listening if listening is not None else bind_control_socket(path)
+    )
     bound: os.stat_result | None = None
     try:
         bound = os.stat(path)
@@ -227,45 +231,6 @@ async def serve_control(
             now = os.stat(path)
             if bound is not None and (now.st_dev, now.st_ino) == (bound.st_dev, bound.st_ino):
                 os.unlink(path)
-
-
-async def _bind(path: Path) -> trio.socket.SocketType:
-    where = str(path)
-    if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
-        raise ConfigError(where, f"socket path is longer than {_MAX_SOCKET_PATH} bytes")
-    with contextlib.suppress(FileNotFoundError):
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise ConfigError(where, "exists and is not a socket; refusing to replace it")
-        if await _answers(path):
-            raise ConfigError(where, "another supervise instance is running there")
-        os.unlink(path)  # stale: its supervise died without removing it
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        await sock.bind(where)
-        # chmod rather than umask: the umask is process-wide and trio's
-        # worker threads may be creating files. The 0700 directory keeps
-        # others out in between.
-        os.chmod(path, 0o600)
-        sock.listen()
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(where, f"cannot listen: {exc.strerror or exc}") from None
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-async def _answers(path: Path) -> bool:
-    """Whether something accepts connections at ``path`` (a live supervise)."""
-    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        with trio.move_on_after(2):
-            try:
-                await probe.connect(str(path))
-            except OSError:
-                return False
-            return True
-        return True  # a full backlog: alive, only busy
 
 
 class _RequestError(Exception):

@@ -13,9 +13,8 @@ blocks on a full pty, nothing is lost) until the program's runner adopts it
 with :func:`take_prestarted`, which hands it over only if the spec the runner
 computed from the validated configuration is *equal* to the one it was
 started with; otherwise the early child is killed and a fresh one started.
-If supervise does not get that far (an unwritable journal, an explicit
-``--instance`` already in use), :func:`discard_prestarted` kills its process
-group and reaps it.
+If supervise does not get that far (an unwritable journal, say),
+:func:`discard_prestarted` kills its process group and reaps it.
 """
 
 from __future__ import annotations
@@ -317,8 +316,8 @@ def prestarted_pid() -> int | None:
 def take_prestarted(spec: ChildSpec) -> Prestarted | None:
     """The child started early, if it was started with exactly ``spec``.
 
-    A child started with another spec (the configuration said otherwise, or
-    another supervise took the instance name meanwhile) is killed, so it
+    A child started with another spec (the validated configuration said
+    otherwise: a bug in what the early start may assume) is killed, so it
     never runs on beside the right one.
     """
     global _prestarted
