@@ -40,10 +40,22 @@ from .._paths import (
     prepare_control_dir,
     working_directory,
 )
-from .._process.spawn import ChildSpec, become_subreaper, child_environment, prestart
+from .._process.spawn import (
+    ChildSpec,
+    TerminalSettings,
+    become_subreaper,
+    child_environment,
+    prestart,
+)
 from .terminal import terminal_settings
 
-__all__ = ["early_control_path", "release_early_control", "start_early", "take_early_control"]
+__all__ = [
+    "early_control_path",
+    "early_terminal",
+    "release_early_control",
+    "start_early",
+    "take_early_control",
+]
 
 # Options that leave the child's spec as the command line says and that the
 # configuration cannot refuse once argparse has taken them.
@@ -57,6 +69,18 @@ _EARLY_OPTIONS = frozenset(
 # The control socket bound for the early child's instance, until the run
 # serves it: `supervise ctl` can connect from the child's first moment on.
 _control: tuple[Path, socket.socket, os.stat_result] | None = None
+
+
+_terminal: TerminalSettings | None = None
+
+
+def early_terminal() -> TerminalSettings | None:
+    """supervise's terminal as the early child's pty copied it, if one started.
+
+    The run reuses it: read again, a window resized meanwhile would make the
+    specs differ and the child start twice.
+    """
+    return _terminal
 
 
 def early_control_path() -> Path | None:
@@ -91,15 +115,16 @@ def release_early_control() -> None:
 
 def start_early(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bool:
     """Start the command of ``args`` now if nothing can change it; whether it started."""
-    global _control
+    global _control, _terminal
     early = _early_spec(parser, args)
     if early is None:
         return False
-    spec, _control = early
+    spec, terminal, _control = early
     # What the child orphans from its first moment (a daemon it forks off
     # with setsid) is re-parented to supervise, to be stopped with it.
     become_subreaper()
     if prestart(spec):
+        _terminal = terminal
         return True
     release_early_control()  # the usual start reports what is wrong
     return False
@@ -107,7 +132,7 @@ def start_early(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bo
 
 def _early_spec(
     parser: argparse.ArgumentParser, args: argparse.Namespace
-) -> tuple[ChildSpec, tuple[Path, socket.socket, os.stat_result]] | None:
+) -> tuple[ChildSpec, TerminalSettings, tuple[Path, socket.socket, os.stat_result]] | None:
     given = {
         dest
         for dest, value in vars(args).items()
@@ -138,7 +163,8 @@ def _early_spec(
     except (ConfigError, OSError):
         return None  # the usual start says what is wrong, or runs without `ctl`
     env = child_environment(dict(getattr(args, "env", ())), (), (), path.stem)
+    terminal = terminal_settings()
     spec = ChildSpec.for_program(
-        command, env, str(cwd) if cwd is not None else None, True, terminal_settings()
+        command, env, str(cwd) if cwd is not None else None, True, terminal
     )
-    return spec, (path, listening, bound)
+    return spec, terminal, (path, listening, bound)

@@ -62,7 +62,7 @@ from .._routing.config import (
     parse_sink_spec,
 )
 from .._routing.factory import build_route_sink
-from .early import early_control_path, take_early_control
+from .early import early_control_path, early_terminal, take_early_control
 from .notices import LineAwareOutput, NoticeGate, same_terminal
 from .parser import build_parser
 from .terminal import (
@@ -647,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     # Read the terminal's modes before raw mode changes them: the child's pty
     # gets the user's own settings (echo, line editing, newline translation).
-    terminal = terminal_settings()
+    terminal = early_terminal() or terminal_settings()
     single = file_config is None
     raw = terminal.input_is_terminal and single
     output: trio.abc.SendStream = open_output_stream(1)
