@@ -89,6 +89,8 @@ _target = st.from_regex(r"\A[a-z][a-z0-9_]{0,10}\Z").filter(
         stem not in LAUNCHERS
         and stem not in {"index", "main", "cli", "run", "app"}
         and stem not in {"server", "start"}
+        # A bare word a launcher reads as its own subcommand (``bun x``).
+        and not any(stem in launcher.subcommands for launcher in LAUNCHERS.values())
     )
 )
 
