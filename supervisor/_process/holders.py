@@ -13,10 +13,11 @@ file, never by name, and never outside supervise's own tree.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from contextlib import suppress
 from pathlib import Path
+
+from .spawn import libc
 
 __all__ = ["FileId", "descendants", "holders", "pipe_id", "pty_slave_id"]
 
@@ -37,9 +38,9 @@ def pty_slave_id(master_fd: int) -> FileId | None:
     None when the C library cannot name it (then nothing is found holding it).
     """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        c_library = libc()
         buffer = ctypes.create_string_buffer(128)
-        if libc.ptsname_r(master_fd, buffer, len(buffer)) != 0:
+        if c_library.ptsname_r(master_fd, buffer, len(buffer)) != 0:
             return None
         info = os.stat(buffer.value.decode())
     except (OSError, AttributeError, UnicodeDecodeError):

@@ -20,7 +20,6 @@ If supervise does not get that far (an unwritable journal, say),
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -32,6 +31,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import pexpect
@@ -47,6 +47,7 @@ __all__ = [
     "child_environment",
     "discard_prestarted",
     "exec_error",
+    "libc",
     "prestart",
     "prestarted_pid",
     "resolve_command",
@@ -260,11 +261,25 @@ def spawn_pty(spec: ChildSpec, program: str) -> pexpect.spawn:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
+@cache
+def libc() -> ctypes.CDLL:
+    """The C library, for the calls Python does not wrap (prctl, ptsname_r).
+
+    The process's own symbols include libc's, so nothing is searched for:
+    ``ctypes.util.find_library`` runs ``ldconfig -p`` in a subprocess and its
+    import alone costs ~10 ms of every start.
+
+    Raises:
+        OSError: the symbols cannot be loaded.
+    """
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def become_subreaper() -> bool:
     """Ask Linux to re-parent orphaned descendants to this process."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+        c_library = libc()
+        return bool(c_library.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 
