@@ -128,6 +128,19 @@ class BotApiError(SinkError):
         self.description = description
 
 
+def _poll_problem(exc: BotApiError) -> str:
+    """What a failed getUpdates is reported as, with what to do about a 409."""
+    if exc.status == 409 and exc.method == "getUpdates":
+        # Telegram ends a long poll when a newer one on the same token comes.
+        return (
+            "telegram getUpdates: another program polls this bot token "
+            "(Telegram answered 409 Conflict), "
+            "so taps and commands reach only one of them; for several instances "
+            "run one supervise hub (polling again with backoff)"
+        )
+    return f"{exc} (polling again with backoff)"
+
+
 class BotApi:
     """One Bot API call at a time per caller, over one httpx client."""
 
@@ -702,7 +715,7 @@ class TelegramBot:
             except BotApiError as exc:
                 failures += 1
                 if failures == 1 or failures % 10 == 0:
-                    self._report(f"{exc} (polling again with backoff)")
+                    self._report(_poll_problem(exc))
                 if not started:
                     task_status.started()
                     started = True

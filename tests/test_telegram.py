@@ -490,3 +490,21 @@ async def test_a_terminal_answer_and_an_ignored_denial_reach_the_chat() -> None:
     assert "DEMO-005" in loud["text"]
     assert "denied by stdin" in loud["text"]
     assert any("DEMO-005 goes on although its approval was denied by stdin" in r for r in reports)
+
+
+async def test_a_second_poller_on_the_token_is_named_with_what_to_do(tmp_path: Path) -> None:
+    """Telegram ends a long poll with 409 when another program polls the same
+    token: the bot says so, points to ``supervise hub``, and keeps polling."""
+    with telegram_stub() as stub:
+        async with running(stub, asker("approval", tmp_path / "answer")) as run:
+            await run.calls("getUpdates", 1)
+            # Another program's long poll on the same token ends the bot's.
+            rival = await trio.to_thread.run_sync(lambda: stub.call("getUpdates", timeout=0))
+            assert rival.status_code == 200
+            await until(lambda: any("409 Conflict" in report for report in run.reports))
+            (report,) = [r for r in run.reports if "409" in r]
+            assert "another program polls this bot token" in report
+            assert "supervise hub" in report
+            assert stub.token not in report
+            polls = len(run.stub.calls("getUpdates"))
+            await run.calls("getUpdates", polls + 1)  # it polls on
