@@ -366,3 +366,60 @@ def test_real_loopwork_approval() -> None:
     ((_, text, event),) = questions.expire(23.0)
     assert text == "n"
     assert event.data.messageId == message.messageId
+
+
+def test_a_pending_question_sent_again_changed_is_withdrawn_and_closed() -> None:
+    """Another description under a pending messageId: neither version is answerable."""
+    questions = book()
+    questions.ask("loopwork", approval(description="clear the cache"), 0.0)
+    assert questions.withdraw_changed(approval(description="clear the cache"), 1.0) is None
+    changed = approval(description="wipe the database")
+    withdrawn = questions.withdraw_changed(changed, 2.0)
+    assert withdrawn is not None
+    assert withdrawn.data.messageId == "a-1"
+    assert withdrawn.data.kind == "approval_request"
+    assert withdrawn.data.waited == 2.0
+    assert questions.ask("loopwork", changed, 2.0) is None
+    assert questions.pending() == []
+    with pytest.raises(QuestionExpiredError, match="different content"):
+        questions.answer("a-1", "approve", "ctl", 3.0)
+
+
+def test_a_question_sent_again_as_another_kind_is_withdrawn() -> None:
+    questions = book()
+    questions.ask("loopwork", question("same", options=("a", "b")), 0.0)
+    assert questions.withdraw_changed(approval("same"), 1.0) is not None
+    assert questions.withdraw_changed(question("other"), 1.0) is None  # nothing pending there
+
+
+_VARIANTS = st.sampled_from(
+    [
+        ("approval", "clear the cache"),
+        ("approval", "wipe the database"),
+        ("question", "Which?"),
+        ("question", "Deploy where?"),
+    ]
+)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["m1", "m2"]), _VARIANTS), max_size=12))
+def test_what_is_pending_is_always_what_was_first_shown(
+    frames: list[tuple[str, tuple[str, str]]],
+) -> None:
+    """Whatever a child sends under whatever ids, a pending question holds the
+    content first sent under its id, so an answer applies to what was shown."""
+    questions = book()
+    first: dict[str, Any] = {}
+    for index, (message_id, (kind, text)) in enumerate(frames):
+        message = (
+            approval(message_id, description=text)
+            if kind == "approval"
+            else question(message_id, question=text)
+        )
+        first.setdefault(message_id, message)
+        questions.withdraw_changed(message, float(index))
+        questions.ask("loopwork", message, float(index))
+    for pending in questions.pending():
+        shown = first[pending.message_id]
+        assert type(pending.message) is type(shown)
+        assert pending.message.data == shown.data

@@ -117,6 +117,26 @@ async def test_a_relayed_approval_is_shown_and_not_answerable(pty: bool) -> None
     assert run.sup.results == {"loop": 0}
 
 
+async def test_a_question_sent_again_with_other_content_cannot_be_answered() -> None:
+    """Repro: an approval the person was shown, sent again under its messageId
+    with another description. Answering the id would approve what they never
+    saw, so both versions are withdrawn: the answer is refused, nothing
+    reaches the prompt, and every channel hears of the withdrawal."""
+    async with supervised("switched") as run:
+        withdrawn = await run.seen("question_withdrawn")
+        await run.output_has(b"[Y/n] ")
+        assert run.sup.programs["loop"].pending_questions() == []
+        with pytest.raises(QuestionExpiredError, match="different content"):
+            await run.sup.answer("m-switch", "approve")
+        await type_line(run, "MARK")
+        await run.output_has(b"GOT:")
+    assert b"GOT:MARK" in run.output.data
+    assert withdrawn.data.messageId == "m-switch"
+    assert withdrawn.data.kind == "approval_request"
+    assert run.names().count("approval_request") == 2  # both stay on record
+    assert run.names().index("question_withdrawn") > run.names().index("approval_request")
+
+
 async def test_actionable_frames_never_refuses_even_line_start_frames() -> None:
     async with supervised("moved_on", actionable_frames="never") as run:
         untrusted = await run.seen("frame_untrusted")

@@ -251,7 +251,8 @@ class QuestionBook:
         :func:`answer_margin` when the frame names a finite positive timeout,
         else the vocabulary's ``default_timeout`` (None: no deadline). A frame
         whose ``messageId`` is already pending replaces it (the same prompt,
-        sent again). One whose ``messageId`` was answered or expired stays
+        sent again; a changed one must go through :meth:`withdraw_changed`
+        first). One whose ``messageId`` was answered or expired stays
         closed, and None is returned: a ``messageId`` gets at most one answer,
         so a late tap on the first card can never answer a second prompt the
         child asked under the same id.
@@ -421,6 +422,38 @@ class QuestionBook:
                 by=by,
                 latency=now - pending.asked_at,
                 decision=decision,
+            )
+        )
+
+    def withdraw_changed(
+        self, message: Question | ApprovalRequest, now: float
+    ) -> QuestionWithdrawn | None:
+        """Withdraw the pending question ``message`` would change, if it differs.
+
+        A child that sends a pending ``messageId`` again with another kind,
+        text, options or timeout would otherwise have the answer meant for
+        what the person was shown (a card, ``ctl pending``) applied to what
+        it asks now. Neither is answerable after this: the id is closed, so
+        :meth:`ask` returns None for ``message`` too. The same frame sent
+        again (a retry; its timestamp may differ) changes nothing.
+
+        Returns:
+            The ``question_withdrawn`` message, or None when nothing changed.
+        """
+        pending = self._pending.get(message.messageId)
+        if pending is None or (
+            type(pending.message) is type(message) and pending.message.data == message.data
+        ):
+            return None
+        reason = "asked again under the same messageId with different content"
+        del self._pending[pending.message_id]
+        self._remember(pending.message_id, _Expired(reason))
+        return QuestionWithdrawn(
+            data=QuestionWithdrawnData(
+                messageId=pending.message_id,
+                kind=pending.kind,
+                reason=reason,
+                waited=now - pending.asked_at,
             )
         )
 

@@ -548,6 +548,14 @@ class ProgramSupervisor:
                 continue
             now = trio.current_time() if now is None else now
             if isinstance(message, Question | ApprovalRequest):
+                changed = self.questions.withdraw_changed(message, now)
+                if changed is not None:
+                    # Queued after this batch, as lost tasks are.
+                    self._publish(changed)
+                    self._report(
+                        f"{message.event} {message.messageId!r} was sent again with "
+                        "different content: withdrawn, neither version can be answered"
+                    )
                 latest = self.tasks.latest()
                 runner = self._runner
                 self.questions.ask(

@@ -122,6 +122,16 @@ def timed() -> None:
     print(f"GOT:{answer} after {time.monotonic() - asked:.3f}", flush=True)
 
 
+def switched() -> None:
+    """Asks to approve something harmless, then sends the same messageId
+    again with something else: an answer meant for the first must not apply."""
+    line(approval("m-switch", 30, description="clear the build cache"))
+    line(approval("m-switch", 30, description="wipe the production database"))
+    sys.stdout.write("Continue with this operation? [Y/n] ")
+    sys.stdout.flush()
+    read_answer()
+
+
 def ignores_denial() -> None:
     """loopwork's habit: a denied task runs anyway."""
     line(task("task_start", "DEMO-005", title="Destroy stale preview environments"))
@@ -143,6 +153,7 @@ SCENARIOS = {
     "terminal": terminal,
     "timed": timed,
     "ignores_denial": ignores_denial,
+    "switched": switched,
 }
 
 if __name__ == "__main__":
