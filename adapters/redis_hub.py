@@ -60,7 +60,13 @@ from supervisor import (
     QuestionExpiredError,
     UnknownNameError,
 )
-from supervisor.lowlevel import QuestionAnsweredData, answer_error, result_of, status_from_reply
+from supervisor.lowlevel import (
+    QuestionAnsweredData,
+    answer_error,
+    pending_options,
+    result_of,
+    status_from_reply,
+)
 
 from .redis_bus import (
     EVENTS_STREAM,
@@ -500,6 +506,13 @@ class BusBackend:
                 message_id, f"sent to {host}/{instance}, which has not confirmed it yet"
             ) from None
         return QuestionAnsweredData.model_validate(result)
+
+    async def options(self, message_id: str, digest: str) -> list[str] | None:
+        for _, pending in await self._hub.ask_all({"cmd": "pending"}, STATUS_WAIT):
+            found = pending_options(pending, message_id, digest)
+            if found is not None:
+                return found
+        return None
 
     async def _find(self, message_id: str) -> tuple[str, str] | None:
         for presence, pending in await self._hub.ask_all({"cmd": "pending"}, STATUS_WAIT):

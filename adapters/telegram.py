@@ -24,8 +24,11 @@ Towards Telegram it behaves:
   retried with backoff (by the route, like any sink).
 - Other 4xx errors dead-letter with Telegram's description.
 - Texts are cut to 4096 characters at a safe place.
-- ``callback_data`` is a short random token (``a:Xy3_9kQp``) that maps to
-  the messageId and the option, well under the 64-byte limit.
+- ``callback_data`` is ``q:INDEX:DIGEST:MESSAGE_ID``: the option's place, a
+  fingerprint of what the card asks, and the messageId, so a bot that did not
+  send the card (a restarted hub) can carry out a tap on it while the same
+  question is pending. A messageId too long for the 64-byte limit gets a
+  random token (``a:Xy3_9kQp``) that only the bot that sent it knows.
 - The bot token appears in no log line, error, event or metric label.
 """
 
@@ -45,9 +48,11 @@ import trio
 from supervisor import (
     AlreadyAnsweredError,
     AnswerError,
+    ApprovalRequest,
     ControlError,
     Event,
     ProgramStatus,
+    Question,
     QuestionExpiredError,
     RouteConfig,
     SinkError,
@@ -55,7 +60,12 @@ from supervisor import (
     TelegramConfig,
     UnknownQuestionError,
 )
-from supervisor.lowlevel import QuestionAnsweredData
+from supervisor.lowlevel import (
+    QuestionAnsweredData,
+    control_request,
+    pending_options,
+    question_digest,
+)
 from supervisor.sinks import format_duration
 
 from .telegram_format import (
@@ -87,6 +97,8 @@ progress message instead of an edit, and no measured duration; a question
 forgotten this way is no longer edited with its verdict, and a tap on it is
 told it is no longer open. A real run has a few open at once."""
 _MAX_TOKENS = 10 * _MAX_TRACKED
+_CALLBACK_DATA_MAX = 64
+"""Telegram's limit on an inline button's ``callback_data``, in bytes."""
 _ROUTE = "telegram"
 URGENT_EVENTS = frozenset(
     {
@@ -317,6 +329,15 @@ class ChatBackend(Protocol):
         """``restart`` or ``stop`` the program ``name``; KeyError or ControlError if not."""
         ...
 
+    async def options(self, message_id: str, digest: str) -> list[str] | None:
+        """The answer options of the question pending under ``message_id``, or None.
+
+        None too when what is pending there now is not what ``digest``
+        (:func:`~supervisor.lowlevel.question_digest`) fingerprints: a card
+        for one version of a prompt never answers another.
+        """
+        ...
+
 
 class LocalBackend:
     """The chat of one :class:`Supervisor`, in the same process."""
@@ -342,6 +363,10 @@ class LocalBackend:
                 text = getattr(data, "question", None) or getattr(data, "description", None)
                 found.append((question.program, str(text or "")))
         return found
+
+    async def options(self, message_id: str, digest: str) -> list[str] | None:
+        reply = await control_request(self._sup, {"cmd": "pending"})
+        return pending_options(reply.get("result"), message_id, digest)
 
     async def control(self, command: str, name: str) -> None:
         if command == "restart":
@@ -538,20 +563,69 @@ class TelegramBot:
         asked = self._asked.get(event.message_id)
         if asked is not None:
             return  # a retry after the message went out
-        tokens = [self._token_for(event.message_id, response) for _, response in choices]
-        buttons = [(label, f"a:{token}") for (label, _), token in zip(choices, tokens, strict=True)]
+        message = event.message
+        digest = question_digest(message) if isinstance(message, Question | ApprovalRequest) else ""
+        buttons = [
+            (label, self._callback_data(event.message_id, index, digest, response))
+            for index, (label, response) in enumerate(choices)
+        ]
         # The card says how long is left when it goes out; the verdict later
         # replaces that line (the stored html has none).
         left = time_left(event, time.time())
         tg_message_id = await self._send(f"{html}\n{left}" if left else html, buttons)
         _remember(self._asked, event.message_id, _Asked(tg_message_id, html), _MAX_TRACKED)
 
-    def _token_for(self, message_id: str, response: str) -> str:
-        token = secrets.token_urlsafe(6)
-        while token in self._tokens:
-            token = secrets.token_urlsafe(6)
-        _remember(self._tokens, token, (message_id, response), _MAX_TOKENS)
-        return token
+    def _callback_data(self, message_id: str, index: int, digest: str, response: str) -> str:
+        """A button's ``callback_data``: ``q:INDEX:DIGEST:MESSAGE_ID`` when it fits.
+
+        That form names the question and fingerprints what the card shows,
+        so a bot that did not send the card (a hub restarted, or a standby
+        that took over) can still carry out a tap on it, and only while the
+        same question is pending (:meth:`_recall`). A messageId too long for
+        Telegram's 64 bytes gets a random token only this bot knows.
+        """
+        data = f"q:{index}:{digest}:{message_id}"
+        if not digest or len(data.encode("utf-8", "surrogatepass")) > _CALLBACK_DATA_MAX:
+            data = f"a:{secrets.token_urlsafe(6)}"
+            while data in self._tokens:
+                data = f"a:{secrets.token_urlsafe(6)}"
+        _remember(self._tokens, data, (message_id, response), _MAX_TOKENS)
+        return data
+
+    async def _recall(self, data: str, query: Mapping[str, Any]) -> tuple[str, str] | None:
+        """The (messageId, response) of a tap on a card this bot has no record of.
+
+        The card's own data names the question; the instance that has it
+        pending says whether it still asks what the card shows, and which
+        answer the tapped button stands for. The card is taken over, so its
+        verdict replaces its buttons as for any other.
+        """
+        kind, _, rest = data.partition(":")
+        index, _, rest = rest.partition(":")
+        digest, _, message_id = rest.partition(":")
+        if kind != "q" or not index.isdigit() or not digest or not message_id:
+            return None
+        # A card on record is this bot's own, and its data is in _tokens:
+        # this one is another (older) card, which must not touch that record.
+        ours = message_id in self._asked
+        options = await self.backend.options(message_id, digest)
+        if not ours:
+            self._adopt_card(message_id, query)
+        if options is None or int(index) >= len(options):
+            if not ours:
+                await self._close(message_id, "⌛ <b>No longer open</b>")
+            return None
+        return message_id, options[int(index)]
+
+    def _adopt_card(self, message_id: str, query: Mapping[str, Any]) -> None:
+        """Remember the tapped card (its Telegram id and text) to edit it later."""
+        card = query.get("message") or {}
+        tg_message_id, text = card.get("message_id"), card.get("text")
+        if not isinstance(tg_message_id, int) or not isinstance(text, str):
+            return
+        # Telegram gives the text without its markup; the time-left line goes.
+        shown = "\n".join(line for line in text.split("\n") if not line.startswith(("⏳", "⌛")))
+        _remember(self._asked, message_id, _Asked(tg_message_id, escape(shown)), _MAX_TRACKED)
 
     async def _answered_elsewhere(self, event: Event) -> None:
         await self._close(event.data.messageId, _verdict(event.data, event.received_at / 1000))
@@ -746,7 +820,7 @@ class TelegramBot:
             await self._answer_query(query, "You are not allowed to answer here.", alert=True)
             return
         data = str(query.get("data") or "")
-        entry = self._tokens.get(data.removeprefix("a:"))
+        entry = self._tokens.get(data) or await self._recall(data, query)
         if entry is None:
             await self._answer_query(query, "This request is no longer open.")
             return

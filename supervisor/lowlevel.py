@@ -15,7 +15,9 @@ beneath, each usable alone:
   :func:`serve_metrics`);
 - the control commands, however a request arrives (:func:`control_request`),
   and their replies read back (:func:`result_of`, :func:`answer_error`,
-  :func:`status_from_reply`);
+  :func:`status_from_reply`, :func:`pending_options`); the fingerprint a
+  chat card carries of the question it offers to answer
+  (:func:`question_digest`);
 - whole-line log files (:class:`LineLog`), for sinks that write files;
 - the wall clock every part reads (:class:`Clock`, :class:`SystemClock`);
 - the payload models of every event (``TaskData``, ``ApprovalRequestData``,
@@ -30,6 +32,7 @@ cheap to import.
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._control.replies import answer_error as answer_error
+from ._control.replies import pending_options as pending_options
 from ._control.replies import result_of as result_of
 from ._control.replies import status_from_reply as status_from_reply
 from ._control.server import control_request as control_request
@@ -59,6 +62,7 @@ from ._core.messages import QuestionOption as QuestionOption
 from ._core.messages import TaskCompleteData as TaskCompleteData
 from ._core.messages import TaskData as TaskData
 from ._core.messages import TaskFailedData as TaskFailedData
+from ._core.questions import question_digest as question_digest
 from ._core.state import Trigger as Trigger
 from ._core.state import transition as transition
 from ._logfile import LineLog as LineLog
@@ -135,6 +139,8 @@ __all__ = [
     "answer_error",
     "bind_metrics_socket",
     "control_request",
+    "pending_options",
+    "question_digest",
     "result_of",
     "serve_metrics",
     "status_from_reply",

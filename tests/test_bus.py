@@ -328,6 +328,32 @@ def test_one_poller_per_token_and_a_standby_takes_over_from_a_killed_hub(
         assert finish(hub)[0] == 0
 
 
+def test_a_card_the_killed_leader_sent_is_answered_through_the_standby(
+    stub: Stub, server: RedisServer, tmp_path: Path
+) -> None:
+    """The leader sends a question's card and dies; the standby that takes
+    over carries out a tap on that card, on the instance across the bus."""
+    first = start_hub(stub, server, "--lease", "2")
+    second = start_hub(stub, server, "--lease", "2", elsewhere=tmp_path / "second")
+    out = tmp_path / "answer"
+    instance = popen(
+        on_host("h1", "loop", server, *child("ask", "question", "60", str(out))),
+        stdout=subprocess.PIPE,
+        **machine(tmp_path / "h1"),
+    )
+    read_until(instance, b"READY")
+    card = eventually(lambda: next((m for m in stub.messages() if buttons(m)), None), timeout=30)
+    first.kill()
+    first.wait(timeout=10)
+    us = next(data for label, data in buttons(card) if "MM/DD" in label)
+    stub.inject([callback_update(us, message_id=card["message_id"], chat_id=CHAT, user_id=ALICE)])
+    status, _, _ = finish(instance, timeout=60)
+    assert status == 0
+    assert out.read_text() == "us\n"
+    second.send_signal(signal.SIGTERM)
+    assert finish(second)[0] == 0
+
+
 def test_an_instance_on_the_bus_leaves_telegram_to_the_hub(
     stub: Stub, server: RedisServer, tmp_path: Path
 ) -> None:

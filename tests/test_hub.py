@@ -206,6 +206,52 @@ def test_a_hub_killed_and_restarted_loses_and_repeats_nothing(stub: Stub, tmp_pa
     assert finish(hub)[0] == 0
 
 
+def test_a_card_sent_before_the_hub_was_killed_is_answered_by_the_next_hub(
+    stub: Stub, tmp_path: Path
+) -> None:
+    """kill -9 after the question's card went out: the next hub sends no second
+    card, carries out a tap on the first one, and gives it its verdict."""
+    hub = start_hub(stub)
+    out = tmp_path / "answer"
+    instance = start_instance("loop", *child("ask", "question", "60", str(out)))
+    read_until(instance, b"READY")
+    card = eventually(lambda: next((m for m in stub.messages() if buttons(m)), None))
+    eventually(lambda: handled_seq() == journaled_seq("loop"))
+    hub.send_signal(signal.SIGKILL)
+    hub.wait(timeout=10)
+    hub = start_hub(stub)
+    us = next(data for label, data in buttons(card) if "MM/DD" in label)
+    shown = "❓ Which date format?\nloop/ask\n⏳ 59 s to answer"  # as Telegram gives it
+    stub.inject(
+        [
+            callback_update(
+                us, message_id=card["message_id"], chat_id=CHAT, user_id=ALICE, text=shown
+            )
+        ]
+    )
+    status, _, _ = finish(instance, timeout=30)
+    assert status == 0
+    assert out.read_text() == "us\n"
+
+    def edited() -> dict[str, Any] | None:
+        return next(
+            (
+                m
+                for m in stub.messages()
+                if m["message_id"] == card["message_id"] and not buttons(m)
+            ),
+            None,
+        )
+
+    verdict = eventually(edited)["text"]
+    assert verdict.startswith("❓ Which date format?\nloop/ask\n\n")
+    assert "⏳" not in verdict
+    assert "us" in verdict
+    assert len([m for m in stub.messages() if "Which date format?" in m["text"]]) == 1
+    hub.send_signal(signal.SIGTERM)
+    assert finish(hub)[0] == 0
+
+
 def test_a_second_hub_is_refused(stub: Stub) -> None:
     hub = start_hub(stub)
     second = popen(

@@ -508,3 +508,49 @@ async def test_a_second_poller_on_the_token_is_named_with_what_to_do(tmp_path: P
             assert stub.token not in report
             polls = len(run.stub.calls("getUpdates"))
             await run.calls("getUpdates", polls + 1)  # it polls on
+
+
+async def test_a_tap_answers_only_the_version_of_the_question_its_card_shows(
+    tmp_path: Path,
+) -> None:
+    """A button's data names the question and fingerprints what its card asks:
+    data with another fingerprint (an older card, or made up) answers nothing
+    and leaves the real card alone; the card's own button still works."""
+    out = tmp_path / "answer"
+    with telegram_stub() as stub:
+        async with running(stub, asker("question", out)) as run:
+            (sent,) = await run.calls("sendMessage", 1)
+            (_, _), (_, us) = buttons(sent)
+            kind, index, digest, message_id = us.split(":", 3)
+            assert (kind, index) == ("q", "1")
+            assert [q.message_id for q in run.sup.programs["asker"].pending_questions()] == [
+                message_id
+            ]
+            forged = f"q:1:{'A' * len(digest)}:{message_id}"
+            stub.inject(
+                [
+                    callback_update(
+                        forged, message_id=1, chat_id=CHAT, user_id=ALICE, username="alice"
+                    )
+                ]
+            )
+            (told,) = await run.calls("answerCallbackQuery", 1)
+            assert told["params"]["text"] == "This request is no longer open."
+            await trio.testing.wait_all_tasks_blocked()
+            assert not out.exists()
+            assert stub.messages()[0]["reply_markup"] is not None  # the card still asks
+            assert not run.stub.calls("editMessageText")
+
+            stub.inject(
+                [
+                    callback_update(
+                        us,
+                        message_id=1,
+                        chat_id=CHAT,
+                        user_id=ALICE,
+                        username="alice",
+                        query_id="u",
+                    )
+                ]
+            )
+            await until(lambda: out.exists() and out.read_text() == "us\n")

@@ -24,7 +24,7 @@ from .._core.errors import (
 )
 from .._process.program import ProgramStatus
 
-__all__ = ["answer_error", "result_of", "status_from_reply"]
+__all__ = ["answer_error", "pending_options", "result_of", "status_from_reply"]
 
 _ALREADY = re.compile(r"already answered by (\S+) \((.*)\)$")
 _EXPIRED = re.compile(r"expired \((.*)\)$")
@@ -65,3 +65,25 @@ def result_of(reply: Any) -> Any:
         error = reply.get("error") if isinstance(reply, dict) else None
         raise ControlError(str(error or "the request was refused"))
     return reply.get("result")
+
+
+def pending_options(items: Any, message_id: str, digest: str) -> list[str] | None:
+    """The answer options of ``message_id`` in a ``pending`` reply, if it asks what ``digest`` says.
+
+    None when the question is not pending there, or is pending with other
+    content than the card that offers to answer it (see
+    :func:`~supervisor.lowlevel.question_digest`). The reply is another
+    process's, so anything malformed in it counts as not pending.
+    """
+    if not isinstance(items, list):
+        return None
+    for item in items:
+        if (
+            isinstance(item, Mapping)
+            and item.get("message_id") == message_id
+            and item.get("digest") == digest
+        ):
+            options = item.get("options")
+            if isinstance(options, list) and all(isinstance(o, str) for o in options):
+                return options
+    return None

@@ -34,10 +34,12 @@ send several requests on one connection. Every reply is
         -> result: the programs whose log files were reopened (after an
            external tool rotated them)
     {"cmd": "pending"}
-        -> result: [{program, message_id, kind, text, options, severity,
-                     waiting, expires_in}, ...]; waiting and expires_in are
-           seconds (expires_in is null without a deadline); options are the
-           option ids, or ["approve", "deny"] for an approval
+        -> result: [{program, message_id, kind, text, options, digest,
+                     severity, waiting, expires_in}, ...]; waiting and
+           expires_in are seconds (expires_in is null without a deadline);
+           options are the option ids, or ["approve", "deny"] for an
+           approval; digest is question_digest() of what it asks, which a
+           chat card carries so that a tap answers only the version shown
     {"cmd": "routes"}
         -> result: [{name, sink, durable, queued, delivered, failures,
                      retries, dropped, coalesced, dead, last_error,
@@ -86,6 +88,7 @@ import trio
 
 from .._core.errors import AnswerError, ConfigError, ControlError
 from .._core.messages import Question
+from .._core.questions import question_digest
 from .._core.state import ProcessState, is_alive
 from .._paths import bind_control_socket
 from .._process.program import ProgramStatus, ProgramSupervisor
@@ -576,6 +579,7 @@ def _pending(programs: _Programs) -> list[dict[str, Any]]:
                     "operation": operation,
                     "text": text,
                     "options": options,
+                    "digest": question_digest(message),
                     "severity": severity,
                     "waiting": round(now - pending.asked_at, 3),
                     "expires_in": None if deadline is None else round(max(deadline - now, 0), 3),

@@ -25,6 +25,8 @@ passes monotonic seconds (``now``) and writes the returned text itself.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -60,10 +62,32 @@ __all__ = [
     "QuestionExpiredError",
     "UnknownQuestionError",
     "answer_margin",
+    "question_digest",
 ]
 
 DEFAULT_HISTORY = 1000
 """How many answered or expired questions a :class:`QuestionBook` remembers."""
+
+
+def question_digest(message: Question | ApprovalRequest) -> str:
+    """A short fingerprint of what a question or approval asks (kind and data).
+
+    A card that offers to answer ``messageId`` carries it, and whoever
+    carries out a tap checks it against the question pending under that id
+    now: a card for one version of a prompt can never answer another (a new
+    run that asks under the same id, a child that changed the text). It is
+    computed from the validated model, so the instance and a hub that
+    re-read the event from its line agree.
+    """
+    canonical = json.dumps(
+        [message.event, message.data.model_dump(mode="json")],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).digest()
+    return base64.urlsafe_b64encode(digest[:9]).decode("ascii")
 
 
 # -- errors ------------------------------------------------------------------

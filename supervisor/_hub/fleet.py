@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from .._control.replies import answer_error, status_from_reply
+from .._control.replies import answer_error, pending_options, status_from_reply
 from .._core.errors import (
     ConfigError,
     ControlError,
@@ -442,6 +442,13 @@ class FleetBackend:
                     (instance, await request(instance.socket, {"cmd": command}, within=5))
                 )
         return answers
+
+    async def options(self, message_id: str, digest: str) -> list[str] | None:
+        for _, pending in await self._ask_each("pending"):
+            found = pending_options(pending, message_id, digest)
+            if found is not None:
+                return found
+        return None
 
     async def _find(self, message_id: str) -> Instance | None:
         for instance, pending in await self._ask_each("pending"):
