@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -18,9 +19,21 @@ from supervisor._core.errors import (
     SupervisorError,
     UnknownQuestionError,
 )
-from supervisor._core.events import QuestionAnswered, QuestionTimeout
-from supervisor._core.messages import ApprovalRequest, Question, parse_message, validate_payload
-from supervisor._core.questions import AnswerVocabulary, QuestionBook, answer_margin
+from supervisor._core.events import Event, QuestionAnswered, QuestionTimeout
+from supervisor._core.messages import (
+    ApprovalRequest,
+    Question,
+    parse_message,
+    validate_payload,
+    validate_payload_verbatim,
+)
+from supervisor._core.questions import (
+    AnswerVocabulary,
+    QuestionBook,
+    answer_margin,
+    question_digest,
+)
+from supervisor.lowlevel import EventStamper, Rejected
 
 
 def approval(message_id: str = "a-1", **data: Any) -> ApprovalRequest:
@@ -423,3 +436,52 @@ def test_what_is_pending_is_always_what_was_first_shown(
         shown = first[pending.message_id]
         assert type(pending.message) is type(shown)
         assert pending.message.data == shown.data
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@st.composite
+def _asking_payloads(draw: st.DrawFn) -> bytes:
+    if draw(st.booleans()):
+        data: dict[str, Any] = {
+            "requestId": draw(st.text(max_size=8)),
+            "operation": draw(st.text(max_size=20)),
+            "description": draw(st.none() | st.text(max_size=20)),
+        }
+        event = "approval_request"
+    else:
+        ids = draw(st.lists(st.text(min_size=1, max_size=6), max_size=3, unique=True))
+        data = {"question": draw(st.text(max_size=20)), "options": [{"id": i} for i in ids]}
+        event = "question"
+    data.update(draw(st.dictionaries(st.sampled_from(["extra", "timeout", "ü"]), _json_values)))
+    frame = {"type": "ipc", "event": event, "data": data, "messageId": "m-1"}
+    return json.dumps(frame, ensure_ascii=draw(st.booleans())).encode()
+
+
+@given(_asking_payloads())
+def test_a_hub_reading_the_event_line_computes_the_instances_digest(payload: bytes) -> None:
+    """The fingerprint a card carries is computed by the hub from the event's
+    line; the instance computes it from the frame it validated. They agree,
+    whether the line carries the child's bytes or re-serialises the model."""
+    result = validate_payload_verbatim(payload)
+    if isinstance(result, Rejected):
+        return
+    message, verbatim = result
+    if not isinstance(message, Question | ApprovalRequest):
+        return
+    for carried in (verbatim, None):
+        line = EventStamper("p").stamp(message, 1, "child", "line_start", carried).to_json()
+        again = Event.from_json(line).message
+        assert isinstance(again, Question | ApprovalRequest)
+        assert question_digest(again) == question_digest(message)
