@@ -21,10 +21,13 @@ kilobytes, so what a frame costs is what supervise costs. Measured on a
 figures against ``script -qc`` and a raw pty read loop run alongside):
 
 * **Reading** costs the same as a raw Python pty loop (~7 us of kernel and
-  interpreter time per 2 KiB): a pty hands its master ~4 KiB per read, and
-  :meth:`PtyChild.receive_some` takes what else is queued with further
-  non-blocking reads (up to 64 KiB) before going back to trio's scheduler,
-  so each read batch, not each 4 KiB, pays for a trip through the event loop.
+  interpreter time per 2 KiB): a pty hands its master ~4 KiB per read. While
+  the output carries frames, :meth:`PtyChild.receive_some` takes what else
+  is queued with further non-blocking reads (up to 64 KiB) before going back
+  to trio's scheduler, so each read batch, not each 4 KiB, pays for a trip
+  through the event loop and the stages after it. Plain output is read and
+  written a piece at a time: gathering it would make the child wait on the
+  kernel's pty flush worker (:meth:`PtyChild._read_more`).
 * **One pass per read batch**: the decoder turns the batch into items; this
   task validates, stamps and queues the batch's events in one synchronous
   step and writes the passthrough with one write. The delivery loop then
@@ -395,24 +398,29 @@ class ProgramRunner:
         decoder: FrameDecoder[Validated] = FrameDecoder(
             validate_payload_verbatim, max_frame_bytes=self.config.max_frame_bytes
         )
+        # Gather reads into batches only while the output carries frames:
+        # per-batch work then pays for itself, and plain output flows best a
+        # read at a time (PtyChild._read_more says why).
+        gather = False
         try:
             while True:
-                data = await child.receive_some()
+                data = await child.receive_some(gather=gather)
                 if not data:
                     break
                 self._last_received = trio.current_time()
                 self.stats.output_bytes += len(data)
-                await self._handle(decoder.feed(data))
+                gather = await self._handle(decoder.feed(data))
             await self._handle(decoder.close())
         finally:
             done.set()
 
-    async def _handle(self, items: list[DecodedItem[Validated]]) -> None:
+    async def _handle(self, items: list[DecodedItem[Validated]]) -> bool:
+        """Write the plain output, queue the events; True if there were any."""
         if not items:
-            return
+            return False
         if len(items) == 1 and type(items[0]) is Output:
             await self._write(items[0].data)
-            return
+            return False
         keep_frames = self.config.keep_frames
         chunks: list[bytes] = []
         messages: list[tuple[IpcMessage, Source, Position | None, bytes | None]] = []
@@ -473,6 +481,8 @@ class ProgramRunner:
                 ],
                 sizes,
             )
+            return True
+        return False
 
     def _distrust(self, frame: Frame[Validated]) -> str | None:
         """Why an actionable frame may not make supervise answer, or None if it may."""
