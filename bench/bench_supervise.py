@@ -31,7 +31,8 @@ beside them. Every figure of the final summary table, and how it is measured:
    the child's own CPU, which the child writes at exit
    (``getrusage(RUSAGE_SELF)``, ``--rusage-file``). For the in-process loops it
    is this process's own ``getrusage`` difference. Under script the relay's
-   figure also holds ``sh -c``'s (about a millisecond).
+   figure also holds ``sh -c``'s (about a millisecond). supervise's figure
+   holds its output relay process's (the pty reader it starts and reaps).
 
    * *CPU per frame* = (supervise's own CPU - its start-up CPU) / frames, where
      the start-up CPU is that of ``supervise [same options] -- true`` (which
@@ -55,7 +56,8 @@ beside them. Every figure of the final summary table, and how it is measured:
    50 ms) over 1 GiB of output with frames (``--quick``: 128 MiB), on a pty and
    with ``--no-pty``; the ratio is against the same run at 64 MiB (16 MiB).
    ``wait4``'s ``ru_maxrss`` is beside it, but it is the max over supervise
-   and its reaped child, a cross-check only. Target <= 60 MiB.
+   and its reaped child, a cross-check only. Target <= 60 MiB. The peak of
+   supervise's output relay (a separate small process on a pty) is beside it.
 
 4. **Latency** of a frame to its line in the ``--events`` file, journal on:
    a child writes a ``progress_update`` frame carrying ``time.time_ns()``
@@ -180,6 +182,7 @@ class RunResult:
     relay_cpu: float = 0.0  # the relay's own CPU: cpu_seconds minus the child's own
     child_cpu: float | None = None  # what the child reported (None: no report)
     vmhwm_kib: int = 0  # the process's own peak, sampled from /proc (memory runs only)
+    relay_vmhwm_kib: int = 0  # the peak of its output relay process, if it has one
     samples: int = 0
     stderr: bytes = b""
 
@@ -193,6 +196,29 @@ def read_vmhwm_kib(pid: int) -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+def output_relays(pid: int) -> list[int]:
+    """The output relay processes among ``pid``'s children (supervise's pty reader)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as children:
+                pids = [int(child) for child in children.read().split()]
+        except (OSError, ValueError):
+            continue
+        for child in pids:
+            try:
+                with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+                    if b"relay.py" in cmdline.read():
+                        found.append(child)
+            except OSError:
+                continue
+    return found
 
 
 def read_child_cpu(path: str | None) -> float | None:
@@ -235,12 +261,14 @@ def run_process(
             stdout=devnull_out,
             stderr=err,
         )
-        peak = samples = 0
+        peak = relay_peak = samples = 0
         try:
             if sample_memory:
                 while True:
                     # Sample first: after the reap below /proc/<pid> is gone.
                     peak = max(peak, read_vmhwm_kib(proc.pid))
+                    for relay in output_relays(proc.pid):
+                        relay_peak = max(relay_peak, read_vmhwm_kib(relay))
                     samples += 1
                     pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
                     if pid:
@@ -268,6 +296,7 @@ def run_process(
         relay_cpu=cpu - (child_cpu or 0.0),
         child_cpu=child_cpu,
         vmhwm_kib=peak,
+        relay_vmhwm_kib=relay_peak,
         samples=samples,
         stderr=stderr,
     )
@@ -940,6 +969,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         [
             f"{label}, {fmt_size(size)}",
             f"{result.vmhwm_kib / 1024:.1f}",
+            f"{result.relay_vmhwm_kib / 1024:.1f}" if result.relay_vmhwm_kib else "-",
             f"{result.maxrss_kib / 1024:.1f}",
             f"{result.seconds:.1f}",
             f"{size / result.seconds / MB:.1f}",
@@ -951,7 +981,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(
         "3. Peak RSS of the supervise process (VmHWM sampled every 50 ms; wait4 ru_maxrss "
         "includes the child)",
-        ["run", "VmHWM MiB", "ru_maxrss MiB", "wall s", "MB/s", "samples", "vs smallest"],
+        [
+            "run",
+            "VmHWM MiB",
+            "relay VmHWM MiB",
+            "ru_maxrss MiB",
+            "wall s",
+            "MB/s",
+            "samples",
+            "vs smallest",
+        ],
         rows,
     )
 

@@ -23,7 +23,7 @@ from supervisor._process.spawn import (
     ChildSpec,
     discard_prestarted,
     prestart,
-    prestarted_pid,
+    prestarted_pids,
     take_prestarted,
 )
 
@@ -153,24 +153,25 @@ def test_an_early_child_started_with_other_settings_is_killed_not_adopted() -> N
     """The runner's spec differs from the early one: the early child is killed and reaped."""
     early = ChildSpec(argv=("sleep", "60"), env={**os.environ, "IPC_SUPERVISOR": "a"})
     assert prestart(early)
-    pid = prestarted_pid()
-    assert pid is not None
+    pids = prestarted_pids()
+    assert len(pids) == 2  # the child and its output relay
     assert (
         take_prestarted(dataclasses.replace(early, env={**os.environ, "IPC_SUPERVISOR": "b"}))
         is None
     )
-    assert prestarted_pid() is None
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reaped already, so not a zombie either
-    assert not pid_alive(pid)
+    assert prestarted_pids() == set()
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped already, so not a zombie either
+        assert not pid_alive(pid)
 
 
 def test_an_early_child_nobody_adopts_is_discarded() -> None:
     """supervise stopped before its run: the early child does not run on."""
     assert prestart(ChildSpec(argv=("sleep", "60")))
-    pid = prestarted_pid()
-    assert pid is not None
+    pids = prestarted_pids()
+    assert len(pids) == 2
     discard_prestarted()
-    assert prestarted_pid() is None
-    assert not pid_alive(pid)
+    assert prestarted_pids() == set()
+    assert not any(pid_alive(pid) for pid in pids)
     assert take_prestarted(ChildSpec(argv=("sleep", "60"))) is None

@@ -7,8 +7,11 @@ Why it is built this way:
 
 * The pty child is forked by pexpect (which wraps ptyprocess), but pexpect's
   blocking calls (``expect``, ``terminate``, ``wait``, ``close``'s sleep) are
-  never used: the master side is read through ``trio.lowlevel.FdStream`` and
-  the child is reaped through a pidfd, so no thread per read is needed.
+  never used: the child is reaped through a pidfd, and its output is read
+  from the pipe of a small relay process (:mod:`supervisor._process.relay`
+  says why) through ``trio.lowlevel.FdStream``; if the relay cannot start,
+  or dies, the master is read directly. Input and window sizes go to the
+  master directly.
 * The pty's modes are set in the child before ``exec`` (pexpect's
   ``preexec_fn``), so not even the child's first write can race them: when
   supervise's stdout is not a terminal, ``ONLCR`` is cleared so ``\\n`` stays
@@ -21,6 +24,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import signal
@@ -36,16 +40,20 @@ from .holders import FileId, holders, pipe_id, pty_slave_id
 from .reaper import forget_child, register_child, spawning
 from .spawn import (
     ChildSpec,
+    Relay,
     check_spawnable,
     exec_error,
     resolve_command,
     spawn_pty,
+    spawn_relay,
     take_prestarted,
 )
 
 __all__ = ["Child", "ChildSpec", "open_child", "resolve_command"]
 
 READ_SIZE = 65536
+
+logger = logging.getLogger("supervisor")
 # Control-D: the pty line discipline's end-of-file character by default.
 _VEOF = b"\x04"
 
@@ -161,15 +169,31 @@ class PtyChild(Child):
     """A child on a pseudo-terminal forked by pexpect."""
 
     def __init__(
-        self, process: pexpect.spawn, argv: Sequence[str], started_at: float | None = None
+        self,
+        process: pexpect.spawn,
+        argv: Sequence[str],
+        started_at: float | None = None,
+        relay: Relay | None = None,
     ) -> None:
         super().__init__(process.pid, argv, pty_slave_id(process.child_fd), started_at)
         self._process = process
         self._master = trio.lowlevel.FdStream(os.dup(process.child_fd))
         self._last_sent = b"\n"
         self._eof_seen = False
+        self._relay = relay
+        self._relay_status: int | None = None
+        self._relayed = trio.lowlevel.FdStream(relay.output) if relay is not None else None
+
+    @property
+    def relay_pid(self) -> int | None:
+        """The pid of the output relay while there is one."""
+        return self._relay.pid if self._relay is not None else None
 
     async def receive_some(self, *, gather: bool = False) -> bytes:
+        if self._relayed is not None:
+            data = await self._relayed.receive_some(READ_SIZE)
+            if data or await self._relay_ended_cleanly():
+                return data
         if self._eof_seen:
             await trio.lowlevel.checkpoint()
             return b""
@@ -180,6 +204,37 @@ class PtyChild(Child):
                 return b""
             raise
         return self._read_more(data) if gather else data
+
+    async def _relay_ended_cleanly(self) -> bool:
+        """At the relay's end of pipe: True if the output ended; else read the pty from now on."""
+        relay = self._relay
+        assert relay is not None
+        status = await self._drop_relay(kill=False)
+        if status == 0:
+            return True
+        how = f"was killed by signal {-status}" if status < 0 else f"failed (exit status {status})"
+        logger.warning(
+            "the output relay of pid %d %s; reading the child's output directly", self.pid, how
+        )
+        return False
+
+    async def _drop_relay(self, *, kill: bool = True) -> int:
+        """Close the relay's pipe, reap the relay (killed first with ``kill``); its status."""
+        relay, relayed = self._relay, self._relayed
+        self._relay = self._relayed = None
+        if relayed is not None:
+            await relayed.aclose()
+        if relay is None:
+            return 0
+        with trio.CancelScope(shield=True):
+            if kill:
+                with suppress(ProcessLookupError):
+                    os.kill(relay.pid, signal.SIGKILL)
+            try:
+                status = await _wait_pid(relay.pid)
+            finally:
+                forget_child(relay.pid)
+        return status
 
     def _read_more(self, data: bytes) -> bytes:
         """Take what else is already waiting, without a scheduler round-trip.
@@ -233,6 +288,7 @@ class PtyChild(Child):
         return await _wait_pid(self.pid)
 
     async def _close_fds(self) -> None:
+        await self._drop_relay()
         await self._master.aclose()
         # Reaped already: tell pexpect so its close() neither sleeps nor
         # signals a pid that may have been reused.
@@ -281,9 +337,10 @@ class PipeChild(Child):
 def _spawn_pty(spec: ChildSpec) -> PtyChild:
     early = take_prestarted(spec)
     if early is not None:  # started while supervise was still importing
-        return PtyChild(early.process, spec.argv, started_at=early.started_at)
+        return PtyChild(early.process, spec.argv, early.started_at, early.relay)
     # pexpect names argv[0] by its resolved path; keep what the user typed.
-    return PtyChild(spawn_pty(spec, check_spawnable(spec)), spec.argv)
+    process = spawn_pty(spec, check_spawnable(spec))
+    return PtyChild(process, spec.argv, relay=spawn_relay(process.child_fd))
 
 
 async def _spawn_pipes(spec: ChildSpec, program: str) -> PipeChild:
@@ -316,6 +373,8 @@ async def open_child(spec: ChildSpec) -> AsyncIterator[Child]:
     with spawning():
         if spec.use_pty:
             child = _spawn_pty(spec)
+            if child.relay_pid is not None:
+                register_child(child.relay_pid)
         else:
             child = await _spawn_pipes(spec, check_spawnable(spec))
         register_child(child.pid)

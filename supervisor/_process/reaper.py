@@ -22,7 +22,7 @@ from pathlib import Path
 
 import trio
 
-from .spawn import become_subreaper, prestarted_pid
+from .spawn import become_subreaper, prestarted_pids
 
 __all__ = [
     "become_subreaper",
@@ -71,7 +71,7 @@ def _children() -> set[int]:
 
 def orphans() -> set[int]:
     """Our children that we did not start: orphans re-parented to us."""
-    return _children() - _own_children - {prestarted_pid()}
+    return _children() - _own_children - prestarted_pids()
 
 
 def reap_orphans() -> int:

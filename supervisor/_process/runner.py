@@ -20,14 +20,18 @@ kilobytes, so what a frame costs is what supervise costs. Measured on a
 2-core machine (a ``task_complete`` frame per ~2 KiB; ``bench/`` prints the
 figures against ``script -qc`` and a raw pty read loop run alongside):
 
-* **Reading** costs the same as a raw Python pty loop (~7 us of kernel and
-  interpreter time per 2 KiB): a pty hands its master ~4 KiB per read. While
-  the output carries frames, :meth:`PtyChild.receive_some` takes what else
-  is queued with further non-blocking reads (up to 64 KiB) before going back
-  to trio's scheduler, so each read batch, not each 4 KiB, pays for a trip
-  through the event loop and the stages after it. Plain output is read and
-  written a piece at a time: gathering it would make the child wait on the
-  kernel's pty flush worker (:meth:`PtyChild._read_more`).
+* **Reading** happens in another process. A pty child's output is copied
+  to a pipe by the output relay (:mod:`supervisor._process.relay`), a
+  ~10 ms-to-start standard-library loop that keeps the pty drained while
+  this task works, so the child no longer waits on supervise's per-frame
+  work (the pty itself buffers only ~12 KiB). This task reads the pipe in
+  up to 64 KiB pieces, so each batch is whatever piled up meanwhile: small
+  and prompt when supervise keeps up, large and cheap per frame when it
+  does not. Only the copying moved: decoding, validation, trust decisions,
+  answers and the order of events stay here, in one process. If the relay
+  cannot start or dies, the pty is read directly; then reads are gathered
+  into batches only while the output carries frames (plain output flows
+  best a read at a time, :meth:`PtyChild._read_more` says why).
 * **One pass per read batch**: the decoder turns the batch into items; this
   task validates, stamps and queues the batch's events in one synchronous
   step and writes the passthrough with one write. The delivery loop then
@@ -43,16 +47,18 @@ figures against ``script -qc`` and a raw pty read loop run alongside):
   rows, where a commit per read batch in a worker thread cost a thread
   round trip and a GIL hand-over per row.
 * **Memory** is bounded by bytes: the event queue makes the reader wait at
-  8 MiB of estimated event size (or 16,384 events), whatever the frames' size.
+  8 MiB of estimated event size (or 16,384 events), whatever the frames' size;
+  the relay's pipe holds at most 1 MiB more, in the kernel.
 
 What was tried and not kept: the journal written in a worker thread per
 read batch (the design before this one) cost ~11 us a frame more than in
 line, because SQLite releases the GIL around each row's step and the event
-loop and the worker then hand it back and forth. A worker process fed by a
-pipe would overlap the per-frame work with the relay (a prototype measured
-1.1-1.6x ``script``'s wall time); it is not taken because answering a
+loop and the worker then hand it back and forth. A reader thread in place
+of the relay process measured slower than reading in line (the GIL again:
+the thread waits for it while a batch is handled, and the pty fills). All
+the per-frame work in a worker process would overlap more, but answering a
 question, the trust decisions and the order of events would then cross a
-process boundary, and the total CPU per frame stays the same.
+process boundary; the relay moves only bytes, which have no such decisions.
 """
 
 from __future__ import annotations

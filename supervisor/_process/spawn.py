@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import logging
 import os
 import shutil
 import signal
 import stat
+import sys
 import termios
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -49,7 +51,7 @@ __all__ = [
     "exec_error",
     "libc",
     "prestart",
-    "prestarted_pid",
+    "prestarted_pids",
     "resolve_command",
     "spawn_pty",
     "take_prestarted",
@@ -284,6 +286,81 @@ def become_subreaper() -> bool:
         return False
 
 
+# -- the output relay ----------------------------------------------------------
+
+RELAY_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay.py")
+# The relay's pipe: as large as an unprivileged process may make it, so a
+# burst of supervise's work never holds the child up (where the kernel
+# refuses, the pipe keeps its default 64 KiB).
+RELAY_PIPE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Relay:
+    """A running output relay (:mod:`supervisor._process.relay`).
+
+    Attributes:
+        pid: the relay process, which its starter reaps.
+        output: the read end of the pipe it copies the pty to.
+    """
+
+    pid: int
+    output: int
+
+
+def spawn_relay(master: int) -> Relay | None:
+    """Start a relay copying the pty ``master`` to a new pipe; None if it cannot start.
+
+    ``posix_spawn``, not ``subprocess``: nothing here may reap it behind its
+    owner's back, and it is cheap even from a large process. Its standard
+    streams are ``/dev/null`` (it must not hold supervise's stdout open) and
+    it leads a process group of its own.
+    """
+    if not sys.executable or not os.path.exists(RELAY_PROGRAM):
+        logger.debug("no output relay (no interpreter or no relay program)")
+        return None
+    read_end, write_end = os.pipe()
+    try:
+        if min(master, write_end) <= 2:  # only when supervise's own streams were closed
+            raise OSError(errno.EBADF, "a standard stream's descriptor")
+        with suppress(OSError):
+            fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, RELAY_PIPE_BYTES)
+        was_inheritable = os.get_inheritable(master)
+        os.set_inheritable(master, True)
+        os.set_inheritable(write_end, True)
+        try:
+            pid = os.posix_spawn(
+                sys.executable,
+                [sys.executable, "-I", "-S", RELAY_PROGRAM, str(master), str(write_end)],
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+                ],
+                setpgroup=0,
+            )
+        finally:
+            os.set_inheritable(master, was_inheritable)
+    except OSError as exc:
+        os.close(read_end)
+        logger.debug("no output relay (%s)", exc)
+        return None
+    finally:
+        os.close(write_end)
+    return Relay(pid, read_end)
+
+
+def stop_relay(relay: Relay) -> None:
+    """Kill and reap a relay nobody reads (blocking, but it dies at once)."""
+    with suppress(OSError):
+        os.kill(relay.pid, signal.SIGKILL)
+    with suppress(ChildProcessError):
+        os.waitpid(relay.pid, 0)
+    with suppress(OSError):
+        os.close(relay.output)
+
+
 # -- the child started before supervise was ready ----------------------------
 
 
@@ -300,6 +377,7 @@ class Prestarted:
     spec: ChildSpec
     process: pexpect.spawn
     started_at: float
+    relay: Relay | None = None
 
 
 _prestarted: Prestarted | None = None
@@ -319,13 +397,17 @@ def prestart(spec: ChildSpec) -> bool:
         process = spawn_pty(spec, check_spawnable(spec))
     except SpawnError:
         return False
-    _prestarted = Prestarted(spec, process, time.monotonic())
+    # Its relay too: the child's output then flows while supervise imports.
+    _prestarted = Prestarted(spec, process, time.monotonic(), spawn_relay(process.child_fd))
     return True
 
 
-def prestarted_pid() -> int | None:
-    """The pid of the child started early and not adopted yet, if any."""
-    return _prestarted.process.pid if _prestarted is not None else None
+def prestarted_pids() -> set[int]:
+    """The pids of the child started early and of its relay, until they are adopted."""
+    early = _prestarted
+    if early is None:
+        return set()
+    return {early.process.pid} | ({early.relay.pid} if early.relay is not None else set())
 
 
 def take_prestarted(spec: ChildSpec) -> Prestarted | None:
@@ -364,6 +446,8 @@ def _kill(early: Prestarted) -> None:
         os.killpg(early.process.pid, signal.SIGKILL)
     with suppress(ChildProcessError):
         os.waitpid(early.process.pid, 0)
+    if early.relay is not None:
+        stop_relay(early.relay)
     early.process.ptyproc.terminated = True
     early.process.ptyproc.delayafterclose = 0
     early.process.close()
