@@ -63,10 +63,13 @@ def relay(master: int, pipe: int) -> int:
     poller = select.poll()
     poller.register(master, select.POLLIN)
     poller.register(pipe, 0)  # POLLERR and POLLHUP are always reported
-    read, write, poll = os.read, os.write, poller.poll
+    # One buffer for every read: no allocation per piece, and memory stays flat.
+    buffer = bytearray(READ_SIZE)
+    whole, buffers = memoryview(buffer), [buffer]
+    readv, write, poll = os.readv, os.write, poller.poll
     while True:
         try:
-            data = read(master, READ_SIZE)
+            size = readv(master, buffers)
         except BlockingIOError:
             for fd, _ in poll():
                 if fd == pipe:
@@ -74,9 +77,9 @@ def relay(master: int, pipe: int) -> int:
             continue
         except OSError as exc:
             return END_OF_OUTPUT if exc.errno == errno.EIO else READ_FAILED
-        if not data:
+        if not size:
             return END_OF_OUTPUT
-        view = memoryview(data)
+        view = whole[:size]
         while view:
             try:
                 written = write(pipe, view)
