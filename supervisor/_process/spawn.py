@@ -316,7 +316,7 @@ def spawn_relay(master: int) -> Relay | None:
     streams are ``/dev/null`` (it must not hold supervise's stdout open) and
     it leads a process group of its own.
     """
-    if not sys.executable or not os.path.exists(RELAY_PROGRAM):
+    if not _runs_python_scripts(sys.executable) or not os.path.exists(RELAY_PROGRAM):
         logger.debug("no output relay (no interpreter or no relay program)")
         return None
     read_end, write_end = os.pipe()
@@ -349,6 +349,12 @@ def spawn_relay(master: int) -> Relay | None:
     finally:
         os.close(write_end)
     return Relay(pid, read_end)
+
+
+def _runs_python_scripts(executable: str | None) -> bool:
+    """Whether ``executable`` is a Python interpreter (not an application embedding one)."""
+    name = os.path.basename(executable or "")
+    return name.startswith(("python", "pypy")) and os.access(executable or "", os.X_OK)
 
 
 def stop_relay(relay: Relay) -> None:
