@@ -24,6 +24,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import math
 import os
@@ -39,6 +40,7 @@ import trio
 from .holders import FileId, holders, pipe_id, pty_slave_id
 from .reaper import forget_child, register_child, spawning
 from .spawn import (
+    RELAY_PIPE_BYTES,
     ChildSpec,
     Relay,
     check_spawnable,
@@ -358,6 +360,11 @@ async def _spawn_pipes(spec: ChildSpec, program: str) -> PipeChild:
         )
     except OSError as exc:
         raise exec_error(spec.argv[0], exc) from exc
+    assert isinstance(process.stdout, trio.lowlevel.FdStream)
+    # As large as the relay's pipe, for the same reason: the child writes on
+    # while supervise handles a batch of frames, instead of waiting at 64 KiB.
+    with suppress(OSError):
+        fcntl.fcntl(process.stdout.fileno(), fcntl.F_SETPIPE_SZ, RELAY_PIPE_BYTES)
     return PipeChild(process, spec.argv)
 
 

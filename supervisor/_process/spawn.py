@@ -41,8 +41,11 @@ import pexpect
 from .._core.errors import SpawnError
 
 __all__ = [
+    "RELAY_PIPE_BYTES",
+    "RELAY_PROGRAM",
     "SUPERVISOR_ENV",
     "ChildSpec",
+    "Relay",
     "TerminalSettings",
     "become_subreaper",
     "check_spawnable",
@@ -54,6 +57,8 @@ __all__ = [
     "prestarted_pids",
     "resolve_command",
     "spawn_pty",
+    "spawn_relay",
+    "stop_relay",
     "take_prestarted",
 ]
 
