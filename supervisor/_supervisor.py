@@ -650,7 +650,7 @@ class Supervisor:
                             reporter.report(event)
                 if metrics is not None:
                     metrics.observe(batch)
-                await self.hub.send_batch(batch)
+                self.hub.offer_batch(batch)
                 await router.publish(batch)
         finally:
             done.set()

@@ -78,6 +78,15 @@ class EventHub:
 
     async def send_batch(self, events: Sequence[Event]) -> None:
         await trio.lowlevel.checkpoint()
+        self.offer_batch(events)
+
+    def offer_batch(self, events: Sequence[Event]) -> None:
+        """:meth:`send_batch` without its checkpoint, for the delivery loop.
+
+        The loop hands each batch on to the router next; a trip through the
+        scheduler here let other tasks (a journal commit) run first, and cost
+        every event a tenth of a millisecond at p90.
+        """
         if self._closed:
             return
         for subscriber in self._subscribers:
