@@ -19,6 +19,7 @@ from conftest import (
     SUPERVISE,
     child,
     clean_env,
+    eventually,
     finish,
     pid_alive,
     popen,
@@ -430,8 +431,8 @@ def test_ctl_answers_and_stops_a_config_run(tmp_path: Path) -> None:
     again = supervise("ctl", "answer", "11111111-2222-4333-8444-555555555555", "deny")
     assert again.returncode == 1
     assert b"already answered by ctl" in again.stderr
-    table = supervise("ctl", "status")
-    assert b"sleeper  running" in table.stdout
+    # The sleeper counts as running once it has been up for start_seconds (1 s).
+    eventually(lambda: b"sleeper  running" in supervise("ctl", "status").stdout)
     stopped = supervise("ctl", "stop", "sleeper")
     assert stopped.stdout == b"sleeper: stopped\n"
     status, _, err = finish(proc)
