@@ -14,9 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 from conftest import SUPERVISE, eventually, finish, pid_alive, popen, read_until
 
-from supervisor._process import relay
+from supervisor import ProgramConfig
+from supervisor._process import relay, spawn
+from supervisor._process.child import PtyChild
+from supervisor.lowlevel import EventQueue, ProgramRunner
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 
@@ -185,3 +190,30 @@ def test_relay_exits_when_its_reader_goes(tmp_path: Path) -> None:
     os.close(read_end)
     assert process.wait(timeout=20) == relay.READER_GONE
     os.close(slave)
+
+
+FRAMES_AND_LINES = (
+    "import json, sys\n"
+    "for i in range(3000):\n"
+    "    frame = {'type': 'ipc', 'event': 'log', 'data': {'level': 'info', 'message': str(i)}}\n"
+    "    sys.stdout.write('line %04d ' % i + 'y' * 50 + '\\n')\n"
+    "    sys.stdout.write('__IPC_START__' + json.dumps(frame) + '__IPC_END__\\n')\n"
+)
+
+
+async def test_without_a_relay_the_pty_is_read_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no relay can start (no relay program), every byte and frame still arrives."""
+    monkeypatch.setattr(spawn, "RELAY_PROGRAM", "/nonexistent/relay.py")
+    queue = EventQueue(100_000)
+    output = trio.testing.MemorySendStream()
+    config = ProgramConfig(command=(sys.executable, "-c", FRAMES_AND_LINES))
+    runner = ProgramRunner(config, events=queue, output=output)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(runner.run)
+            await runner.spawned.wait()
+            assert isinstance(runner._child, PtyChild)
+            assert runner._child.relay_pid is None
+    lines = output.get_data_nowait().splitlines()
+    assert lines == [b"line %04d " % i + b"y" * 50 for i in range(3000)]
+    assert runner.stats.frames["log"] == 3000
