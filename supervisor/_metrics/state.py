@@ -34,7 +34,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client.core import (
@@ -117,6 +117,9 @@ class MetricsState:
             outcome: defaultdict(int)
             for outcome in ("started", "completed", "failed", "lost", "timed_out")
         }
+        self._started = self.tasks["started"]
+        self._completed = self.tasks["completed"]
+        self._failed = self.tasks["failed"]
         self.task_duration = Histogram(TASK_BUCKETS)
         self.answered: defaultdict[LabelValues, int] = defaultdict(int)
         self.question_timeouts: defaultdict[LabelValues, int] = defaultdict(int)
@@ -132,16 +135,15 @@ class MetricsState:
         # (program, namespace) -> the labels of its task metrics, once kept.
         self._task_labels: dict[tuple[str, str], LabelValues] = {}
 
-    def observe(self, events: Iterable[Event]) -> None:
+    def observe(self, events: Sequence[Event]) -> None:
         """Account for a batch of events (every event, in order).
 
         On the hot path (every frame, with metrics on): the label keys of
         frames already seen come from a dict, not from the label folds.
         """
         frames, frame_keys = self.frames, self._frame_keys
-        count = 0
+        task_event = self._task_event
         for event in events:
-            count += 1
             message = event.message
             name = message.event
             if event.source == "child":
@@ -153,10 +155,10 @@ class MetricsState:
                         frame_keys[(program, name)] = key
                 frames[key] += 1
                 if name in _TASK_EVENTS:
-                    self._task_event(event, message.data, name)
+                    task_event(event, message.data, name)
             elif name in _OWN_EVENTS:
                 self._own_event(event, name)
-        self.events_total += count
+        self.events_total += len(events)
 
     def _namespace(self, program: str, data: Any) -> str:
         if not self.namespace_label:
@@ -164,27 +166,37 @@ class MetricsState:
         return self.namespaces(program, str(getattr(data, "namespace", None) or ""))
 
     def _task_event(self, event: Event, data: Any, name: str) -> None:
+        # Every frame of a busy loopwork comes here: str() and the label
+        # folds only for values not seen yet in their plain form.
         program = event.program
         namespace = getattr(data, "namespace", "")
-        labels = self._task_labels.get((program, namespace)) if type(namespace) is str else None
+        plain = type(namespace) is str
+        labels = self._task_labels.get((program, namespace)) if plain else None
         if labels is None:
             labels = (
                 program,
                 self.namespaces(program, str(namespace or "")) if self.namespace_label else "",
             )
-            if labels[1] != OTHER and type(namespace) is str:
+            if labels[1] != OTHER and plain:
                 self._task_labels[(program, namespace)] = labels
-        key = (program, str(namespace), str(data.taskId))
+        task_id = data.taskId
+        key = (
+            program,
+            namespace if plain else str(namespace),
+            task_id if type(task_id) is str else str(task_id),
+        )
         if name == "task_start":
-            self.tasks["started"][labels] += 1
+            self._started[labels] += 1
             starts = self._task_starts
             if starts.pop(key, None) is None and len(starts) >= _MAX_OPEN_TASKS:
                 del starts[next(iter(starts))]
             starts[key] = event.received_at
             return
-        failed = name == "task_failed" or getattr(data, "success", None) is False
-        outcome = "failed" if failed else "completed"
-        self.tasks[outcome][labels] += 1
+        if name == "task_failed" or getattr(data, "success", None) is False:
+            outcome, counts = "failed", self._failed
+        else:
+            outcome, counts = "completed", self._completed
+        counts[labels] += 1
         started = self._task_starts.pop(key, None)
         if started is not None:
             seconds = max(0.0, (event.received_at - started) / 1000)
