@@ -10,7 +10,14 @@ Everything else imports the command line with the cyclic garbage collector
 paused. Importing it builds about a thousand classes (trio's, pydantic's and
 ours), each allocation-heavy enough to trigger a collection that finds
 nothing to free, since everything imported lives as long as the process;
-pausing it saves ~20 ms of every start.
+pausing it saves ~20 ms of every start. For the same reason what was
+imported is then frozen out of the collector's reach (``gc.freeze``), and
+the youngest generation is collected every 5,000 allocations instead of
+700: a busy child's frames allocate a few dozen objects each, nearly all
+freed by reference counting, so most collections found nothing (64 MiB
+with a frame per 2 KiB: 4 % less CPU and 6 % less wall time; latency at
+1,000 frames/s did not change measurably). This is the command's process
+only: the SDK leaves an application's collector as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ import fcntl
 import gc
 import sys
 from collections.abc import Sequence
+
+# Allocations between collections of the youngest generation (Python's default: 700).
+_YOUNGEST_THRESHOLD = 5000
 
 # Subcommands parse their own arguments (in their own modules).
 _SUBCOMMANDS = frozenset({"ctl", "events", "check-config", "hub"})
@@ -73,6 +83,9 @@ def main() -> int:
         try:
             from .main import main as run
         finally:
+            gc.freeze()
+            _, middle, oldest = gc.get_threshold()
+            gc.set_threshold(_YOUNGEST_THRESHOLD, middle, oldest)
             if was_enabled:
                 gc.enable()
         return run(argv)
