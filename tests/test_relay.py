@@ -53,21 +53,28 @@ def relay_of(supervise_pid: int) -> int | None:
     return None
 
 
-def start_waiting_child(tmp_path: Path) -> tuple[subprocess.Popen[bytes], bytes, int]:
-    """supervise on a child that prints one line, then 20,000 once ``tmp_path/go`` exists.
+def supervise_until(
+    script: str, *args: str, marker: bytes = b"\n", stdin: int = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[bytes], bytes, int]:
+    """supervise on ``python -c SCRIPT ARGS``, read until ``marker``.
 
-    Returns supervise, the first line, and the pid of supervise's relay.
+    Returns supervise, what it printed so far, and the pid of its relay.
     """
     proc = popen(
-        [*SUPERVISE, "--", sys.executable, "-c", WAIT_FOR_FILE, str(tmp_path / "go")],
-        stdin=subprocess.DEVNULL,
+        [*SUPERVISE, "--", sys.executable, "-c", script, *args],
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    first = read_until(proc, b"\n")
+    seen = read_until(proc, marker)
     relay_pid = relay_of(proc.pid)
     assert relay_pid is not None
-    return proc, first, relay_pid
+    return proc, seen, relay_pid
+
+
+def start_waiting_child(tmp_path: Path) -> tuple[subprocess.Popen[bytes], bytes, int]:
+    """A child that prints one line, then 20,000 once ``tmp_path/go`` exists."""
+    return supervise_until(WAIT_FOR_FILE, str(tmp_path / "go"))
 
 
 def test_output_is_relayed_and_the_relay_stops_with_supervise(tmp_path: Path) -> None:
@@ -122,15 +129,7 @@ def test_signals_that_stop_supervise_do_not_stop_the_relay(tmp_path: Path) -> No
         "print('READY', flush=True)\n"
         "time.sleep(60)\n"
     )
-    proc = popen(
-        [*SUPERVISE, "--", sys.executable, "-c", script],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    read_until(proc, b"READY")
-    relay_pid = relay_of(proc.pid)
-    assert relay_pid is not None
+    proc, _, relay_pid = supervise_until(script, marker=b"READY")
     # The relay ignores what a pkill or a group signal meant for supervise sends it.
     os.kill(relay_pid, signal.SIGTERM)
     os.kill(proc.pid, signal.SIGTERM)
@@ -141,15 +140,8 @@ def test_signals_that_stop_supervise_do_not_stop_the_relay(tmp_path: Path) -> No
 
 def test_the_relay_ends_when_supervise_is_killed(tmp_path: Path) -> None:
     """kill -9 of supervise: its relay sees the pipe's reader gone and exits."""
-    proc = popen(
-        [*SUPERVISE, "--", sys.executable, "-c", "print('READY', flush=True); input()"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    read_until(proc, b"READY")
-    relay_pid = relay_of(proc.pid)
-    assert relay_pid is not None
+    script = "print('READY', flush=True); input()"
+    proc, _, relay_pid = supervise_until(script, marker=b"READY", stdin=subprocess.PIPE)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     # Re-parented to init (or to this process's subreaper), it exits by itself.
