@@ -7,6 +7,7 @@ on real children and find the relay among supervise's own children.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -36,9 +37,9 @@ WAIT_FOR_FILE = (
 )
 
 
-def relay_of(supervise_pid: int) -> int | None:
-    """The pid of the relay among ``supervise_pid``'s children, if it runs."""
-    for entry in os.listdir("/proc"):
+def relay_of(supervise_pid: int, only: int | None = None) -> int | None:
+    """The pid of a relay among ``supervise_pid``'s children (or: is ``only`` one?)."""
+    for entry in [str(only)] if only is not None else os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
@@ -97,6 +98,48 @@ def test_output_is_relayed_and_the_relay_stops_with_supervise(tmp_path: Path) ->
     assert lines[-1] == b"LAST"
     assert err == b""
     assert not pid_alive(relay_pid)
+
+
+def relays_of(supervise_pid: int) -> list[int]:
+    """Every relay among ``supervise_pid``'s children."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and relay_of(supervise_pid, only=int(entry)) is not None:
+            found.append(int(entry))
+    return found
+
+
+def test_each_relay_holds_only_its_own_pty(tmp_path: Path) -> None:
+    """Two programs: neither relay holds the other's pty (nor could read or type into it)."""
+    config = tmp_path / "two.toml"
+    ready = "import time; print('READY', flush=True); time.sleep(60)"
+    config.write_text(
+        f"[programs.first]\ncommand = {json.dumps([sys.executable, '-c', ready])}\n"
+        f"[programs.second]\ncommand = {json.dumps([sys.executable, '-c', ready])}\n"
+    )
+    proc = popen(
+        [*SUPERVISE, "--config", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    seen = read_until(proc, b"READY")
+    while seen.count(b"READY") < 2:
+        seen += read_until(proc, b"READY")
+
+    def both_relays() -> list[int] | None:
+        found = relays_of(proc.pid)
+        return found if len(found) == 2 else None
+
+    relays = eventually(both_relays)
+    for relay_pid in relays:
+        held = [
+            os.readlink(f"/proc/{relay_pid}/fd/{fd}") for fd in os.listdir(f"/proc/{relay_pid}/fd")
+        ]
+        assert held.count("/dev/ptmx") == 1, held
+    proc.terminate()
+    status, _, err = finish(proc)
+    assert status == 0, err
 
 
 def test_a_killed_relay_costs_no_output(tmp_path: Path) -> None:

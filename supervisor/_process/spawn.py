@@ -253,7 +253,7 @@ def spawn_pty(spec: ChildSpec, program: str) -> pexpect.spawn:
     rows, columns = spec.dimensions
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     try:
-        return pexpect.spawn(
+        process = pexpect.spawn(
             program,
             list(spec.argv[1:]),
             env=dict(spec.env) if spec.env is not None else None,
@@ -266,6 +266,11 @@ def spawn_pty(spec: ChildSpec, program: str) -> pexpect.spawn:
     finally:
         # Signals that came meanwhile are delivered now, to supervise.
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    # pexpect leaves the master inheritable: a process supervise starts
+    # later with posix_spawn (another program's relay) would hold this pty
+    # open, and could read or type into it.
+    os.set_inheritable(process.child_fd, False)
+    return process
 
 
 @cache
