@@ -57,7 +57,7 @@ task_events = st.lists(
     st.tuples(
         st.sampled_from(["task_start", "task_complete", "task_failed"]),
         st.sampled_from(["A", "B", "C"]),  # task ids
-        st.sampled_from(["prod", "dev"]),
+        st.sampled_from(["prod", "dev", None]),  # loopwork may send no namespace
         st.integers(0, 5000),  # ms between events
     ),
     max_size=40,
@@ -66,15 +66,16 @@ task_events = st.lists(
 
 @settings(max_examples=200)
 @given(task_events)
-def test_task_counters_match_the_stream(stream: list[tuple[str, str, str, int]]) -> None:
+def test_task_counters_match_the_stream(stream: list[tuple[str, str, str | None, int]]) -> None:
     """Counts per outcome and namespace equal the events; durations come from our
-    own receipt times, for ends whose start we saw."""
+    own receipt times, for ends whose start we saw. No namespace counts as ""."""
     state = MetricsState()
     now, open_at, expected_durations = 0, {}, Counter[tuple[str, str]]()
     events = []
-    for seq, (name, task, namespace, gap) in enumerate(stream, 1):
+    for seq, (name, task, sent, gap) in enumerate(stream, 1):
         now += gap
-        events.append(child_event(seq, name, at=now, taskId=task, namespace=namespace))
+        events.append(child_event(seq, name, at=now, taskId=task, namespace=sent))
+        namespace = sent or ""
         key = (namespace, task)
         if name == "task_start":
             open_at[key] = now
@@ -88,7 +89,7 @@ def test_task_counters_match_the_stream(stream: list[tuple[str, str, str, int]])
         ("completed", "task_complete"),
         ("failed", "task_failed"),
     ):
-        want = Counter(ns for n, _, ns, _ in stream if n == name)
+        want = Counter(ns or "" for n, _, ns, _ in stream if n == name)
         assert dict(state.tasks[outcome]) == {("loop", ns): c for ns, c in want.items()}
     registry = CollectorRegistry()
     sup = Supervisor([], outputs={})
@@ -141,6 +142,20 @@ def test_own_events_and_labels_without_namespace() -> None:
     assert dict(state.frames_invalid) == {("loop", "json"): 1}
     assert dict(state.answered) == {("loop", "telegram"): 1}
     assert dict(state.frames) == {("loop", "task_start"): 1, ("loop", "log"): 1}
+    assert state._task_starts == {}  # the lost task's start is forgotten
+
+
+def test_a_lost_task_without_namespace_is_forgotten() -> None:
+    """Started and lost with no namespace: the start is not kept for ever."""
+    state = MetricsState()
+    lost = parse_message(
+        {"type": "ipc", "event": "task_failed", "data": {"taskId": "A", "lost": True}}
+    )
+    state.observe(
+        [child_event(1, "task_start", taskId="A"), Event(2, "loop", 0, "supervisor", lost)]
+    )
+    assert dict(state.tasks["lost"]) == {("loop", ""): 1}
+    assert state._task_starts == {}
 
 
 async def test_a_supervisor_exposes_its_run() -> None:

@@ -169,22 +169,16 @@ class MetricsState:
         # Every frame of a busy loopwork comes here: str() and the label
         # folds only for values not seen yet in their plain form.
         program = event.program
-        namespace = getattr(data, "namespace", "")
-        plain = type(namespace) is str
-        labels = self._task_labels.get((program, namespace)) if plain else None
+        namespace = getattr(data, "namespace", None) or ""  # loopwork may leave it out
+        if type(namespace) is not str:
+            namespace = str(namespace)
+        labels = self._task_labels.get((program, namespace))
         if labels is None:
-            labels = (
-                program,
-                self.namespaces(program, str(namespace or "")) if self.namespace_label else "",
-            )
-            if labels[1] != OTHER and plain:
+            labels = (program, self.namespaces(program, namespace) if self.namespace_label else "")
+            if labels[1] != OTHER:
                 self._task_labels[(program, namespace)] = labels
         task_id = data.taskId
-        key = (
-            program,
-            namespace if plain else str(namespace),
-            task_id if type(task_id) is str else str(task_id),
-        )
+        key = (program, namespace, task_id if type(task_id) is str else str(task_id))
         if name == "task_start":
             self._started[labels] += 1
             starts = self._task_starts
@@ -211,7 +205,8 @@ class MetricsState:
         elif name == "task_failed":  # a task lost when its child died
             labels = (event.program, self._namespace(event.program, data))
             self.tasks["lost"][labels] += 1
-            key = (event.program, str(getattr(data, "namespace", "")), str(data.taskId))
+            # As _task_event keys it: a missing namespace is "".
+            key = (event.program, str(getattr(data, "namespace", None) or ""), str(data.taskId))
             self._task_starts.pop(key, None)
             duration = getattr(data, "duration", None)
             if isinstance(duration, int | float):
