@@ -37,9 +37,10 @@ WAIT_FOR_FILE = (
 )
 
 
-def relay_of(supervise_pid: int, only: int | None = None) -> int | None:
-    """The pid of a relay among ``supervise_pid``'s children (or: is ``only`` one?)."""
-    for entry in [str(only)] if only is not None else os.listdir("/proc"):
+def relays_of(supervise_pid: int) -> list[int]:
+    """The pids of the relays among ``supervise_pid``'s children."""
+    found = []
+    for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
@@ -50,8 +51,13 @@ def relay_of(supervise_pid: int, only: int | None = None) -> int | None:
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
             continue
         if ppid == supervise_pid and any(arg.endswith(b"relay.py") for arg in argv):
-            return int(entry)
-    return None
+            found.append(int(entry))
+    return found
+
+
+def relay_of(supervise_pid: int) -> int | None:
+    """The pid of a relay among ``supervise_pid``'s children, if one runs."""
+    return next(iter(relays_of(supervise_pid)), None)
 
 
 def supervise_until(
@@ -98,15 +104,6 @@ def test_output_is_relayed_and_the_relay_stops_with_supervise(tmp_path: Path) ->
     assert lines[-1] == b"LAST"
     assert err == b""
     assert not pid_alive(relay_pid)
-
-
-def relays_of(supervise_pid: int) -> list[int]:
-    """Every relay among ``supervise_pid``'s children."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and relay_of(supervise_pid, only=int(entry)) is not None:
-            found.append(int(entry))
-    return found
 
 
 def test_each_relay_holds_only_its_own_pty(tmp_path: Path) -> None:

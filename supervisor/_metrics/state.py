@@ -163,12 +163,13 @@ class MetricsState:
     def _namespace(self, program: str, data: Any) -> str:
         if not self.namespace_label:
             return ""
-        return self.namespaces(program, str(getattr(data, "namespace", None) or ""))
+        return self.namespaces(program, _namespace_of(data))
 
     def _task_event(self, event: Event, data: Any, name: str) -> None:
         # Every frame of a busy loopwork comes here: str() and the label
         # folds only for values not seen yet in their plain form.
         program = event.program
+        # _namespace_of, inlined: str() only when it is not a str already.
         namespace = getattr(data, "namespace", None) or ""  # loopwork may leave it out
         if type(namespace) is not str:
             namespace = str(namespace)
@@ -205,8 +206,7 @@ class MetricsState:
         elif name == "task_failed":  # a task lost when its child died
             labels = (event.program, self._namespace(event.program, data))
             self.tasks["lost"][labels] += 1
-            # As _task_event keys it: a missing namespace is "".
-            key = (event.program, str(getattr(data, "namespace", None) or ""), str(data.taskId))
+            key = (event.program, _namespace_of(data), str(data.taskId))
             self._task_starts.pop(key, None)
             duration = getattr(data, "duration", None)
             if isinstance(duration, int | float):
@@ -233,6 +233,11 @@ class MetricsState:
             count += 1
         if count:
             observe(labels, max(0.0, (now_ms - received) / 1000), count)
+
+
+def _namespace_of(data: Any) -> str:
+    """A task's namespace as the metrics key it: a missing one is ""."""
+    return str(getattr(data, "namespace", None) or "")
 
 
 _TASK_EVENTS = frozenset({"task_start", "task_complete", "task_failed"})

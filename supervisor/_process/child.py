@@ -183,7 +183,6 @@ class PtyChild(Child):
         self._last_sent = b"\n"
         self._eof_seen = False
         self._relay = relay
-        self._relay_status: int | None = None
         self._relayed = trio.lowlevel.FdStream(relay.output) if relay is not None else None
 
     @property
@@ -209,8 +208,6 @@ class PtyChild(Child):
 
     async def _relay_ended_cleanly(self) -> bool:
         """At the relay's end of pipe: True if the output ended; else read the pty from now on."""
-        relay = self._relay
-        assert relay is not None
         status = await self._drop_relay(kill=False)
         if status == 0:
             return True
