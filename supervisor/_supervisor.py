@@ -117,8 +117,11 @@ class Supervisor:
         prefix_reports: start each program's warnings with its name (off
             for the one-program command line).
         registry: where to register the ``supervise_*`` Prometheus metrics
-            (None: no metrics are kept). Serve it with
-            :func:`supervisor.serve_metrics`, or read it in tests.
+            (None: no metrics are kept, unless ``keep_metrics``). Serve it
+            with :func:`supervisor.serve_metrics`, or read it in tests.
+        keep_metrics: keep the metrics without a registry yet, and register
+            them later with :meth:`register_metrics` (prometheus_client is
+            loaded only then).
         namespace_label: break task metrics down by namespace.
         clock: where wall time is read (event stamps, route ttl, dead
             letters, journal pruning, delivery latency); the system's
@@ -144,6 +147,7 @@ class Supervisor:
         report_invalid_frames: bool = True,
         prefix_reports: bool = True,
         registry: CollectorRegistry | None = None,
+        keep_metrics: bool = False,
         namespace_label: bool = True,
         clock: Clock | None = None,
     ) -> None:
@@ -194,13 +198,12 @@ class Supervisor:
         self.results: dict[str, int | None] = {}
         self.registry = registry
         self.metrics: MetricsState | None = None
-        if registry is not None:
-            # Imported only when asked for: prometheus_client is not free to load.
-            from ._metrics.collector import SupervisorCollector
+        if registry is not None or keep_metrics:
             from ._metrics.state import MetricsState
 
             self.metrics = MetricsState(namespace_label=namespace_label, clock=self.clock)
-            registry.register(SupervisorCollector(self, self.metrics))
+        if registry is not None:
+            self.register_metrics(registry)
         if telegram is not None:
             self.withhold_env(*telegram.secret_env())
         for program_config in program_configs:
@@ -216,6 +219,20 @@ class Supervisor:
             )
 
     # -- building ------------------------------------------------------------
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Expose the metrics kept so far, and from now on, in ``registry``.
+
+        Raises:
+            UsageError: no metrics are kept (neither ``registry`` nor
+                ``keep_metrics`` was given).
+        """
+        if self.metrics is None:
+            raise UsageError("no metrics are kept: pass registry= or keep_metrics=True")
+        # Imported only now: prometheus_client is not free to load.
+        from ._metrics.collector import SupervisorCollector
+
+        registry.register(SupervisorCollector(self, self.metrics))
 
     def _open_journal(self) -> None:
         """Open the journal (at the start of the run) and number on from it."""
@@ -251,6 +268,7 @@ class Supervisor:
             withheld_env=self._withheld_env,
             clock=self.clock,
             instance=self.instance,
+            on_task=self.metrics.task if self.metrics is not None else None,
         )
         self.programs[name] = program
         self._program_configs.append(config)

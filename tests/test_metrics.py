@@ -10,12 +10,13 @@ import re
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from conftest import ROOT, SUPERVISE, finish, popen, supervise
 from hypothesis import given, settings
@@ -26,10 +27,14 @@ from test_prometheus import read_stderr_until
 from test_webhook import http_stub
 
 from supervisor import Event, ProgramConfig, Supervisor
+from supervisor._core.bounds import MAX_EVENT_NAMES, OTHER
 from supervisor._core.messages import parse_message
+from supervisor._core.tasks import TaskTable
 from supervisor._metrics.collector import SupervisorCollector
 from supervisor._metrics.server import bind_metrics_socket, serve_metrics
 from supervisor._metrics.state import MetricsState
+from supervisor._process.program import _add_frames
+from supervisor._process.runner import RunStats
 
 FAKE = [sys.executable, str(ROOT / "examples" / "fake_loopwork.py")]
 
@@ -67,23 +72,24 @@ task_events = st.lists(
 @settings(max_examples=200)
 @given(task_events)
 def test_task_counters_match_the_stream(stream: list[tuple[str, str, str | None, int]]) -> None:
-    """Counts per outcome and namespace equal the events; durations come from our
-    own receipt times, for ends whose start we saw. No namespace counts as ""."""
-    state = MetricsState()
-    now, open_at, expected_durations = 0, {}, Counter[tuple[str, str]]()
-    events = []
-    for seq, (name, task, sent, gap) in enumerate(stream, 1):
-        now += gap
-        events.append(child_event(seq, name, at=now, taskId=task, namespace=sent))
-        namespace = sent or ""
-        key = (namespace, task)
+    """Fed as a program feeds it (each task frame with its task table's verdict):
+    counts per outcome and namespace equal the frames, and each end whose start
+    the table saw is one duration, the table's. No namespace counts as ""."""
+    state, table = MetricsState(), TaskTable()
+    now, open_at = 0.0, {}
+    durations: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
+    for name, task, sent, gap in stream:
+        now += gap / 1000
+        message = parse_message(
+            {"type": "ipc", "event": name, "data": {"taskId": task, "namespace": sent}}
+        )
+        state.task("loop", message, table.observe(message, now))
+        key = (sent, task)
         if name == "task_start":
             open_at[key] = now
         elif key in open_at:
-            del open_at[key]
             outcome = "completed" if name == "task_complete" else "failed"
-            expected_durations[(namespace, outcome)] += 1
-    state.observe(events)
+            durations[(sent or "", outcome)].append(now - open_at.pop(key))
     for outcome, name in (
         ("started", "task_start"),
         ("completed", "task_complete"),
@@ -95,15 +101,18 @@ def test_task_counters_match_the_stream(stream: list[tuple[str, str, str | None,
     sup = Supervisor([], outputs={})
     registry.register(SupervisorCollector(sup, state))
     parsed = samples(registry)
-    for (namespace, outcome), count in expected_durations.items():
-        got = value(
-            parsed,
-            "supervise_task_duration_seconds_count",
-            program="loop",
-            namespace=namespace,
-            outcome=outcome,
-        )
-        assert got == count
+    exposed = {
+        (dict(labels)["namespace"], dict(labels)["outcome"])
+        for sample_name, labels in parsed
+        if sample_name == "supervise_task_duration_seconds_count"
+    }
+    assert exposed == set(durations)  # no series for an outcome never timed
+    for (namespace, outcome), seconds in durations.items():
+        labels = {"program": "loop", "namespace": namespace, "outcome": outcome}
+        count = value(parsed, "supervise_task_duration_seconds_count", **labels)
+        total = value(parsed, "supervise_task_duration_seconds_sum", **labels)
+        assert count == len(seconds)
+        assert total == pytest.approx(sum(seconds))
 
 
 def test_own_events_and_labels_without_namespace() -> None:
@@ -141,21 +150,46 @@ def test_own_events_and_labels_without_namespace() -> None:
     assert dict(state.tasks["lost"]) == {("loop", ""): 1}
     assert dict(state.frames_invalid) == {("loop", "json"): 1}
     assert dict(state.answered) == {("loop", "telegram"): 1}
-    assert dict(state.frames) == {("loop", "task_start"): 1, ("loop", "log"): 1}
-    assert state._task_starts == {}  # the lost task's start is forgotten
+    assert state.events_total == 5
+    assert dict(state.tasks["started"]) == {}  # task frames come through task(), not here
 
 
-def test_a_lost_task_without_namespace_is_forgotten() -> None:
-    """Started and lost with no namespace: the start is not kept for ever."""
-    state = MetricsState()
-    lost = parse_message(
-        {"type": "ipc", "event": "task_failed", "data": {"taskId": "A", "lost": True}}
-    )
-    state.observe(
-        [child_event(1, "task_start", taskId="A"), Event(2, "loop", 0, "supervisor", lost)]
-    )
-    assert dict(state.tasks["lost"]) == {("loop", ""): 1}
-    assert state._task_starts == {}
+async def test_frames_add_up_across_restarts() -> None:
+    """Each run counts its own frames; the exposition adds every run's, the current one too."""
+    registry = CollectorRegistry()
+    program = ProgramConfig.model_validate(
+        {
+            "command": [*FAKE, "--tasks", "2", "--delay", "0", "--question-every", "0",
+                        "--exit-code", "1"],
+            "name": "loop",
+            "restart": "on-failure",
+            "start_seconds": 5,
+            "backoff": {"initial": 0.01, "jitter": "none"},
+            "give_up": {"max_failures": 3},
+        }
+    )  # fmt: skip
+    sup = Supervisor([program], outputs={"loop": None}, registry=registry)
+    with trio.fail_after(30):
+        await sup.run()
+    parsed = samples(registry)
+    assert sup.programs["loop"].restarts == 2
+    # Each of the 3 runs: loop_start, 2 x (task_start, task_complete), loop_end.
+    for event, per_run in (("loop_start", 1), ("task_start", 2), ("task_complete", 2)):
+        assert value(parsed, "supervise_frames_total", program="loop", event=event) == 3 * per_run
+    assert value(parsed, "supervise_tasks_started_total", program="loop", namespace="demo") == 6
+
+
+def test_frame_counts_of_many_runs_stay_bounded() -> None:
+    """Runs with different event names: totals add up, at most 100 names and ``other``."""
+    total: Counter[str] = Counter()
+    folded = 0
+    for run in range(30):
+        stats = RunStats()
+        stats.frames.update({f"ev-{run}-{i}": 1 for i in range(10)})
+        folded += _add_frames(total, stats)
+    assert sum(total.values()) == 300
+    assert len(total) == MAX_EVENT_NAMES + 1
+    assert total[OTHER] == folded == 300 - MAX_EVENT_NAMES
 
 
 async def test_a_supervisor_exposes_its_run() -> None:

@@ -26,7 +26,6 @@ from supervisor import JournalConfig, ProgramConfig, Supervisor
 from supervisor._cli import ctl as _ctl
 from supervisor._core.events import ENVELOPE_KEYS, Event, EventStamper
 from supervisor._core.messages import RESERVED_EVENTS, IpcMessage, validate_payload
-from supervisor._metrics.state import MetricsState
 from supervisor._routing.journal import Journal
 from supervisor.testing import CapturingSink
 
@@ -232,15 +231,20 @@ async def test_a_childs_lost_field_is_not_a_lost_task() -> None:
     """Only supervise reports a task as lost: metrics and Telegram ignore a
     child's ``task_failed`` that claims ``lost``."""
     sink = CapturingSink()
-    sup = Supervisor([hostile("reserved")], outputs={"evil-child": None}, report=lambda _: None)
+    sup = Supervisor(
+        [hostile("reserved")],
+        outputs={"evil-child": None},
+        report=lambda _: None,
+        keep_metrics=True,
+    )
     sup.route("all", sink)
     with trio.fail_after(30):
         await sup.run()
     child_failure, lost = [e for e in sink.events if e.event == "task_failed"]
     assert (child_failure.source, child_failure.data.taskId) == ("child", "T9")
     assert (lost.source, lost.data.taskId) == ("supervisor", "T10")  # left open at exit
-    metrics = MetricsState()
-    metrics.observe(sink.events)
+    metrics = sup.metrics
+    assert metrics is not None
     assert sum(metrics.tasks["lost"].values()) == 1
     assert sum(metrics.tasks["failed"].values()) == 1
     assert "(lost)" not in render_event(child_failure)

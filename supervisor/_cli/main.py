@@ -306,11 +306,7 @@ def _build(
     elif args.journal:
         journal = journal.model_copy(update={"path": Path(args.journal).expanduser()})
     metrics = _metrics_config(file_config, args)
-    registry = None
-    if metrics.port is not None or metrics.pushgateway is not None:
-        from prometheus_client import CollectorRegistry  # only when asked: slow to import
-
-        registry = CollectorRegistry(auto_describe=False)
+    keep_metrics = metrics.port is not None or metrics.pushgateway is not None
     sup = Supervisor(
         configs,
         routes=[*(file_config.routes if file_config is not None else ()), *routes],
@@ -325,7 +321,7 @@ def _build(
         drain_timeout=file_config.drain_timeout if file_config is not None else None,
         report_invalid_frames=not args.quiet,
         prefix_reports=not single,
-        registry=registry,
+        keep_metrics=keep_metrics,
         namespace_label=metrics.namespace_label,
     )
     bus = file_config.bus if file_config is not None else None
@@ -338,12 +334,12 @@ def _build(
             args.host or (bus.host if bus is not None else None),
             bus.maxlen if bus is not None else BusConfig.model_fields["maxlen"].default,
         )
-    if registry is None:
+    if not keep_metrics:
         return sup, None
     from .._metrics.server import bind_metrics_socket
 
     sock = bind_metrics_socket(metrics.host, metrics.port) if metrics.port is not None else None
-    return sup, _MetricsServing(metrics, registry, sock)
+    return sup, _MetricsServing(sup, metrics, sock)
 
 
 _BUS_DRAIN = 10.0
@@ -403,9 +399,25 @@ def _add_telegram(
 
 @dataclasses.dataclass
 class _MetricsServing:
+    """The metrics of a run: their config, socket, and registry once one is needed.
+
+    The registry (and prometheus_client with it) is made at the first
+    scrape or push, not at start: supervise's counters run from the start
+    either way.
+    """
+
+    sup: Supervisor
     config: MetricsConfig
-    registry: CollectorRegistry
     sock: socket.socket | None
+    _registry: CollectorRegistry | None = None
+
+    def registry(self) -> CollectorRegistry:
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            self._registry = CollectorRegistry(auto_describe=False)
+            self.sup.register_metrics(self._registry)
+        return self._registry
 
 
 def _metrics_config(
@@ -440,28 +452,32 @@ async def _serve_metrics_and_push(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the metrics while supervise runs; push them once at the end if asked."""
-    from .._metrics.server import serve_metrics
+    """Serve the metrics while supervise runs; push them once at the end if asked.
+
+    The server and the registry are loaded when the first scrape arrives
+    (see :mod:`supervisor._metrics.server`).
+    """
+    from .._metrics.server import MetricsAddress, serve_metrics, wait_for_first_scrape
 
     config = metrics.config
+
+    def health() -> dict[str, str]:
+        return {name: program.state.value for name, program in sup.programs.items()}
+
     try:
-        async with trio.open_nursery() as nursery:
-            if metrics.sock is not None:
-
-                def health() -> dict[str, str]:
-                    return {name: program.state.value for name, program in sup.programs.items()}
-
-                address = await nursery.start(
-                    partial(serve_metrics, path=config.path), metrics.sock, metrics.registry, health
-                )
-                if config.port == 0:
-                    warn(f"metrics at {address.url}")
-            task_status.started()
-            await trio.sleep_forever()  # until supervise ends and cancels this
+        task_status.started()
+        if metrics.sock is not None:
+            sock = metrics.sock
+            if config.port == 0:
+                host, port = sock.getsockname()[:2]
+                warn(f"metrics at {MetricsAddress(host, port, config.path).url}")
+            await wait_for_first_scrape(sock)
+            await serve_metrics(sock, metrics.registry(), health, path=config.path)
+        await trio.sleep_forever()  # until supervise ends and cancels this
     finally:
         if config.pushgateway is not None:
             with trio.CancelScope(shield=True), trio.move_on_after(10):
-                await _push(config.pushgateway, metrics.registry, instance)
+                await _push(config.pushgateway, metrics.registry(), instance)
 
 
 async def _push(url: str, registry: CollectorRegistry, instance: str) -> None:

@@ -139,12 +139,16 @@ class SupervisorCollector(Collector):
         yield from (up, state, restarts, exit_code, started, output, cpu, rss)
 
     def _frames(self) -> Iterator[Metric]:
-        frames = _counter(
-            "supervise_frames",
-            "Valid frames received, by event.",
-            ["program", "event"],
-            self._state.frames,
+        frames = CounterMetricFamily(
+            "supervise_frames", "Valid frames received, by event.", labels=["program", "event"]
         )
+        folded_events: list[tuple[str, int]] = []
+        for program_name, supervised in self._sup.programs.items():
+            counts, folded_count = supervised.frames()
+            for event, count in counts.items():
+                frames.add_metric([program_name, event], count)
+            if folded_count:
+                folded_events.append((program_name, folded_count))
         invalid = _counter(
             "supervise_frames_invalid",
             "Invalid frames (shown as output instead), by reason.",
@@ -161,8 +165,10 @@ class SupervisorCollector(Collector):
             "already had as many distinct values as supervise keeps.",
             labels=["program", "label"],
         )
+        for program_name, count in folded_events:
+            folded.add_metric([program_name, "event"], count)
         state = self._state
-        for fold in (state.event_names, state.namespaces, state.channels):
+        for fold in (state.namespaces, state.channels):
             for program, count in fold.folded.items():
                 folded.add_metric([program, fold.label], count)
         yield from (frames, invalid, events, folded)

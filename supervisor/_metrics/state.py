@@ -7,8 +7,11 @@ so this module turns them into task-level metrics.
 Two halves, to keep metrics off the hot path:
 
 - :class:`MetricsState` is sans-IO bookkeeping. The delivery loop hands it
-  each batch of events (a few dictionary increments per event), and the
-  router reports each delivery's latency to it.
+  each batch of events (it looks for supervise's own), each program hands
+  it its task frames with what its task table made of them (so a start and
+  its end are paired once, by the table), and the router reports each
+  delivery's latency to it. Frames by event name are not counted here:
+  each run counts them already, and the collector reads them there.
 - :class:`~supervisor._metrics.collector.SupervisorCollector` is a
   prometheus_client collector. At scrape
   time it reads that state, the programs' live status and ``/proc``, and
@@ -35,16 +38,13 @@ import bisect
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
-
-from prometheus_client.core import (
-    HistogramMetricFamily,
-    Metric,
-)
+from typing import TYPE_CHECKING, Any
 
 from .._clock import Clock, SystemClock
-from .._core.bounds import MAX_CHANNELS, MAX_EVENT_NAMES, MAX_NAMESPACES, OTHER, LabelFold
+from .._core.bounds import MAX_CHANNELS, MAX_NAMESPACES, OTHER, LabelFold
 from .._core.events import Event
+from .._core.messages import IpcMessage
+from .._core.tasks import TaskOutcome
 
 __all__ = [
     "ANSWER_BUCKETS",
@@ -61,12 +61,12 @@ ANSWER_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 DELIVERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 """Seconds from receipt to delivery: milliseconds for files, more for webhooks."""
 
-# Tasks whose end never comes (a child that forgets task_complete) must not
-# grow the start table for ever: beyond this, the oldest start is forgotten
-# (that task's duration is not measured).
-_MAX_OPEN_TASKS = 100_000
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 LabelValues = tuple[str, ...]
+# A task's counter labels, then its duration series when completed and when failed.
+_TaskKeys = tuple[LabelValues, list[float], list[float]]
 
 
 class Histogram:
@@ -85,9 +85,24 @@ class Histogram:
         series[bisect.bisect_left(self.buckets, value)] += count
         series[-1] += value * count
 
+    def series(self, labels: LabelValues) -> list[float]:
+        """The counts of one label set, for a caller that observes into it often.
+
+        ``series[bisect_left(buckets, value)] += 1; series[-1] += value`` is
+        one observation. A series nothing was observed into is not exposed.
+        """
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = [0.0] * (len(self.buckets) + 2)
+        return series
+
     def family(self, name: str, documentation: str, labels: Sequence[str]) -> Metric:
+        from prometheus_client.core import HistogramMetricFamily  # at scrape time only
+
         family = HistogramMetricFamily(name, documentation, labels=labels)
         for values, series in self._series.items():
+            if not any(series[:-1]):
+                continue  # asked for by series(), never observed
             cumulative, buckets = 0.0, []
             for bound, count in zip((*self.buckets, math.inf), series[:-1], strict=True):
                 cumulative += count
@@ -111,7 +126,6 @@ class MetricsState:
     def __init__(self, *, namespace_label: bool = True, clock: Clock | None = None) -> None:
         self.namespace_label = namespace_label
         self._clock: Clock = clock or SystemClock()
-        self.frames: defaultdict[LabelValues, int] = defaultdict(int)
         self.frames_invalid: defaultdict[LabelValues, int] = defaultdict(int)
         self.tasks: dict[str, defaultdict[LabelValues, int]] = {
             outcome: defaultdict(int)
@@ -126,38 +140,25 @@ class MetricsState:
         self.answer_time = Histogram(ANSWER_BUCKETS)
         self.delivery_latency = Histogram(DELIVERY_BUCKETS)
         self.events_total = 0
-        self.event_names = LabelFold("event", MAX_EVENT_NAMES)
         self.namespaces = LabelFold("namespace", MAX_NAMESPACES)
         self.channels = LabelFold("channel", MAX_CHANNELS)
-        self._task_starts: dict[tuple[str, str, str], int] = {}
-        # (program, event name) -> its key in ``frames``, once kept by the fold.
-        self._frame_keys: dict[tuple[str, str], LabelValues] = {}
-        # (program, namespace) -> the labels of its task metrics, once kept.
-        self._task_labels: dict[tuple[str, str], LabelValues] = {}
+        # (program, namespace) -> its task counter labels and duration series, once kept.
+        self._task_keys: dict[tuple[str, str], _TaskKeys] = {}
 
     def observe(self, events: Sequence[Event]) -> None:
         """Account for a batch of events (every event, in order).
 
-        On the hot path (every frame, with metrics on): the label keys of
-        frames already seen come from a dict, not from the label folds.
+        On the hot path (every frame, with metrics on), so it looks only for
+        supervise's own events: each run counts the child's frames as it
+        reads them (:meth:`ProgramSupervisor.frames`) and each program hands
+        its task frames to :meth:`task`, so neither is counted twice.
         """
-        frames, frame_keys = self.frames, self._frame_keys
-        task_event = self._task_event
+        own = _OWN_EVENTS
         for event in events:
-            message = event.message
-            name = message.event
-            if event.source == "child":
-                program = event.program
-                key = frame_keys.get((program, name))
-                if key is None:
-                    key = (program, self.event_names(program, name))
-                    if key[1] != OTHER:  # a folded one is counted as folded each time
-                        frame_keys[(program, name)] = key
-                frames[key] += 1
-                if name in _TASK_EVENTS:
-                    task_event(event, message.data, name)
-            elif name in _OWN_EVENTS:
-                self._own_event(event, name)
+            if event.source != "child":
+                name = event.message.event
+                if name in own:
+                    self._own_event(event, name)
         self.events_total += len(events)
 
     def _namespace(self, program: str, data: Any) -> str:
@@ -165,37 +166,44 @@ class MetricsState:
             return ""
         return self.namespaces(program, _namespace_of(data))
 
-    def _task_event(self, event: Event, data: Any, name: str) -> None:
-        # Every frame of a busy loopwork comes here: str() and the label
-        # folds only for values not seen yet in their plain form.
-        program = event.program
+    def task(self, program: str, message: IpcMessage, outcome: TaskOutcome | None) -> None:
+        """Count a child's ``task_start`` (``outcome`` None) or the end of a task.
+
+        Called by the program with what its task table made of the frame,
+        so a start and its end are paired once, there (the duration is the
+        table's). Every task frame of a busy loopwork comes here: ``str()``
+        and the label folds only for namespaces not seen yet.
+        """
         # _namespace_of, inlined: str() only when it is not a str already.
-        namespace = getattr(data, "namespace", None) or ""  # loopwork may leave it out
+        namespace = message.data.namespace or ""  # loopwork may leave it out
         if type(namespace) is not str:
             namespace = str(namespace)
-        labels = self._task_labels.get((program, namespace))
-        if labels is None:
-            labels = (program, self.namespaces(program, namespace) if self.namespace_label else "")
-            if labels[1] != OTHER:
-                self._task_labels[(program, namespace)] = labels
-        task_id = data.taskId
-        key = (program, namespace, task_id if type(task_id) is str else str(task_id))
-        if name == "task_start":
-            self._started[labels] += 1
-            starts = self._task_starts
-            if starts.pop(key, None) is None and len(starts) >= _MAX_OPEN_TASKS:
-                del starts[next(iter(starts))]
-            starts[key] = event.received_at
+        keys = self._task_keys.get((program, namespace))
+        if keys is None:
+            keys = self._new_task_keys(program, namespace)
+        if outcome is None:
+            self._started[keys[0]] += 1
             return
-        if name == "task_failed" or getattr(data, "success", None) is False:
-            outcome, counts = "failed", self._failed
+        if outcome.ok:
+            self._completed[keys[0]] += 1
+            series = keys[1]
         else:
-            outcome, counts = "completed", self._completed
-        counts[labels] += 1
-        started = self._task_starts.pop(key, None)
-        if started is not None:
-            seconds = max(0.0, (event.received_at - started) / 1000)
-            self.task_duration.observe((*labels, outcome), seconds)
+            self._failed[keys[0]] += 1
+            series = keys[2]
+        duration = outcome.duration
+        if duration is not None:  # Histogram.observe, inlined
+            series[bisect.bisect_left(TASK_BUCKETS, duration)] += 1
+            series[-1] += duration
+
+    def _new_task_keys(self, program: str, namespace: str) -> _TaskKeys:
+        """A namespace's task counter labels and duration series, kept unless folded."""
+        labels = (program, self.namespaces(program, namespace) if self.namespace_label else "")
+        durations = self.task_duration
+        completed = durations.series((*labels, "completed"))
+        keys = (labels, completed, durations.series((*labels, "failed")))
+        if labels[1] != OTHER:  # a folded one is folded each time, so it stays counted
+            self._task_keys[(program, namespace)] = keys
+        return keys
 
     def _own_event(self, event: Event, name: str) -> None:
         data = event.data
@@ -206,8 +214,6 @@ class MetricsState:
         elif name == "task_failed":  # a task lost when its child died
             labels = (event.program, self._namespace(event.program, data))
             self.tasks["lost"][labels] += 1
-            key = (event.program, _namespace_of(data), str(data.taskId))
-            self._task_starts.pop(key, None)
             duration = getattr(data, "duration", None)
             if isinstance(duration, int | float):
                 self.task_duration.observe((*labels, "lost"), float(duration))
@@ -240,7 +246,6 @@ def _namespace_of(data: Any) -> str:
     return str(getattr(data, "namespace", None) or "")
 
 
-_TASK_EVENTS = frozenset({"task_start", "task_complete", "task_failed"})
 _OWN_EVENTS = frozenset(
     {
         "frame_invalid",

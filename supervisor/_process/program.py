@@ -26,6 +26,7 @@ import logging
 import math
 import random
 import signal
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ import trio
 from .._clock import Clock, SystemClock
 from .._config import ProgramConfig
 from .._core.backoff import BackoffPolicy, GiveUpRule, RestartTracker
+from .._core.bounds import MAX_EVENT_NAMES, OTHER
 from .._core.errors import ConfigError, ControlError, SpawnError
 from .._core.events import (
     ApprovalIgnored,
@@ -54,11 +56,11 @@ from .._core.questions import (
     QuestionExpiredError,
 )
 from .._core.state import ProcessState, Trigger, is_alive, transition
-from .._core.tasks import TaskTable, exit_cause
+from .._core.tasks import TaskOutcome, TaskTable, exit_cause
 from .._logfile import LineLog, TeeOutput
 from .child import describe_returncode
 from .queue import EventQueue
-from .runner import ProgramRunner, TerminalSettings
+from .runner import ProgramRunner, RunStats, TerminalSettings
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +106,18 @@ _ACCOUNTED = frozenset(
 )
 
 
+def _add_frames(total: Counter[str], run: RunStats) -> int:
+    """Add a run's frame counts to ``total``, within its bound; how many were folded."""
+    folded = run.frames_folded
+    for name, count in run.frames.items():
+        if name not in total and name != OTHER and len(total) >= MAX_EVENT_NAMES:
+            total[OTHER] += count
+            folded += count
+        else:
+            total[name] += count
+    return folded
+
+
 class ProgramSupervisor:
     """One program under supervision, across restarts.
 
@@ -128,6 +142,11 @@ class ProgramSupervisor:
             several programs can tell when all of them are done.
         instance: the supervise instance, exported to each child as
             ``IPC_SUPERVISOR`` (unless the config's ``env`` sets it).
+        on_task: called with the program's name, each ``task_start``,
+            ``task_complete`` and ``task_failed`` from the child, and what the
+            task table made of it (None for a start), in order as they are
+            queued. Metrics count tasks from it: the table has already paired
+            the end with its start, so nothing is paired twice.
     """
 
     def __init__(
@@ -146,8 +165,10 @@ class ProgramSupervisor:
         on_settled: Callable[[], None] | None = None,
         withheld_env: Collection[str] = (),
         instance: str | None = None,
+        on_task: Callable[[str, IpcMessage, TaskOutcome | None], None] | None = None,
     ) -> None:
         self.config = config
+        self._on_task = on_task
         self._withheld_env = withheld_env
         self._instance = instance
         self.name = config.program_name
@@ -156,8 +177,10 @@ class ProgramSupervisor:
         self.last_returncode: int | None = None
         self.output_lost = False
         self.output_problem = "was closed"
-        # Output bytes of the runs that have ended; see output_bytes.
+        # Output bytes and frames of the runs that have ended; see output_bytes, frames.
         self._output_bytes_before = 0
+        self._frames_before: Counter[str] = Counter()
+        self._frames_folded_before = 0
         self.started_at: float | None = None
         """Epoch seconds the current (or last) child started, for metrics."""
         self.tasks = TaskTable()
@@ -217,6 +240,18 @@ class ProgramSupervisor:
         """Plain output bytes of every run so far, the current one included."""
         runner = self._runner
         return self._output_bytes_before + (runner.stats.output_bytes if runner else 0)
+
+    def frames(self) -> tuple[Counter[str], int]:
+        """Valid frames of every run so far by event name, and how many counted as ``other``.
+
+        Counted once, by each run as it reads them (metrics read them from
+        here); at most ``MAX_EVENT_NAMES`` names, the rest under ``other``.
+        """
+        counts, folded = Counter(self._frames_before), self._frames_folded_before
+        runner = self._runner
+        if runner is not None:
+            folded += _add_frames(counts, runner.stats)
+        return counts, folded
 
     def status(self) -> ProgramStatus:
         """What ``supervise ctl status`` shows for this program."""
@@ -454,6 +489,7 @@ class ProgramSupervisor:
             spawn_errors = [e for e in group.exceptions if isinstance(e, SpawnError)]
         finally:
             self._output_bytes_before += runner.stats.output_bytes
+            self._frames_folded_before += _add_frames(self._frames_before, runner.stats)
             self._runner = None
             self._run_started = None
         if spawn_errors:
@@ -567,7 +603,9 @@ class ProgramSupervisor:
                 )
                 self._rearm.set()
                 continue
-            self.tasks.observe(message, now, epoch_ms=event.received_at)
+            outcome = self.tasks.observe(message, now, epoch_ms=event.received_at)
+            if self._on_task is not None:
+                self._on_task(self.name, message, outcome)
             if message.event == "task_start" and self.config.task_timeout:
                 self._rearm.set()
         if now is not None:

@@ -134,11 +134,12 @@ class RunStats:
 
     ``frames`` holds at most ``MAX_EVENT_NAMES`` event names (the child picks
     them); frames with a name beyond that, or a very long one, count under
-    ``other``.
+    ``other``, and in ``frames_folded`` too.
     """
 
     output_bytes: int = 0
     frames: Counter[str] = field(default_factory=Counter)
+    frames_folded: int = 0
     frames_invalid: Counter[str] = field(default_factory=Counter)
 
 
@@ -463,6 +464,7 @@ class ProgramRunner:
                     len(frames) >= MAX_EVENT_NAMES or len(name) > MAX_LABEL_LENGTH
                 ):
                     name = OTHER
+                    self.stats.frames_folded += 1
                 frames[name] += 1
                 messages.append((message, "child", position, verbatim))
                 sizes.append(EVENT_OVERHEAD + len(item.raw))
