@@ -119,6 +119,71 @@ def test_not_json_is_rejected() -> None:
     assert validate_payload(b'{"type":"ipc","event":"\xff"}').reason == "json"  # type: ignore[union-attr]
 
 
+def _strict_loads(line: bytes) -> object:
+    """json.loads as a strict reader (JavaScript, Go, jq) takes it: no NaN or Infinity."""
+
+    def refuse(name: str) -> object:
+        raise ValueError(f"{name} in {line!r}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(
+    "value", ["NaN", "Infinity", "-Infinity", "[1, NaN]", '{"deep": [-Infinity]}', "1e999"]
+)
+@pytest.mark.parametrize("event_name", ["log", "question", "custom_event", "task_complete"])
+def test_a_number_json_does_not_have_is_refused(value: str, event_name: str) -> None:
+    """NaN and Infinity (and 1e999, which parses as inf) are not JSON: refused as json or
+    schema, in a typed field, an extra field or an unknown event alike."""
+    fields = {"log": '"message": "m"', "question": '"question": "q"'}.get(event_name, "")
+    fields = {"task_complete": '"taskId": "T"'}.get(event_name, fields)
+    key = "duration" if event_name == "task_complete" else "extra"
+    sep = ", " if fields else ""
+    payload = (
+        f'{{"type": "ipc", "event": "{event_name}", "data": {{{fields}{sep}"{key}": {value}}}}}'
+    )
+    for validate in (validate_payload, validate_payload_verbatim):
+        result = validate(payload.encode())
+        if value == "1e999" and key == "extra":
+            continue  # a huge number in an untyped field: its line keeps the child's text
+        assert isinstance(result, Rejected), (validate.__name__, payload)
+        assert result.reason in ("json", "schema")
+        assert "\n" not in result.detail
+
+
+def test_the_same_letters_inside_a_string_are_text() -> None:
+    payload = b'{"type":"ipc","event":"log","data":{"message":"NaN and Infinity, -Infinity"}}'
+    result = validate_payload_verbatim(payload)
+    assert not isinstance(result, Rejected)
+    assert result[0].data.message == "NaN and Infinity, -Infinity"
+
+
+@settings(max_examples=300)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+        max_leaves=8,
+    ),
+    st.sampled_from(["log", "custom_event", "question"]),
+)
+def test_every_line_supervise_writes_is_strict_json(extra: object, event_name: str) -> None:
+    """Whatever numbers a child writes, an accepted frame's event line, with the
+    child's bytes or re-serialised, is JSON a strict reader takes."""
+    data: dict[str, object] = {"message": "m"} if event_name == "log" else {"question": "q"}
+    data["extra"] = extra
+    payload = json.dumps({"type": "ipc", "event": event_name, "data": data}).encode()
+    result = validate_payload_verbatim(payload)
+    if isinstance(result, Rejected):
+        assert result.reason == "json"
+        assert b"NaN" in payload or b"Infinity" in payload
+        return
+    message, verbatim = result
+    for carried in (verbatim, None):
+        line = EventStamper("p").stamp(message, 1, "child", "line_start", carried).to_json()
+        _strict_loads(line)
+
+
 _text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 
 
@@ -275,10 +340,13 @@ def test_the_payload_is_carried_only_when_nothing_was_changed_or_added() -> None
     assert verbatim_body(payload, message) == payload
     coerced = {**whole, "data": {"level": 5, "message": "hi"}}  # lax mode makes "5" of it
     assert validate_payload_verbatim(json.dumps(coerced).encode()) == (valid(coerced), None)
+    with_nan = {**whole, "data": {"level": "info", "message": "x", "n": float("nan")}}
+    assert validate_payload_verbatim(json.dumps(with_nan).encode()) == Rejected(
+        "json", "not valid JSON: NaN is not a JSON number"
+    )
     for changed in (
         {k: v for k, v in whole.items() if k != "timestamp"},  # supervise fills it in
         {**whole, "source": "supervisor"},  # would pose as supervise on a last-wins reader
-        {**whole, "data": {"level": "info", "message": "x", "n": float("nan")}},
     ):
         result = validate_payload_verbatim(json.dumps(changed).encode())
         assert not isinstance(result, Rejected)

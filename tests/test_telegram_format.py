@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from adapters.telegram import RateLimiter
 from adapters.telegram_format import (
@@ -152,8 +153,6 @@ def test_rate_limiter_spaces_messages() -> None:
     [
         (30, "⏳ <b>19s</b> to answer"),  # 19.8 s: whole seconds, as a clock shows
         (5, "⌛ <b>no time left</b> to answer"),
-        (float("nan"), None),
-        (float("inf"), None),
         (0, None),
         (None, None),
     ],
@@ -167,3 +166,10 @@ def test_time_left_counts_from_receipt_and_ignores_meaningless_figures(
     message = parse_message({"type": "ipc", "event": "question", "data": data})
     event = Event(1, "loop", 1_000_000, "child", message)  # received at t = 1000 s
     assert time_left(event, now=1010.2) == expected
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), float("-inf")])
+def test_a_timeout_that_is_no_number_never_reaches_a_card(timeout: float) -> None:
+    data = {"question": "Proceed?", "timeout": timeout}
+    with pytest.raises(ValidationError, match="finite number"):
+        parse_message({"type": "ipc", "event": "question", "data": data})

@@ -118,8 +118,9 @@ async def test_a_childs_seq_cannot_stall_or_loop_durable_delivery(tmp_path: Path
 
 
 async def test_event_lines_are_strict_json_with_supervises_envelope(tmp_path: Path) -> None:
-    """Every journaled line parses strictly, has each key once, keeps the child's
-    extra top-level keys under ``extra``, and writes 1e999 and NaN as null."""
+    """Every journaled line parses strictly, has each key once, and keeps the child's
+    extra top-level keys under ``extra``. NaN, and 1e999 in a number field, are no
+    JSON numbers: those frames are invalid. 1e999 in an untyped field is written as null."""
     journal = tmp_path / "evil.journal.db"
     await run_once("envelope", journal, CapturingSink())
     with Journal.open(journal, readonly=True) as stored:
@@ -143,10 +144,13 @@ async def test_event_lines_are_strict_json_with_supervises_envelope(tmp_path: Pa
         "position": "line_start",
         "extra": {"seq": 5},
     }
-    progress = [f for f in parsed if f["event"] == "progress_update"]
-    assert progress[0]["data"]["progress"] is None
-    log = next(f for f in parsed if f["event"] == "log")
-    assert log["data"]["n"] is None
+    assert not [f for f in parsed if f["event"] == "progress_update"]
+    invalid = [f["data"] for f in parsed if f["event"] == "frame_invalid"]
+    assert [(d["reason"], d["detail"]) for d in invalid] == [
+        ("schema", "data.progress: Input should be a finite number"),
+        ("json", "not valid JSON: NaN is not a JSON number"),
+    ]
+    (log,) = [f for f in parsed if f["event"] == "log"]
     assert log["extra"] == {"huge": None}
     # Read back, the child's keys stay where they were put.
     events = [Event.from_json(line) for line in lines]

@@ -16,6 +16,7 @@ clock), which lets the sans-IO frame decoder call it.
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -92,8 +93,13 @@ output, like any other invalid frame.
 class EventData(BaseModel):
     """Base of every event's data: immutable, extra fields kept."""
 
+    # allow_inf_nan: 1e999 parses as inf; like NaN, no JSON number (see _non_finite).
     model_config = ConfigDict(
-        frozen=True, extra="allow", coerce_numbers_to_str=True, defer_build=True
+        frozen=True,
+        extra="allow",
+        coerce_numbers_to_str=True,
+        allow_inf_nan=False,
+        defer_build=True,
     )
 
 
@@ -353,14 +359,18 @@ def validate_payload(payload: bytes) -> IpcMessage | Rejected:
         # The core validator directly: TypeAdapter's wrapper costs a third
         # as much again per frame on the passthrough's hot path.
         message: IpcMessage = (_validator or _load_validator()).validate_json(payload)
-        return message
     except ValidationError as error:
         if error.errors(include_url=False)[0]["type"] not in _NOT_A_KNOWN_EVENT:
             return _describe(error)
+    else:
+        return _non_finite(payload) or message
     try:
         generic = _generic_adapter().validate_json(payload)
     except ValidationError as error:
         return _describe(error)
+    refused = _non_finite(payload)
+    if refused is not None:
+        return refused
     if generic.event in RESERVED_EVENTS:
         return Rejected(
             "reserved", f"event {generic.event!r} is one of supervise's own; a child cannot send it"
@@ -391,7 +401,30 @@ def validate_payload_verbatim(payload: bytes) -> tuple[IpcMessage, bytes | None]
     except ValidationError:
         result = validate_payload(payload)
         return result if isinstance(result, Rejected) else (result, None)
-    return message, payload
+    refused = _non_finite(payload)
+    return refused if refused is not None else (message, payload)
+
+
+def _non_finite(payload: bytes) -> Rejected | None:
+    """Refuse ``NaN``, ``Infinity`` and ``-Infinity``, which are not JSON (RFC 8259).
+
+    The JSON parser takes them, so a frame carrying one would validate and
+    put them into supervise's own records: an event line that is not JSON
+    for a strict reader, and a re-serialised event that says ``null`` where
+    the frame said ``Infinity``. Two substring searches per frame; only
+    when such a word appears at all, a parse tells a number from the same
+    letters inside a string.
+    """
+    if b"NaN" not in payload and b"Infinity" not in payload:
+        return None
+    constants: list[str] = []
+    try:
+        json.loads(payload, parse_constant=constants.append)
+    except ValueError:  # the validator took what json does not: nothing to refuse here
+        return None
+    if constants:
+        return Rejected("json", f"not valid JSON: {constants[0]} is not a JSON number")
+    return None
 
 
 def verbatim_body(payload: bytes, message: IpcMessage) -> bytes | None:
@@ -402,9 +435,9 @@ def verbatim_body(payload: bytes, message: IpcMessage) -> bytes | None:
     envelope field was given (none was filled in), no key outside the
     envelope was (it could pose as one of the event line's own, like
     ``source``; pydantic sees keys after JSON unescaping, so no spelling
-    hides one), nothing in it would break a line or JSON (a newline,
-    ``NaN``, ``Infinity``: the parser accepts the last two, an event line
-    writes null), and ``event`` and ``data`` each appear once. Duplicate
+    hides one), nothing in it would break a line (a newline; ``NaN`` and
+    ``Infinity`` were refused by validation), and ``event`` and ``data``
+    each appear once. Duplicate
     keys are read last-wins by pydantic, and so by ``json``, jq, JavaScript
     and Go, which then see in the line what supervise validated.
     """
@@ -417,7 +450,7 @@ def verbatim_body(payload: bytes, message: IpcMessage) -> bytes | None:
         return None
     body = payload.strip()
     find = body.find
-    if find(b"\n") >= 0 or find(b"\r") >= 0 or find(b"NaN") >= 0 or find(b"Infinity") >= 0:
+    if find(b"\n") >= 0 or find(b"\r") >= 0:
         return None
     if body.count(b'"event"') != 1 or body.count(b'"data"') != 1:
         return None

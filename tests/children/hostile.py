@@ -58,7 +58,8 @@ def envelope() -> None:
         }
     )
     line('{"type":"ipc","event":"progress_update","data":{"taskId":"T3","progress":1e999}}')
-    line('{"type":"ipc","event":"log","data":{"message":"m","n":NaN},"huge":-1e999}')
+    line('{"type":"ipc","event":"log","data":{"message":"m","n":NaN}}')
+    line('{"type":"ipc","event":"log","data":{"message":"m"},"huge":-1e999}')
     line(task("task_complete", "T1"))
     print("DONE", flush=True)
 
