@@ -353,3 +353,19 @@ def test_the_payload_is_carried_only_when_nothing_was_changed_or_added() -> None
         message, payload = result
         assert payload is not None
         assert verbatim_body(payload, message) is None
+
+
+def test_a_stamped_event_is_the_event_its_constructor_builds() -> None:
+    """EventStamper builds events through their slots (faster than the frozen
+    dataclass's __init__): every slot is set, to what the constructor sets."""
+    message = cast(
+        GenericMessage, valid(frame("log", {"message": "m"}, timestamp=5, messageId="m-1"))
+    )
+    stamped = EventStamper("p").stamp(message, 7, "child", "line_start")
+    built = Event(1, "p", 7, "child", message, "line_start")
+    slots = [name for cls in type(built).__mro__ for name in getattr(cls, "__slots__", ())]
+    assert {"seq", "message", "_json", "_verbatim"} <= set(slots)
+    for name in slots:
+        assert getattr(stamped, name) == getattr(built, name), name
+    assert stamped == built
+    assert hash(stamped) == hash(built)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from signal import Signals
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from .events import TaskTimeout, TaskTimeoutData
 from .messages import (
@@ -116,9 +116,11 @@ class TaskRecord:
         return self.key[1]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskOutcome:
+class TaskOutcome(NamedTuple):
     """How an observed ``task_complete`` or ``task_failed`` closed a task.
+
+    A named tuple: one is made for every task end a busy child reports, and
+    a frozen dataclass took three times as long to build (~0.4 us).
 
     Attributes:
         record: the task it closed, or None when no matching ``task_start``
