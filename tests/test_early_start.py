@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import RUNTIME_DIR, SUPERVISE, clean_env, finish, pid_alive, popen
 
+from supervisor._cli import early
+from supervisor._config import MetricsConfig
 from supervisor._process.spawn import (
     ChildSpec,
     discard_prestarted,
@@ -63,6 +66,20 @@ def _gated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def _name() -> str:
     return f"early-{uuid.uuid4().hex[:8]}"
+
+
+def _run_child_first(tmp_path: Path, args: list[str]) -> bytes:
+    """Run ``supervise ARGS`` gated; check it succeeded with its child started first."""
+    proc = popen(
+        [*SUPERVISE, *args],
+        env=_gated_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    status, out, err = finish(proc)
+    assert status == 0, err
+    assert (tmp_path / "report").read_text() == "child first"
+    return out
 
 
 def test_the_child_runs_before_supervise_imports_trio(tmp_path: Path) -> None:
@@ -136,17 +153,63 @@ def test_the_control_socket_answers_from_the_childs_first_moment(tmp_path: Path)
         "print(json.loads(s.makefile().readline())['result']['instance'])\n"
     )
     script = f'test -S "$1" && echo bound; exec {sys.executable} -c "$2" "$1" "$GATE_MARKER"'
-    proc = popen(
-        [*SUPERVISE, "--name", name, "--", "sh", "-c", script, "sh", str(sock), ask],
-        env=_gated_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    out = _run_child_first(
+        tmp_path, ["--name", name, "--", "sh", "-c", script, "sh", str(sock), ask]
     )
-    status, out, err = finish(proc)
-    assert status == 0, err
-    assert (tmp_path / "report").read_text() == "child first"
     assert out.decode().splitlines() == ["bound", name]
     assert not sock.exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_metrics_answer_from_the_childs_first_moment(tmp_path: Path) -> None:
+    """--metrics-port keeps the early start: the socket listens before the child runs."""
+    port = _free_port()
+    scrape = (
+        "import socket, sys\n"
+        "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=20)\n"
+        "s.sendall(b'GET /metrics HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n"
+        "open(sys.argv[2], 'w').close()\n"  # the marker: supervise may import trio now
+        "reply = b''.join(iter(lambda: s.recv(65536), b''))\n"
+        "print(reply.split(b'\\r\\n')[0].decode())\n"
+        "print(b'supervise_program_up{' in reply)\n"
+    )
+    command = [sys.executable, "-c", scrape, str(port), str(tmp_path / "marker")]
+    out = _run_child_first(tmp_path, ["--metrics-port", str(port), "--", *command])
+    assert out.decode().splitlines() == ["HTTP/1.1 200 ", "True"]
+
+
+def test_a_taken_metrics_port_stops_supervise_before_the_child_starts(tmp_path: Path) -> None:
+    """The early bind fails: no early start, and the usual start refuses the port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = popen(
+            [*SUPERVISE, "--metrics-port", str(port), "--", "sh", "-c", 'touch "$GATE_MARKER"'],
+            env=_gated_env(tmp_path, GATE_SECONDS="1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        status, out, err = finish(proc)
+    assert status == 2
+    assert err == f"supervise: metrics port {port} on 127.0.0.1: port is already in use\n".encode()
+    assert (tmp_path / "report").read_text() == "trio first"
+    assert not (tmp_path / "marker").exists()
+    assert out == b""
+
+
+def test_early_metrics_listen_where_the_configuration_would() -> None:
+    """The early bind's default host is MetricsConfig's, so the run takes its socket."""
+    defaults = MetricsConfig()
+    assert defaults.host == early._DEFAULT_METRICS_HOST
+    path_rule = MetricsConfig.model_fields["path"].metadata[0]
+    assert path_rule.pattern == early._METRICS_PATH.pattern
 
 
 def test_an_early_child_started_with_other_settings_is_killed_not_adopted() -> None:

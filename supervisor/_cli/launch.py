@@ -92,7 +92,8 @@ def main() -> int:
     finally:
         # A child started early that no runner adopted does not run on alone.
         from .._process.spawn import discard_prestarted
-        from .early import release_early_control
+        from .early import release_early_control, release_early_metrics
 
         discard_prestarted()
         release_early_control()
+        release_early_metrics()

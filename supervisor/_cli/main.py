@@ -62,7 +62,13 @@ from .._routing.config import (
     parse_sink_spec,
 )
 from .._routing.factory import build_route_sink
-from .early import early_control_path, early_terminal, take_early_control
+from .early import (
+    early_control_path,
+    early_terminal,
+    release_early_metrics,
+    take_early_control,
+    take_early_metrics,
+)
 from .notices import LineAwareOutput, NoticeGate, same_terminal
 from .parser import build_parser
 from .terminal import (
@@ -336,9 +342,15 @@ def _build(
         )
     if not keep_metrics:
         return sup, None
-    from .._metrics.server import bind_metrics_socket
+    from .._metrics.listen import bind_metrics_socket
 
-    sock = bind_metrics_socket(metrics.host, metrics.port) if metrics.port is not None else None
+    sock = None
+    if metrics.port is not None:
+        # Bound before the child started early, if it did (see early.py).
+        sock = take_early_metrics(metrics.host, metrics.port)
+        release_early_metrics()
+        if sock is None:
+            sock = bind_metrics_socket(metrics.host, metrics.port)
     return sup, _MetricsServing(sup, metrics, sock)
 
 

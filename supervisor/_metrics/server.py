@@ -2,8 +2,9 @@
 
 prometheus_client's ASGI app runs under hypercorn's trio worker, in the same
 trio run as everything else (no thread, no second event loop). The listening
-socket is bound here first, so a taken port is one line and exit status 2
-rather than a traceback from inside the server.
+socket is bound before the server starts (:mod:`supervisor._metrics.listen`),
+so a taken port is one line and exit status 2 rather than a traceback from
+inside the server.
 
 ``/healthz`` answers ``{"status": "ok" | "fatal", "programs": {NAME: STATE}}``:
 200 unless a program has given up (FATAL), then 503, so a load balancer or
@@ -29,11 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._core.errors import ConfigError
+from .listen import BACKLOG, bind_metrics_socket
 
 __all__ = ["MetricsAddress", "bind_metrics_socket", "serve_metrics", "wait_for_first_scrape"]
 
-_BACKLOG = 100
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -55,24 +55,6 @@ class MetricsAddress:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}{self.path}"
-
-
-def bind_metrics_socket(host: str, port: int) -> socket.socket:
-    """A bound TCP socket for the metrics server.
-
-    Raises:
-        ConfigError: the address cannot be used (taken, not ours, unknown host).
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        problem = "port is already in use" if exc.errno == 98 else (exc.strerror or str(exc))
-        raise ConfigError(f"metrics port {port} on {host}", problem) from None
-    return sock
 
 
 def _app(
@@ -141,7 +123,7 @@ async def serve_metrics(
     host, port = sock.getsockname()[:2]
     config = Config()
     config.bind = [f"fd://{sock.detach()}"]
-    config.backlog = _BACKLOG
+    config.backlog = BACKLOG
     config.accesslog = None
     config.errorlog = logging.getLogger("supervisor.metrics")
     config.graceful_timeout = 0.5
@@ -162,7 +144,7 @@ async def wait_for_first_scrape(sock: socket.socket) -> None:
     meanwhile, never refused. Cancelled, it closes ``sock``.
     """
     try:
-        sock.listen(_BACKLOG)
+        sock.listen(BACKLOG)
         await trio.lowlevel.wait_readable(sock)
     except BaseException:
         sock.close()
