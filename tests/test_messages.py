@@ -278,6 +278,8 @@ def _payloads(draw: st.DrawFn) -> bytes:
         text = text[:-1] + f', "{key}": "log"}}'
     if draw(st.integers(0, 5)) == 0:  # a value pydantic coerces in lax mode
         text = text.replace('"level": "info"', '"level": 5').replace('"level":"info"', '"level":5')
+    if draw(st.integers(0, 3)) == 0:  # lines ended as a terminal or Windows ends them
+        text = text.replace("\n", "\r\n")
     return (draw(st.sampled_from(["", " ", "\n"])) + text).encode()
 
 
@@ -353,6 +355,28 @@ def test_the_payload_is_carried_only_when_nothing_was_changed_or_added() -> None
         message, payload = result
         assert payload is not None
         assert verbatim_body(payload, message) is None
+
+
+def test_a_payload_over_several_lines_is_carried_on_one_with_its_own_numbers() -> None:
+    """Line breaks between a payload's tokens become spaces in the line, and a
+    number no model declares keeps the child's spelling (serialised again,
+    1e999 would be null and 1.50 would be 1.5)."""
+    payload = (
+        b'{"type":"ipc","version":"1.0","event":"task_start",\r\n'
+        b' "data":{"taskId":"T-1","title":"two\\nlines","big":1e999,"cost":1.50},\n'
+        b' "timestamp":1706543240000,"messageId":"m-1"}\n'
+    )
+    result = validate_payload_verbatim(payload)
+    assert not isinstance(result, Rejected)
+    message, verbatim = result
+    assert verbatim is not None
+    line = EventStamper("p").stamp(message, 1, "child", "line_start", verbatim).to_json()
+    assert b"\n" not in line
+    assert b"\r" not in line
+    assert b'"big":1e999,"cost":1.50' in line
+    assert b'"title":"two\\nlines"' in line  # an escaped newline inside a string stays
+    assert json.loads(line)["data"]["big"] == float("inf")
+    assert Event.from_json(line).message == message
 
 
 def test_a_stamped_event_is_the_event_its_constructor_builds() -> None:

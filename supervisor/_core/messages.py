@@ -438,11 +438,17 @@ def verbatim_body(payload: bytes, message: IpcMessage) -> bytes | None:
     envelope field was given (none was filled in), no key outside the
     envelope was (it could pose as one of the event line's own, like
     ``source``; pydantic sees keys after JSON unescaping, so no spelling
-    hides one), nothing in it would break a line (a newline; ``NaN`` and
-    ``Infinity`` were refused by validation), and ``event`` and ``data``
-    each appear once. Duplicate
+    hides one), and ``event`` and ``data`` each appear once. Duplicate
     keys are read last-wins by pydantic, and so by ``json``, jq, JavaScript
     and Go, which then see in the line what supervise validated.
+
+    A payload spread over lines is carried too, on one line: strict JSON
+    allows no raw control character inside a string, so each ``\n`` or
+    ``\r`` of a validated payload is whitespace between tokens, and a space
+    in its place means the same JSON. Carried, the line keeps the child's
+    own numbers (``1e999`` in a key no model declares would be ``null``
+    once serialised again). ``NaN`` and ``Infinity`` were refused by
+    validation.
     """
     # The cheapest tests first (~3 us in all, paid only for lines written).
     if (
@@ -452,9 +458,12 @@ def verbatim_body(payload: bytes, message: IpcMessage) -> bytes | None:
     ):
         return None
     body = payload.strip()
-    find = body.find
-    if find(b"\n") >= 0 or find(b"\r") >= 0:
-        return None
     if body.count(b'"event"') != 1 or body.count(b'"data"') != 1:
         return None
+    find = body.find
+    if find(b"\n") >= 0 or find(b"\r") >= 0:
+        return body.translate(_LINE_BREAKS_AS_SPACES)
     return body
+
+
+_LINE_BREAKS_AS_SPACES = bytes.maketrans(b"\r\n", b"  ")
