@@ -430,6 +430,9 @@ def _non_finite(payload: bytes) -> Rejected | None:
     return None
 
 
+_LINE_BREAKS_AS_SPACES = bytes.maketrans(b"\r\n", b"  ")
+
+
 def verbatim_body(payload: bytes, message: IpcMessage) -> bytes | None:
     """The payload, stripped, if an event line may carry it in place of ``message``.
 
@@ -460,10 +463,6 @@ def verbatim_body(payload: bytes, message: IpcMessage) -> bytes | None:
     body = payload.strip()
     if body.count(b'"event"') != 1 or body.count(b'"data"') != 1:
         return None
-    find = body.find
-    if find(b"\n") >= 0 or find(b"\r") >= 0:
+    if b"\n" in body or b"\r" in body:
         return body.translate(_LINE_BREAKS_AS_SPACES)
     return body
-
-
-_LINE_BREAKS_AS_SPACES = bytes.maketrans(b"\r\n", b"  ")
