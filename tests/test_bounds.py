@@ -245,6 +245,12 @@ async def test_the_queue_is_bounded_by_bytes_not_only_by_events() -> None:
 
     async def consume() -> None:
         nonlocal peak
+        # Nothing is taken before the reader has filled the queue to its byte
+        # bound: on a busy machine the child can be slower than this consumer,
+        # and the queue would then never fill.
+        full = 512 * 1024 - (16 * 1024 + EVENT_OVERHEAD)
+        while queue.queued_bytes < full:
+            await trio.sleep(0.01)
         while True:
             # Whatever the reader could queue, it has queued: it waits for
             # room (or for the child) when every other task is blocked.
